@@ -1,0 +1,18 @@
+"""embedtasks: text embeddings at work inside scikit-learn.
+
+Search, recommendations, clustering, anomaly detection, diversity measurement and
+classification on unit-length float32 embeddings, as scikit-learn estimators that
+compose with an embedder in one :class:`~sklearn.pipeline.Pipeline`.
+"""
+
+from __future__ import annotations
+
+from embedtasks.exceptions import EmbedTasksError, InvalidTextError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EmbedTasksError",
+    "InvalidTextError",
+    "__version__",
+]

@@ -1,0 +1,347 @@
+"""The one similarity kernel: normalisation, exact chunked top-k, float32 blobs.
+
+Every estimator in embedtasks compares vectors through this module and nothing else.
+It knows only numpy: no scikit-learn, no I/O.
+
+Exact top-k works in tiles: a block of queries is multiplied against a slice of the
+corpus (one BLAS call), and only scores that beat each query's current k-th best
+survive to a small vectorised merge. Memory stays bounded by ``memory_budget`` however
+large the corpus is, results are exact, and ties are broken by the lower corpus index.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+from threadpoolctl import threadpool_limits
+
+__all__ = [
+    "DEFAULT_MEMORY_BUDGET",
+    "TopK",
+    "from_bytes",
+    "l2_normalize",
+    "matrix_from_bytes",
+    "to_bytes",
+    "top_k",
+]
+
+#: Bytes of float32 scores one tile of the kernel may hold (queries x corpus rows).
+DEFAULT_MEMORY_BUDGET = 8 * 2**20
+
+_BLOB_DTYPE = np.dtype("<f4")
+
+
+class TopK(NamedTuple):
+    """Result of :func:`top_k`: both arrays have shape ``(n_queries, k)``.
+
+    ``indices`` are corpus rows by decreasing score (ties: lower index first);
+    ``scores`` the matching dot products. Where fewer than ``k`` corpus rows are
+    eligible (a small corpus, or exclusions) the row is padded with index ``-1``
+    and score ``-inf``.
+    """
+
+    indices: npt.NDArray[np.intp]
+    scores: npt.NDArray[np.float32]
+
+
+def l2_normalize(X: npt.ArrayLike, *, copy: bool = True) -> npt.NDArray[np.float32]:
+    """Scale each row of ``X`` to unit Euclidean length, as float32.
+
+    Zero rows have no direction: they stay zero (their similarity to anything is 0),
+    instead of becoming NaN.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features) or (n_features,)
+        Vectors to normalise.
+    copy : bool, default=True
+        If False and ``X`` is already a writeable float32 ndarray, scale it in place.
+
+    Returns
+    -------
+    ndarray of float32, same shape as ``X``
+        Unit-length rows (zero rows left at zero).
+
+    Examples
+    --------
+    >>> l2_normalize([[3.0, 4.0], [0.0, 0.0]])
+    array([[0.6, 0.8],
+           [0. , 0. ]], dtype=float32)
+    """
+    out = np.array(X, dtype=np.float32, copy=copy or None, order="C")
+    if not out.flags.writeable:
+        out = out.copy()
+    rows = out.reshape(1, -1) if out.ndim == 1 else out
+    norms = np.sqrt(np.einsum("ij,ij->i", rows, rows, dtype=np.float64))
+    nonzero = norms > 0
+    if nonzero.all():
+        rows /= norms.astype(np.float32)[:, None]
+    else:
+        rows[nonzero] /= norms[nonzero].astype(np.float32)[:, None]
+    return out
+
+
+def _exclusion_pairs(
+    n_queries: int,
+    n_corpus: int,
+    exclude: Sequence[npt.ArrayLike] | None,
+    self_offset: int | None,
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
+    """(query row, corpus column) pairs to skip, sorted by column."""
+    rows: list[npt.NDArray[np.intp]] = []
+    cols: list[npt.NDArray[np.intp]] = []
+    if self_offset is not None:
+        q = np.arange(n_queries, dtype=np.intp)
+        c = q + self_offset
+        ok = (c >= 0) & (c < n_corpus)
+        rows.append(q[ok])
+        cols.append(c[ok])
+    if exclude is not None:
+        if len(exclude) != n_queries:
+            raise ValueError(
+                f"exclude must hold one array of corpus indices per query: got "
+                f"{len(exclude)} for {n_queries} queries."
+            )
+        for i, items in enumerate(exclude):
+            c = np.asarray(items, dtype=np.intp).ravel()
+            if c.size and (c.min() < -n_corpus or c.max() >= n_corpus):
+                raise IndexError(
+                    f"exclude[{i}] holds an index outside the corpus of {n_corpus} "
+                    f"rows: {c[(c < -n_corpus) | (c >= n_corpus)][:5].tolist()}."
+                )
+            c = np.where(c < 0, c + n_corpus, c)
+            rows.append(np.full(c.size, i, dtype=np.intp))
+            cols.append(c)
+    if not rows:
+        empty = np.empty(0, dtype=np.intp)
+        return empty, empty
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    order = np.argsort(c, kind="stable")
+    return r[order], c[order]
+
+
+def _merge(
+    vals: npt.NDArray[np.float32],
+    idx: npt.NDArray[np.intp],
+    rows: npt.NDArray[np.intp],
+    cols: npt.NDArray[np.intp],
+    cand: npt.NDArray[np.float32],
+) -> None:
+    """Merge candidates into the running top-k (in place), ties to the lower index."""
+    touched = np.unique(rows)
+    k = vals.shape[1]
+    # Renumber the touched rows 0..t-1 so only they are merged.
+    local = np.searchsorted(touched, rows)
+    all_rows = np.concatenate([np.repeat(np.arange(touched.size), k), local])
+    all_vals = np.concatenate([vals[touched].ravel(), cand])
+    all_idx = np.concatenate([idx[touched].ravel(), cols])
+    order = np.lexsort((all_idx, -all_vals, all_rows))
+    counts = np.bincount(all_rows, minlength=touched.size)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    take = order[(starts[:, None] + np.arange(k)).ravel()]
+    vals[touched] = all_vals[take].reshape(-1, k)
+    idx[touched] = all_idx[take].reshape(-1, k)
+
+
+#: Below this many queries per thread, one thread with multi-threaded BLAS wins.
+_MIN_QUERIES_PER_THREAD = 64
+
+
+def _top_k_into(
+    Q: npt.NDArray[np.float32],
+    C: npt.NDArray[np.float32],
+    ex_rows: npt.NDArray[np.intp],
+    ex_cols: npt.NDArray[np.intp],
+    indices: npt.NDArray[np.intp],
+    scores: npt.NDArray[np.float32],
+    memory_budget: int,
+) -> None:
+    """Fill ``indices``/``scores`` (views of the result) on the calling thread."""
+    n_q, n_c = Q.shape[0], C.shape[0]
+    k = indices.shape[1]
+    block = max(1, min(n_q, 1024, memory_budget // (4 * 256)))
+    width = max(k, 256, memory_budget // (4 * block))
+    buffer = np.empty((block, min(width, n_c)), dtype=np.float32)
+    sentinel = n_c  # sorts after every real index on equal scores
+
+    for q0 in range(0, n_q, block):
+        q1 = min(q0 + block, n_q)
+        Qb = Q[q0:q1]
+        vals = np.full((q1 - q0, k), -np.inf, dtype=np.float32)
+        idx = np.full((q1 - q0, k), sentinel, dtype=np.intp)
+        in_block = (ex_rows >= q0) & (ex_rows < q1)
+        b_rows, b_cols = ex_rows[in_block] - q0, ex_cols[in_block]
+        for c0 in range(0, n_c, width):
+            c1 = min(c0 + width, n_c)
+            S = buffer[: q1 - q0, : c1 - c0]
+            if q1 - q0 == 1:
+                np.matmul(C[c0:c1], Qb[0], out=S[0])
+            else:
+                np.matmul(Qb, C[c0:c1].T, out=S)
+            lo, hi = np.searchsorted(b_cols, [c0, c1])
+            if hi > lo:
+                S[b_rows[lo:hi], b_cols[lo:hi] - c0] = -np.inf
+            if c0 == 0:
+                # First tile: the k-th best of the tile (ties kept) seeds the run.
+                if S.shape[1] > k:
+                    part = np.partition(S, S.shape[1] - k, axis=1)
+                    kth = part[:, S.shape[1] - k]
+                else:
+                    kth = S.min(axis=1)
+                threshold = np.nextafter(kth, np.float32(-np.inf))
+            else:
+                threshold = vals[:, -1]
+            r, c = np.nonzero(S > threshold[:, None])
+            if r.size:
+                _merge(vals, idx, r, c + c0, S[r, c])
+        missing = idx == sentinel
+        idx[missing] = -1
+        vals[missing] = -np.inf
+        indices[q0:q1], scores[q0:q1] = idx, vals
+
+
+def top_k(
+    queries: npt.ArrayLike,
+    corpus: npt.ArrayLike,
+    k: int,
+    *,
+    exclude: Sequence[npt.ArrayLike] | None = None,
+    self_offset: int | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    n_jobs: int | None = None,
+) -> TopK:
+    """Exact top-``k`` corpus rows by dot product for each query, in bounded memory.
+
+    Parameters
+    ----------
+    queries : array-like of shape (n_queries, n_features)
+        Query vectors (float32 is used as is; other dtypes are cast).
+    corpus : array-like of shape (n_corpus, n_features)
+        Vectors to rank. Not copied when it is C-contiguous float32.
+    k : int
+        Number of results per query; values above ``n_corpus`` are padded.
+    exclude : sequence of array-like of int, optional
+        ``exclude[i]`` lists corpus rows that query ``i`` must not return
+        (e.g. items a user has already seen).
+    self_offset : int, optional
+        Query ``i`` is corpus row ``self_offset + i`` and must not return itself
+        (``0`` when the queries are the corpus).
+    memory_budget : int, default=8 MiB
+        Bytes of scores one tile may hold; the kernel's extra memory is a small
+        multiple of it (per thread) whatever the corpus size.
+    n_jobs : int, optional
+        Threads for large query batches (each takes a share of the queries, with
+        BLAS single-threaded, so selection runs in parallel too). ``None`` uses
+        every core; ``1`` stays on the calling thread. Small batches always run
+        on one thread with multi-threaded BLAS (the bandwidth-bound case).
+
+    Returns
+    -------
+    TopK
+        ``indices`` (intp) and ``scores`` (float32), each of shape ``(n_queries, k)``,
+        best first, ties broken by the lower corpus index; padded with ``-1`` and
+        ``-inf`` where fewer than ``k`` rows are eligible.
+
+    Examples
+    --------
+    >>> corpus = [[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]]
+    >>> result = top_k([[1.0, 0.0]], corpus, k=2)
+    >>> result.indices
+    array([[0, 2]])
+    >>> result.scores
+    array([[1. , 0.6]], dtype=float32)
+    >>> top_k(corpus, corpus, k=1, self_offset=0).indices.ravel()  # not itself
+    array([2, 2, 1])
+    """
+    Q = np.ascontiguousarray(queries, dtype=np.float32)
+    C = np.ascontiguousarray(corpus, dtype=np.float32)
+    if Q.ndim != 2 or C.ndim != 2 or Q.shape[1] != C.shape[1]:
+        raise ValueError(
+            f"queries and corpus must be 2-D with the same number of features; got "
+            f"shapes {Q.shape} and {C.shape}."
+        )
+    if k < 1:
+        raise ValueError(f"k must be a positive integer, got {k}.")
+    n_q, n_c = Q.shape[0], C.shape[0]
+    indices = np.full((n_q, k), -1, dtype=np.intp)
+    scores = np.full((n_q, k), -np.inf, dtype=np.float32)
+    if n_q == 0 or n_c == 0:
+        return TopK(indices, scores)
+
+    ex_rows, ex_cols = _exclusion_pairs(n_q, n_c, exclude, self_offset)
+    result = TopK(indices, scores)
+    # Past n_corpus every slot is padding: rank only what exists.
+    indices, scores = indices[:, : min(k, n_c)], scores[:, : min(k, n_c)]
+    n_threads = (os.cpu_count() or 1) if n_jobs is None else max(1, n_jobs)
+    n_threads = min(n_threads, n_q // _MIN_QUERIES_PER_THREAD)
+    if n_threads <= 1:
+        _top_k_into(Q, C, ex_rows, ex_cols, indices, scores, memory_budget)
+        return result
+    bounds = np.linspace(0, n_q, n_threads + 1).astype(int)
+
+    def run(part: int) -> None:
+        q0, q1 = bounds[part], bounds[part + 1]
+        sel = (ex_rows >= q0) & (ex_rows < q1)
+        _top_k_into(
+            Q[q0:q1],
+            C,
+            ex_rows[sel] - q0,
+            ex_cols[sel],
+            indices[q0:q1],
+            scores[q0:q1],
+            memory_budget,
+        )
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        with ThreadPoolExecutor(n_threads) as pool:
+            list(pool.map(run, range(n_threads)))
+    return result
+
+
+def to_bytes(vector: npt.ArrayLike) -> bytes:
+    """Serialise one vector as little-endian float32 bytes (4 bytes per value).
+
+    Examples
+    --------
+    >>> blob = to_bytes([1.0, -0.5])
+    >>> len(blob), from_bytes(blob)
+    (8, array([ 1. , -0.5], dtype=float32))
+    """
+    array = np.asarray(vector)
+    if array.ndim != 1:
+        raise ValueError(f"to_bytes expects one 1-D vector, got shape {array.shape}.")
+    return array.astype(_BLOB_DTYPE, copy=False).tobytes()
+
+
+def from_bytes(blob: bytes, dim: int | None = None) -> npt.NDArray[np.float32]:
+    """Read a vector written by :func:`to_bytes` (native float32, writeable copy).
+
+    Raises ``ValueError`` if the blob is not a whole number of float32 values, or
+    holds a different number of values than ``dim``.
+    """
+    if len(blob) % 4:
+        raise ValueError(
+            f"A float32 blob must be a multiple of 4 bytes long, got {len(blob)}."
+        )
+    if dim is not None and len(blob) != 4 * dim:
+        raise ValueError(
+            f"Expected a blob of {dim} float32 values ({4 * dim} bytes), got "
+            f"{len(blob) // 4} values: was it written by another model?"
+        )
+    return np.frombuffer(blob, dtype=_BLOB_DTYPE).astype(np.float32)
+
+
+def matrix_from_bytes(blobs: Sequence[bytes], dim: int) -> npt.NDArray[np.float32]:
+    """Stack many :func:`to_bytes` blobs of ``dim`` values into an (n, dim) matrix."""
+    data = b"".join(blobs)
+    if len(data) != 4 * dim * len(blobs):
+        bad = next(i for i, b in enumerate(blobs) if len(b) != 4 * dim)
+        raise ValueError(
+            f"Blob {bad} holds {len(blobs[bad]) / 4:g} float32 values, expected {dim}."
+        )
+    return np.frombuffer(data, dtype=_BLOB_DTYPE).astype(np.float32).reshape(-1, dim)
