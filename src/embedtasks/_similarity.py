@@ -23,9 +23,11 @@ from threadpoolctl import threadpool_limits
 __all__ = [
     "DEFAULT_MEMORY_BUDGET",
     "TopK",
+    "above_threshold",
     "from_bytes",
     "l2_normalize",
     "matrix_from_bytes",
+    "mmr_rerank",
     "to_bytes",
     "top_k",
 ]
@@ -345,3 +347,105 @@ def matrix_from_bytes(blobs: Sequence[bytes], dim: int) -> npt.NDArray[np.float3
             f"Blob {bad} holds {len(blobs[bad]) / 4:g} float32 values, expected {dim}."
         )
     return np.frombuffer(data, dtype=_BLOB_DTYPE).astype(np.float32).reshape(-1, dim)
+
+
+def above_threshold(
+    queries: npt.ArrayLike,
+    corpus: npt.ArrayLike,
+    threshold: float,
+    *,
+    self_offset: int | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+) -> list[tuple[npt.NDArray[np.intp], npt.NDArray[np.float32]]]:
+    """Every corpus row whose dot product with a query is at least ``threshold``.
+
+    Works tile by tile like :func:`top_k`, so the scratch memory stays bounded; the
+    result itself grows with the number of matches.
+
+    Returns
+    -------
+    list of (indices, scores)
+        One pair per query, best first, ties broken by the lower index.
+
+    Examples
+    --------
+    >>> corpus = [[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]]
+    >>> [(indices, scores)] = above_threshold([[0.0, 1.0]], corpus, 0.5)
+    >>> indices, scores
+    (array([1, 2]), array([1. , 0.8], dtype=float32))
+    """
+    Q = np.ascontiguousarray(queries, dtype=np.float32)
+    C = np.ascontiguousarray(corpus, dtype=np.float32)
+    if Q.ndim != 2 or C.ndim != 2 or Q.shape[1] != C.shape[1]:
+        raise ValueError(
+            f"queries and corpus must be 2-D with the same number of features; got "
+            f"shapes {Q.shape} and {C.shape}."
+        )
+    n_q, n_c = Q.shape[0], C.shape[0]
+    ex_rows, ex_cols = _exclusion_pairs(n_q, n_c, None, self_offset)
+    width = max(256, memory_budget // (4 * max(n_q, 1)))
+    found_r, found_c, found_v = [], [], []
+    for c0 in range(0, n_c, width):
+        c1 = min(c0 + width, n_c)
+        S = Q @ C[c0:c1].T
+        lo, hi = np.searchsorted(ex_cols, [c0, c1])
+        S[ex_rows[lo:hi], ex_cols[lo:hi] - c0] = -np.inf
+        r, c = np.nonzero(S >= threshold)
+        found_r.append(r)
+        found_c.append(c + c0)
+        found_v.append(S[r, c])
+    rows = np.concatenate(found_r) if found_r else np.empty(0, np.intp)
+    cols = np.concatenate(found_c) if found_c else np.empty(0, np.intp)
+    vals = np.concatenate(found_v) if found_v else np.empty(0, np.float32)
+    order = np.lexsort((cols, -vals, rows))
+    rows, cols, vals = rows[order], cols[order], vals[order]
+    bounds = np.searchsorted(rows, np.arange(n_q + 1))
+    return [
+        (cols[a:b].astype(np.intp), vals[a:b].astype(np.float32))
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
+
+
+def mmr_rerank(
+    query: npt.ArrayLike,
+    candidates: npt.ArrayLike,
+    corpus: npt.ArrayLike,
+    n_select: int,
+    diversity: float,
+) -> npt.NDArray[np.intp]:
+    """Maximal marginal relevance: pick ``n_select`` candidates, relevant yet varied.
+
+    Each step takes the candidate maximising ``(1 - diversity) * sim(query, c) -
+    diversity * max(sim(c, already chosen))``. ``diversity=0`` keeps the relevance
+    order; ``diversity=1`` picks the most mutually dissimilar items.
+
+    Returns
+    -------
+    ndarray of intp
+        The chosen corpus indices, in the order they were picked.
+
+    Examples
+    --------
+    >>> corpus = [[1.0, 0.0], [0.99, 0.141], [0.0, 1.0]]
+    >>> mmr_rerank([0.8, 0.6], [0, 1, 2], corpus, n_select=2, diversity=0.0).tolist()
+    [1, 0]
+    >>> mmr_rerank([0.8, 0.6], [0, 1, 2], corpus, n_select=2, diversity=0.7).tolist()
+    [1, 2]
+    """
+    cand = np.asarray(candidates, dtype=np.intp)
+    vectors = np.asarray(corpus, dtype=np.float32)[cand]
+    relevance = vectors @ np.asarray(query, dtype=np.float32)
+    pairwise = vectors @ vectors.T
+    n_select = min(n_select, cand.size)
+    chosen: list[int] = []
+    redundancy = np.full(cand.size, -np.inf, dtype=np.float32)
+    available = np.ones(cand.size, dtype=bool)
+    for _ in range(n_select):
+        penalty = np.where(np.isfinite(redundancy), redundancy, 0.0)
+        gain = (1.0 - diversity) * relevance - diversity * penalty
+        gain[~available] = -np.inf
+        best = int(np.argmax(gain))  # argmax takes the first (best-ranked) on ties
+        chosen.append(best)
+        available[best] = False
+        redundancy = np.maximum(redundancy, pairwise[best])
+    return cand[np.asarray(chosen, dtype=np.intp)]
