@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import embedtasks
@@ -10,7 +12,8 @@ import embedtasks
 def _numeric_estimators():
     """Default and one non-default configuration of each numeric estimator."""
     configs = {
-        "DotProductNeighbors": [{}, {"n_neighbors": 2, "normalize": False}],
+        "DotProductNeighbors": [{}, {"n_neighbors": 2, "normalize": False}]
+        + ([{"backend": "faiss"}] if importlib.util.find_spec("faiss") else []),
         "NearestLabelClassifier": [{}],
         "OutlierScorer": [{}],
         "EmbeddingClusterer": [{}],

@@ -7,15 +7,27 @@ compose with an embedder in one :class:`~sklearn.pipeline.Pipeline`.
 
 from __future__ import annotations
 
+from embedtasks.classify import NearestLabelClassifier
+from embedtasks.cluster import EmbeddingClusterer
+from embedtasks.diversity import DiversityReport
+from embedtasks.embedder import OpenAIEmbedder
 from embedtasks.exceptions import EmbedTasksError, InvalidTextError
+from embedtasks.local import LocalEmbedder
 from embedtasks.neighbors import DotProductNeighbors, search_pipeline
+from embedtasks.outliers import OutlierScorer
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DiversityReport",
     "DotProductNeighbors",
     "EmbedTasksError",
+    "EmbeddingClusterer",
     "InvalidTextError",
+    "LocalEmbedder",
+    "NearestLabelClassifier",
+    "OpenAIEmbedder",
+    "OutlierScorer",
     "__version__",
     "search_pipeline",
 ]

@@ -1,16 +1,19 @@
-"""A persistent float32 embedding cache in SQLite (WAL).
+"""A persistent float32 embedding cache: SQLite (WAL) indexing float32 files.
 
-Each vector is stored as a little-endian float32 blob under a 32-byte key,
-``sha256(identity JSON, text)``, where the identity says which embedder made it
-(endpoint, model, dimensions, ...). The texts themselves are never stored, only
-their hashes, so the cache holds no readable copy of the corpus.
+Each vector is stored once as little-endian float32 in an append-only data file
+(``vectors/<id>.f32`` next to the database, one file per writer and width), and
+SQLite maps its 32-byte key, ``sha256(identity JSON, text)``, to (file, row).
+The identity says which embedder made it (endpoint, model, dimensions, ...).
+Texts are never stored, only their hashes. Reading many vectors is one index
+lookup plus a gather from memory-mapped files, close to ``np.load`` speed.
 
-Safety comes from SQLite itself: every :meth:`EmbeddingCache.put_many` is one
-transaction (a crash loses at most the batch being written, never what is
-already stored), WAL mode lets readers and one writer work at once, and several
-processes may write the same file (writers wait up to ``timeout`` seconds for
-the lock). Each row records its width; a row of another width than the caller
-expects is reported as a miss (and counted in ``mismatches``), never served.
+Safety: a writer appends its rows and fsyncs the data file *before* committing
+their index rows in one SQLite transaction, so a crash loses at most the batch
+being written (unreferenced bytes at the end of a file), never what is already
+indexed. Every process writes its own data files, so several processes can
+write at once; SQLite serialises their (short) index commits. Each data file
+has one width; a row of another width than the caller expects is reported as a
+miss (and counted in ``mismatches``), never served.
 
 ``EmbeddingCache(None)`` keeps everything in memory, for tests and for
 estimators that should not touch the disk.
@@ -25,17 +28,33 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["CACHE_FILENAME", "EmbeddingCache", "default_cache_dir", "make_key"]
+__all__ = [
+    "CACHE_FILENAME",
+    "EmbeddingCache",
+    "default_cache_dir",
+    "make_key",
+    "make_keys",
+]
 
 #: File name of the database inside a cache directory.
 CACHE_FILENAME = "embeddings.sqlite3"
 
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
 _BLOB_DTYPE = np.dtype("<f4")
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value)",
+    "CREATE TABLE IF NOT EXISTS files ("
+    "id INTEGER PRIMARY KEY AUTOINCREMENT, dim INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, "
+    "file INTEGER NOT NULL, row INTEGER NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS identities (id BLOB PRIMARY KEY, dim INTEGER NOT NULL)",
+)
+_SCAN = "SELECT key, file, row FROM vectors"
 # SQLite may bind at most 32,766 variables per statement (999 before 3.32).
 _CHUNK = 900 if sqlite3.sqlite_version_info < (3, 32) else 16_000
 
@@ -65,6 +84,10 @@ def default_cache_dir() -> Path:
 def _identity_prefix(identity: Mapping[str, object]) -> bytes:
     blob = json.dumps(dict(identity), sort_keys=True, separators=(",", ":"))
     return blob.encode("utf-8") + b"\x00"
+
+
+def _identity_id(identity: Mapping[str, object]) -> bytes:
+    return hashlib.sha256(_identity_prefix(identity)).digest()
 
 
 def make_key(identity: Mapping[str, object], text: str) -> bytes:
@@ -145,6 +168,12 @@ class EmbeddingCache:
         self.timeout = timeout
         self.mismatches = 0
         self._lock = threading.RLock()
+        # dim -> (file id, rows written) of this writer; file id -> rows
+        self._writers: dict[int, tuple[int, int]] = {}
+        self._arrays: dict[int, npt.NDArray[np.float32]] = {}
+        self._file_dims: dict[int, int] = {}
+        self._writes = 0  # commits by this connection (see _index_snapshot)
+        self._snapshot: tuple[Any, ...] | None = None
         self._conn = sqlite3.connect(
             target, timeout=timeout, check_same_thread=False, isolation_level=None
         )
@@ -159,24 +188,23 @@ class EmbeddingCache:
 
     def _setup(self) -> None:
         c = self._conn
-        c.execute("PRAGMA busy_timeout = %d" % int(self.timeout * 1000))
-        # Page size only applies to a new database: 16 KiB holds a 3,072-d row.
-        c.execute("PRAGMA page_size = 16384")
+        c.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
         if self.path is not None:
             c.execute("PRAGMA journal_mode = WAL")
             c.execute("PRAGMA synchronous = NORMAL")  # WAL: durable up to a crash
-        c.execute(
-            "CREATE TABLE IF NOT EXISTS vectors ("
-            "key BLOB PRIMARY KEY, dim INTEGER NOT NULL, vec BLOB NOT NULL)"
-        )
-        c.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value)")
-        c.execute(
-            "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
-            (_SCHEMA_VERSION,),
-        )
-        (version,) = c.execute(
-            "SELECT value FROM meta WHERE name = 'schema_version'"
-        ).fetchone()
+        c.execute("BEGIN IMMEDIATE")  # one process creates the schema at a time
+        try:
+            for statement in _SCHEMA:
+                c.execute(statement)
+            c.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                (_SCHEMA_VERSION,),
+            )
+            (version,) = c.execute(
+                "SELECT value FROM meta WHERE name = 'schema_version'"
+            ).fetchone()
+        finally:
+            c.execute("COMMIT")
         if int(version) != _SCHEMA_VERSION:
             raise sqlite3.DatabaseError(
                 f"schema version {version}, this embedtasks reads {_SCHEMA_VERSION}"
@@ -198,9 +226,33 @@ class EmbeddingCache:
         self.close()
 
     def close(self) -> None:
-        """Close the database connection (idempotent)."""
+        """Close the database and data files (idempotent)."""
         with self._lock:
+            self._writers.clear()
+            self._arrays.clear()
             self._conn.close()
+
+    def identity_dim(self, identity: Mapping[str, object]) -> int | None:
+        """The vector width first recorded for ``identity``, if any."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT dim FROM identities WHERE id = ?", (_identity_id(identity),)
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def record_identity_dim(self, identity: Mapping[str, object], dim: int) -> int:
+        """Record ``dim`` for ``identity`` unless one is already known.
+
+        Returns the recorded width (the earlier one, if it differs), so a caller
+        can tell that the model behind an identity changed.
+        """
+        with self._lock:
+            self._conn.execute(
+                "INSERT OR IGNORE INTO identities VALUES (?, ?)",
+                (_identity_id(identity), int(dim)),
+            )
+        recorded = self.identity_dim(identity)
+        return int(dim) if recorded is None else recorded
 
     def get_many(
         self,
@@ -230,36 +282,156 @@ class EmbeddingCache:
             ``dim`` is 0 when nothing was found and no width was given.
         """
         n = len(keys)
-        found = np.zeros(n, dtype=bool)
-        position = {key: i for i, key in enumerate(keys)}
-        width = dim if out is None else out.shape[1]
-        result = out
-        if result is not None and result.shape[0] != n:
-            raise ValueError(f"out has {result.shape[0]} rows for {n} keys.")
+        if out is not None:
+            if out.shape[0] != n:
+                raise ValueError(f"out has {out.shape[0]} rows for {n} keys.")
+            dim = out.shape[1]
         with self._lock:
-            for start in range(0, n, _CHUNK):
-                chunk = keys[start : start + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                rows = self._conn.execute(
-                    f"SELECT key, dim, vec FROM vectors WHERE key IN ({marks})", chunk
-                ).fetchall()
-                for key, row_dim, blob in rows:
-                    if width is None:
-                        width = row_dim
-                    if result is None:
-                        result = np.zeros((n, width), dtype=np.float32)
-                    if row_dim != width or len(blob) != 4 * width:
-                        self.mismatches += 1
-                        continue
-                    i = position[key]
-                    result[i] = np.frombuffer(blob, dtype=_BLOB_DTYPE)
-                    found[i] = True
-        if result is None:
-            result = np.zeros((n, width or 0), dtype=np.float32)
+            files, rows = self._locate(keys)
+            found = files >= 0
+            present = np.unique(files[found])
+            dims = {int(f): self._dim_of(int(f)) for f in present}
+            if dim is None and present.size:
+                dim = dims[int(files[np.argmax(found)])]
+            result = out
+            if result is None:
+                result = np.empty((n, dim or 0), dtype=np.float32)
+            for f in present.tolist():
+                sel = np.flatnonzero(files == f)
+                if dims[f] != dim:
+                    self.mismatches += sel.size
+                    found[sel] = False
+                    continue
+                self._gather(f, rows[sel], sel, result)
+            if out is None and not found.all():
+                result[~found] = 0
         return found, result
 
+    def _locate(
+        self, keys: Sequence[bytes]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """(file id or -1, row) of each key."""
+        n = len(keys)
+        files = np.full(n, -1, dtype=np.int64)
+        rows = np.zeros(n, dtype=np.int64)
+        if n == 0:
+            return files, rows
+        if n * 4 >= self._count_estimate():
+            # Most of the table: one scan in key order, then a vectorised search.
+            sorted_keys, t_files, t_rows = self._index_snapshot()
+            if not sorted_keys.size:
+                return files, rows
+            wanted = np.array(keys, dtype="S32")
+            at = np.searchsorted(sorted_keys, wanted).clip(max=sorted_keys.size - 1)
+            hit = sorted_keys[at] == wanted
+            files[hit] = t_files[at[hit]]
+            rows[hit] = t_rows[at[hit]]
+            return files, rows
+        position = {key: i for i, key in enumerate(keys)}
+        for start in range(0, n, _CHUNK):
+            chunk = keys[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT key, file, row FROM vectors WHERE key IN ({marks})"
+            for key, f, r in self._conn.execute(query, chunk):
+                i = position[key]
+                files[i], rows[i] = f, r
+        if len(position) < n:  # repeated keys: copy the first occurrence
+            first = np.array([position[k] for k in keys])
+            files, rows = files[first], rows[first]
+        return files, rows
+
+    def _gather(
+        self,
+        file_id: int,
+        rows: npt.NDArray[np.int64],
+        dest: npt.NDArray[np.intp],
+        out: npt.NDArray[np.float32],
+    ) -> None:
+        """Copy ``rows`` of a data file into ``out[dest]``.
+
+        Runs of consecutive rows going to consecutive destinations (the usual
+        case: texts asked for in the order they were stored) are read straight
+        into ``out`` with one ``preadv`` each, as ``np.load`` reads a file.
+        """
+        if self.path is None:
+            out[dest] = self._arrays[file_id][rows]
+            return
+        dim = self._dim_of(file_id)
+        path = self._data_path(file_id)
+        needed = int(rows.max()) + 1
+        if path.stat().st_size < needed * 4 * dim:
+            raise sqlite3.DatabaseError(
+                f"The embedding cache index points past the end of {path}; "
+                "delete the cache directory to rebuild it."
+            )
+        order = np.argsort(rows, kind="stable")
+        rows, dest = rows[order], dest[order]
+        breaks = np.flatnonzero((np.diff(rows) != 1) | (np.diff(dest) != 1)) + 1
+        starts = np.concatenate([[0], breaks])
+        ends = np.concatenate([breaks, [rows.size]])
+        row_bytes = 4 * dim
+        contiguous = out.flags.c_contiguous and out.dtype == _BLOB_DTYPE
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+                target = out[dest[a] : dest[a] + (b - a)]
+                if contiguous:
+                    view = memoryview(target).cast("B")
+                    got = os.preadv(fd, [view], int(rows[a]) * row_bytes)
+                else:  # pragma: no cover - out is always C-contiguous float32
+                    got = -1
+                if got != (b - a) * row_bytes:
+                    data = os.pread(fd, (b - a) * row_bytes, int(rows[a]) * row_bytes)
+                    target[:] = np.frombuffer(data, dtype=_BLOB_DTYPE).reshape(-1, dim)
+        finally:
+            os.close(fd)
+
+    def _index_snapshot(
+        self,
+    ) -> tuple[npt.NDArray[np.bytes_], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """The whole index as sorted arrays, rebuilt only when it has changed.
+
+        ``PRAGMA data_version`` changes when another connection commits; our own
+        commits bump ``_writes``.
+        """
+        (version,) = self._conn.execute("PRAGMA data_version").fetchone()
+        stamp = (int(version), self._writes)
+        if self._snapshot is None or self._snapshot[0] != stamp:
+            table = self._conn.execute(_SCAN).fetchall()  # key order
+            if table:
+                t_keys, t_files, t_rows = zip(*table, strict=True)
+            else:
+                t_keys, t_files, t_rows = (), (), ()
+            self._snapshot = (
+                stamp,
+                np.array(t_keys, dtype="S32"),
+                np.asarray(t_files, dtype=np.int64),
+                np.asarray(t_rows, dtype=np.int64),
+            )
+        return self._snapshot[1], self._snapshot[2], self._snapshot[3]
+
+    def _count_estimate(self) -> int:
+        if self._snapshot is not None:
+            (version,) = self._conn.execute("PRAGMA data_version").fetchone()
+            if self._snapshot[0] == (int(version), self._writes):
+                return int(self._snapshot[1].size)
+        (n,) = self._conn.execute("SELECT COUNT(*) FROM vectors").fetchone()
+        return int(n)
+
+    def _dim_of(self, file_id: int) -> int:
+        if file_id not in self._file_dims:
+            row = self._conn.execute(
+                "SELECT dim FROM files WHERE id = ?", (file_id,)
+            ).fetchone()
+            self._file_dims[file_id] = int(row[0]) if row else -1
+        return self._file_dims[file_id]
+
+    def _data_path(self, file_id: int) -> Path:
+        assert self.path is not None
+        return self.path.parent / "vectors" / f"{file_id}.f32"
+
     def put_many(self, keys: Sequence[bytes], vectors: npt.ArrayLike) -> None:
-        """Store (or replace) many vectors in one transaction.
+        """Store (or replace) many vectors; the batch is indexed atomically.
 
         Parameters
         ----------
@@ -274,9 +446,11 @@ class EmbeddingCache:
                 f"put_many needs one vector per key: got {len(keys)} keys and an "
                 f"array of shape {matrix.shape}."
             )
-        dim = matrix.shape[1]
-        rows = ((key, dim, row.tobytes()) for key, row in zip(keys, matrix))
+        if not len(keys):
+            return
         with self._lock:
+            file_id, first_row = self._append(matrix)
+            rows = ((key, file_id, first_row + i) for i, key in enumerate(keys))
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 self._conn.executemany(
@@ -286,6 +460,41 @@ class EmbeddingCache:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
+            self._writes += 1
+
+    def _new_file(self, dim: int) -> int:
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            cursor = self._conn.execute("INSERT INTO files (dim) VALUES (?)", (dim,))
+        finally:
+            self._conn.execute("COMMIT")
+        file_id = int(cursor.lastrowid or 0)
+        self._file_dims[file_id] = dim
+        return file_id
+
+    def _append(self, matrix: npt.NDArray[np.float32]) -> tuple[int, int]:
+        """Write rows durably to this writer's data file: (file id, first row)."""
+        dim = matrix.shape[1]
+        if self.path is None:
+            file_id = self._new_file(dim)
+            self._arrays[file_id] = matrix.copy()
+            return file_id, 0
+        writer = self._writers.get(dim)
+        if writer is None:
+            file_id = self._new_file(dim)
+            self._data_path(file_id).parent.mkdir(exist_ok=True)
+            writer = (file_id, 0)
+        file_id, n_rows = writer
+        try:
+            with open(self._data_path(file_id), "ab") as handle:
+                handle.write(matrix.tobytes())
+                handle.flush()
+                os.fsync(handle.fileno())  # data on disk before the index says so
+        except BaseException:
+            self._writers.pop(dim, None)  # a partial row may remain: new file next
+            raise
+        self._writers[dim] = (file_id, n_rows + matrix.shape[0])
+        return file_id, n_rows
 
     def __getstate__(self) -> dict[str, object]:
         raise TypeError(

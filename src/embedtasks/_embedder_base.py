@@ -243,16 +243,22 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         name = type(self).__name__
         texts = check_texts(X, estimator_name=name)
         n = len(texts)
-        first: dict[str, int] = {}
-        inverse = np.fromiter(
-            (first.setdefault(t, len(first)) for t in texts), dtype=np.intp, count=n
-        )
-        unique = list(first) if len(first) < n else texts
+        distinct = dict.fromkeys(texts)
+        if len(distinct) == n:  # no repeats (the usual case): no remapping
+            unique, inverse = texts, None
+        else:
+            position = {t: i for i, t in enumerate(distinct)}
+            unique = list(distinct)
+            inverse = np.fromiter((position[t] for t in texts), np.intp, count=n)
         cache = self._open_cache()
         identity = self._cache_identity()
         if expected_dim is None:
             dims = identity.get("dimensions")
             expected_dim = dims if isinstance(dims, int) else None
+        if expected_dim is None and cache is not None:
+            # The width this model produced before: rows of another width in the
+            # cache are then misses, never served.
+            expected_dim = cache.identity_dim(identity)
 
         keys: list[bytes] = []
         if cache is not None:
@@ -269,6 +275,8 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                 [keys[i] for i in missing] if cache is not None else None,
                 cache,
             )
+            if cache is not None and expected_dim is None:
+                cache.record_identity_dim(identity, fresh.shape[1])
             if matrix.shape[1] == 0 and missing.size == len(unique):
                 matrix = fresh
             else:
@@ -280,7 +288,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
                         "refit, or clear the cache directory."
                     )
                 matrix[missing] = fresh
-        out = matrix if unique is texts else matrix[inverse]
+        out = matrix if inverse is None else matrix[inverse]
         self.usage_ = {
             "texts": n,
             "unique_texts": len(unique),

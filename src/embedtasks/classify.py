@@ -330,8 +330,9 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
         n = y_sorted.shape[0]
         if n == 0:
             return DEFAULT_TEMPERATURE
-        rows = np.unique(np.linspace(0, n - 1, min(n, _MAX_CALIBRATION_ROWS)).astype(
-            np.intp))
+        rows = np.unique(
+            np.linspace(0, n - 1, min(n, _MAX_CALIBRATION_ROWS)).astype(np.intp)
+        )
         scores = self._loo_similarity(rows)
         own = scores[np.arange(rows.size), y_sorted[rows]]
         valid = np.isfinite(own) & np.isfinite(scores).all(axis=1)
@@ -354,7 +355,7 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
         Q = self._examples[rows]
         y = np.searchsorted(self._bounds, rows, side="right") - 1
         if self.method == "centroid":
-            S = Q @ self.centroids_.T
+            S = Q.astype(np.float64) @ self.centroids_.T.astype(np.float64)
             U = self._sums[y]
             dot = np.einsum("ij,ij->i", U, Q, dtype=np.float64)
             qq = np.einsum("ij,ij->i", Q, Q, dtype=np.float64)
@@ -373,10 +374,12 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
         """Per class: mean similarity of the ``n_neighbors`` most similar examples,
         blended with the label similarity; ``self_rows`` are left out."""
         n_q, n_classes = Q.shape[0], self.classes_.shape[0]
-        E, bounds, m = self._examples, self._bounds, self.n_neighbors
+        # float64 scores: a row's result must not depend on the batch it came in.
+        E, bounds, m = self._examples.astype(np.float64), self._bounds, self.n_neighbors
+        Q = Q.astype(np.float64)
         total = np.zeros((n_q, n_classes), dtype=np.float64)
         count = np.zeros((n_q, n_classes), dtype=np.float64)
-        block = max(1, DEFAULT_MEMORY_BUDGET // (4 * max(1, E.shape[0])))
+        block = max(1, DEFAULT_MEMORY_BUDGET // (8 * max(1, E.shape[0])))
         for q0 in range(0, n_q, block):
             q1 = min(n_q, q0 + block)
             S = Q[q0:q1] @ E.T
@@ -401,10 +404,10 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
     def _similarity(self, X) -> np.ndarray:
         check_is_fitted(self)
         X = l2_normalize(check_embeddings(self, X, reset=False))
-        if self.method == "centroid":
-            return X @ self.centroids_.T
+        if self.method == "centroid":  # float64: batch-size independent results
+            return X.astype(np.float64) @ self.centroids_.T.astype(np.float64)
         if self.class_counts_.sum() == 0:  # zero-shot: the labels are the examples
-            return X @ self.label_embeddings_.T
+            return X.astype(np.float64) @ self.label_embeddings_.T.astype(np.float64)
         return self._knn_similarity(X)
 
     def decision_function(self, X):
@@ -479,9 +482,12 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
         logits = S.astype(np.float64) / self.temperature_
         top = np.exp(logits.max(axis=1) - logsumexp(logits, axis=1))
         abstain = top < self.abstain_threshold
-        try:
-            dtype = np.result_type(pred, np.asarray(self.abstain_label))
-        except TypeError:
+        label = np.asarray(self.abstain_label)
+        textual = pred.dtype.kind in "US", label.dtype.kind in "US"
+        numeric = pred.dtype.kind in "biuf", label.dtype.kind in "biuf"
+        if all(textual) or all(numeric):  # e.g. str classes with a str label
+            dtype = np.result_type(pred, label)
+        else:  # no common type: keep each value as it is
             dtype = np.dtype(object)
         out = pred.astype(dtype)
         out[abstain] = self.abstain_label

@@ -9,6 +9,7 @@ import pandas as pd
 from scipy import sparse
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from embedtasks import _faiss
 from embedtasks._similarity import (
     DEFAULT_MEMORY_BUDGET,
     above_threshold,
@@ -18,6 +19,7 @@ from embedtasks._similarity import (
 )
 from embedtasks._validation import (
     Interval,
+    StrOptions,
     _fit_context,
     check_embeddings,
     check_is_fitted,
@@ -51,6 +53,22 @@ class DotProductNeighbors(TransformerMixin, BaseEstimator):
         Bytes of scores one tile of the kernel may hold (per thread).
     n_jobs : int, default=None
         Threads for large query batches; ``None`` uses every core.
+    backend : {"exact", "faiss"}, default="exact"
+        ``"exact"`` ranks with embedtasks' own tiled kernel (exact, no copy of
+        the corpus). ``"faiss"`` hands :meth:`search`, :meth:`kneighbors`,
+        :meth:`kneighbors_graph` and :meth:`recommend` to a faiss index built in
+        :meth:`fit` (needs the ``[faiss]`` extra): exact with ``"Flat"``,
+        approximate and much faster on millions of rows with ``"IVF..."`` or
+        ``"HNSW..."``. :meth:`radius_neighbors` always uses the exact kernel.
+    faiss_index : str, default="Flat"
+        faiss ``index_factory`` description used when ``backend="faiss"``:
+        ``"Flat"`` (exact inner product), ``"IVF4096,Flat"`` (inverted lists),
+        ``"HNSW32"`` (graph), ``"IVF4096,PQ48"`` (compressed), ... Ignored by the
+        exact backend.
+    faiss_params : dict, default=None
+        Search-time parameters of the faiss index, set through
+        ``faiss.ParameterSpace``: ``{"nprobe": 64}`` for IVF (lists visited per
+        query), ``{"efSearch": 128}`` for HNSW. Higher is slower and recalls more.
 
     Attributes
     ----------
@@ -63,6 +81,9 @@ class DotProductNeighbors(TransformerMixin, BaseEstimator):
         Number of fitted vectors.
     n_features_in_ : int
         Number of features seen during :term:`fit`.
+    index_ : faiss.Index or None
+        The faiss index searched when ``backend="faiss"``; None otherwise. It is
+        stored as bytes when the estimator is pickled and rebuilt on load.
 
     See Also
     --------
@@ -73,6 +94,11 @@ class DotProductNeighbors(TransformerMixin, BaseEstimator):
     -----
     Distances are ``1 - similarity`` (the cosine distance on unit vectors), so they
     sort like scikit-learn's and rank exactly as cosine and Euclidean distance do.
+
+    With ``backend="faiss"`` faiss keeps its own copy of the vectors (``"Flat"``,
+    ``"IVF...,Flat"``, ``"HNSW..."``) beside :attr:`embeddings_`, which
+    :meth:`recommend` and :meth:`radius_neighbors` still read: plan for twice the
+    corpus in memory, or use a compressed index (``"IVF...,PQ..."``).
 
     Examples
     --------
@@ -96,6 +122,9 @@ class DotProductNeighbors(TransformerMixin, BaseEstimator):
         "normalize": ["boolean"],
         "memory_budget": [Interval(Integral, 1024, None, closed="left")],
         "n_jobs": [Interval(Integral, 1, None, closed="left"), None],
+        "backend": [StrOptions({"exact", "faiss"})],
+        "faiss_index": [str],
+        "faiss_params": [dict, None],
     }
 
     def __init__(
@@ -106,12 +135,18 @@ class DotProductNeighbors(TransformerMixin, BaseEstimator):
         normalize=True,
         memory_budget=DEFAULT_MEMORY_BUDGET,
         n_jobs=None,
+        backend="exact",
+        faiss_index="Flat",
+        faiss_params=None,
     ):
         self.n_neighbors = n_neighbors
         self.radius = radius
         self.normalize = normalize
         self.memory_budget = memory_budget
         self.n_jobs = n_jobs
+        self.backend = backend
+        self.faiss_index = faiss_index
+        self.faiss_params = faiss_params
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -144,7 +179,49 @@ class DotProductNeighbors(TransformerMixin, BaseEstimator):
             self.ids_ = None
         self.embeddings_ = l2_normalize(X) if self.normalize else X
         self.n_samples_fit_ = X.shape[0]
+        self.index_ = None
+        if self.backend == "faiss":
+            self.index_ = _faiss.build_index(
+                self.embeddings_,
+                self.faiss_index,
+                params=self.faiss_params,
+                n_jobs=self.n_jobs,
+            )
         return self
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())  # a copy: never touch self.__dict__
+        if state.get("index_") is not None:  # faiss indexes do not pickle
+            state["index_"] = _faiss.serialize_index(state["index_"])
+        return state
+
+    def __setstate__(self, state):
+        index = state.get("index_")
+        if isinstance(index, _faiss.SerializedIndex):
+            state = {**state, "index_": _faiss.deserialize_index(index)}
+            _faiss.set_search_params(state["index_"], state.get("faiss_params"))
+        super().__setstate__(state)
+
+    def _rank(self, Q, k, *, exclude=None, self_offset=None):
+        """Top-k of the fitted vectors for each query, on the chosen backend."""
+        if getattr(self, "index_", None) is not None:
+            return _faiss.search_index(
+                self.index_,
+                Q,
+                k,
+                exclude=exclude,
+                self_offset=self_offset,
+                n_jobs=self.n_jobs,
+            )
+        return top_k(
+            Q,
+            self.embeddings_,
+            k,
+            exclude=exclude,
+            self_offset=self_offset,
+            memory_budget=self.memory_budget,
+            n_jobs=self.n_jobs,
+        )
 
     # -- queries -------------------------------------------------------------------
 
@@ -171,14 +248,8 @@ class DotProductNeighbors(TransformerMixin, BaseEstimator):
         query_is_fit = X is None
         Q = self.embeddings_ if query_is_fit else self._queries(X)
         k = self._check_k(n_neighbors, query_is_fit=query_is_fit)
-        return top_k(
-            Q,
-            self.embeddings_,
-            k,
-            exclude=exclude,
-            self_offset=0 if query_is_fit else None,
-            memory_budget=self.memory_budget,
-            n_jobs=self.n_jobs,
+        return self._rank(
+            Q, k, exclude=exclude, self_offset=0 if query_is_fit else None
         )
 
     def kneighbors(self, X=None, n_neighbors=None, return_distance=True):
@@ -280,13 +351,7 @@ class DotProductNeighbors(TransformerMixin, BaseEstimator):
         query = l2_normalize(self.embeddings_[liked].mean(axis=0))
         # MMR re-ranks a wider pool of the most relevant candidates.
         pool = min(self.n_samples_fit_, k if diversity == 0 else max(4 * k, 50))
-        result = top_k(
-            query[None, :],
-            self.embeddings_,
-            pool,
-            exclude=[excluded],
-            memory_budget=self.memory_budget,
-        )
+        result = self._rank(query[None, :], pool, exclude=[excluded])
         keep = result.indices[0] >= 0
         indices, scores = result.indices[0][keep], result.scores[0][keep]
         if diversity > 0 and indices.size:

@@ -1,0 +1,431 @@
+"""How varied is a corpus? Similarity distributions, near-duplicates, Vendi score.
+
+One mean similarity hides both duplicates and clusters. :class:`DiversityReport`
+fits on embeddings and keeps the whole picture: the distribution of pairwise
+similarities (exact mean and spread in O(n*d^2); quantiles and histogram from every
+pair, or a uniform sample of pairs when there are too many), each row's
+nearest-neighbour similarity (an exact blocked pass), every near-duplicate pair
+above a threshold, and the Vendi score (the effective number of distinct items),
+for the whole corpus and for each group.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+
+from embedtasks._optional import import_optional
+from embedtasks._similarity import l2_normalize, pairwise_mean_std, vendi_score
+from embedtasks._validation import (
+    Integral,
+    Interval,
+    Real,
+    _fit_context,
+    check_embeddings,
+    check_is_fitted,
+)
+
+__all__ = ["DiversityReport"]
+
+#: Rows per block of the exact nearest-neighbour / near-duplicate pass.
+_BLOCK = 2048
+
+
+class DiversityReport(BaseEstimator):
+    """Summarise the similarity structure of a set of embeddings.
+
+    ``fit(X)`` computes the report; its results are fitted attributes, and
+    :meth:`to_frame` / :meth:`plot` present them. Rows are normalised to unit
+    length, so similarities are cosines.
+
+    Parameters
+    ----------
+    duplicate_threshold : float, default=0.95
+        Pairs at least this similar are reported as near-duplicates.
+    quantiles : tuple of float, default=(0.05, 0.25, 0.5, 0.75, 0.95)
+        Quantiles of the pairwise and nearest-neighbour similarity distributions.
+    n_bins : int, default=40
+        Histogram bins over [-1, 1].
+    max_pairs : int, default=1_000_000
+        Pairwise quantiles and histogram use every pair when there are at most
+        this many, otherwise every pair among a random subset of rows chosen to
+        give about this many pairs (the mean and standard deviation are always
+        exact).
+    max_duplicate_pairs : int, default=10_000
+        At most this many near-duplicate pairs are kept (the most similar); their
+        total is counted exactly in ``n_duplicate_pairs_``.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the sample of pairs.
+
+    Attributes
+    ----------
+    n_samples_ : int
+        Rows seen in :term:`fit`.
+    mean_similarity_ : float
+        Mean cosine similarity over all pairs of distinct rows (exact).
+    std_similarity_ : float
+        Standard deviation of those similarities (exact).
+    similarity_quantiles_ : ndarray of shape (n_quantiles,)
+        Quantiles of the pairwise similarities.
+    similarity_histogram_ : ndarray of shape (n_bins,)
+        Share of pairs in each bin of :attr:`bin_edges_`.
+    pairs_exact_ : bool
+        Whether the quantiles and histogram used every pair (else a sample).
+    nn_similarity_ : ndarray of shape (n_samples_,), dtype float32
+        Each row's similarity to its nearest other row.
+    nn_indices_ : ndarray of shape (n_samples_,)
+        The index of that nearest other row.
+    nn_quantiles_ : ndarray of shape (n_quantiles,)
+        Quantiles of :attr:`nn_similarity_`.
+    nn_histogram_ : ndarray of shape (n_bins,)
+        Share of rows in each bin of :attr:`bin_edges_`.
+    bin_edges_ : ndarray of shape (n_bins + 1,)
+        Edges of both histograms.
+    duplicate_pairs_ : ndarray of shape (n_kept, 2)
+        Near-duplicate pairs ``(i, j)`` with ``i < j``, most similar first.
+    duplicate_similarities_ : ndarray of shape (n_kept,), dtype float32
+        Their similarities.
+    n_duplicate_pairs_ : int
+        Number of near-duplicate pairs (all of them, even past the cap).
+    vendi_score_ : float
+        Effective number of distinct rows, between 1 and ``n_samples_``.
+    groups_ : ndarray or None
+        Sorted distinct group labels, when ``groups`` was given.
+    group_similarity_ : ndarray of shape (n_groups, n_groups) or None
+        Mean similarity between rows of two groups (diagonal: within a group,
+        distinct pairs only; NaN for a group of one row).
+    n_features_in_ : int
+        Width of the embeddings.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from embedtasks import DiversityReport
+    >>> X = np.eye(4)[[0, 0, 1, 2, 3, 3]]  # rows 0/1 and 4/5 are copies
+    >>> report = DiversityReport().fit(X, groups=["a", "a", "a", "b", "b", "b"])
+    >>> round(report.vendi_score_, 3), report.duplicate_pairs_.tolist()
+    (3.78, [[0, 1], [4, 5]])
+    >>> report.to_frame()[["n_samples", "mean_similarity", "vendi_score"]].round(2)
+         n_samples  mean_similarity  vendi_score
+    all          6             0.13         3.78
+    a            3             0.33         1.89
+    b            3             0.33         1.89
+    """
+
+    _parameter_constraints: dict = {
+        "duplicate_threshold": [Interval(Real, -1, 1, closed="both")],
+        "quantiles": ["array-like"],
+        "n_bins": [Interval(Integral, 1, None, closed="left")],
+        "max_pairs": [Interval(Integral, 1, None, closed="left")],
+        "max_duplicate_pairs": [Interval(Integral, 0, None, closed="left")],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        *,
+        duplicate_threshold=0.95,
+        quantiles=(0.05, 0.25, 0.5, 0.75, 0.95),
+        n_bins=40,
+        max_pairs=1_000_000,
+        max_duplicate_pairs=10_000,
+        random_state=None,
+    ):
+        self.duplicate_threshold = duplicate_threshold
+        self.quantiles = quantiles
+        self.n_bins = n_bins
+        self.max_pairs = max_pairs
+        self.max_duplicate_pairs = max_duplicate_pairs
+        self.random_state = random_state
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None, groups=None):
+        """Compute the report.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Embeddings (at least 2 rows); normalised to unit length here.
+        y : None
+            Ignored; present for API consistency.
+        groups : array-like of shape (n_samples,), optional
+            A group label per row (source, class, period...): each group also
+            gets its own statistics (see :meth:`to_frame`).
+
+        Returns
+        -------
+        self : DiversityReport
+            The fitted report.
+        """
+        X = check_embeddings(self, X, reset=True, ensure_min_samples=2)
+        quantiles = np.asarray(self.quantiles, dtype=np.float64).ravel()
+        if quantiles.size == 0 or (quantiles < 0).any() or (quantiles > 1).any():
+            raise ValueError(
+                f"quantiles must be numbers in [0, 1], got {self.quantiles!r}. Pass "
+                "e.g. quantiles=(0.05, 0.5, 0.95)."
+            )
+        X = l2_normalize(X)
+        rng = check_random_state(self.random_state)
+        self.bin_edges_ = np.linspace(-1.0, 1.0, self.n_bins + 1)
+        overall = self._profile(X, quantiles, rng)
+        self.n_samples_ = X.shape[0]
+        for key, value in overall.items():
+            setattr(self, f"{key}_", value)
+        self._rows = [("all", overall)]
+        self.groups_, self.group_similarity_ = None, None
+        if groups is not None:
+            self._fit_groups(X, groups, quantiles, rng)
+        return self
+
+    def _fit_groups(self, X, groups, quantiles, rng):
+        values = np.asarray(groups)
+        if values.ndim != 1 or values.shape[0] != X.shape[0]:
+            raise ValueError(
+                f"groups must hold one label per row of X: got shape {values.shape} "
+                f"for {X.shape[0]} rows."
+            )
+        try:
+            self.groups_, inverse = np.unique(values, return_inverse=True)
+        except TypeError as exc:
+            raise TypeError(
+                "groups must be labels of one comparable type (all str or all int); "
+                f"got {sorted({type(v).__name__ for v in values})}."
+            ) from exc
+        n_groups = self.groups_.size
+        onehot = sparse.csr_matrix(
+            (np.ones(X.shape[0]), (inverse, np.arange(X.shape[0]))),
+            shape=(n_groups, X.shape[0]),
+        )
+        sums = np.asarray(onehot @ X, dtype=np.float64)
+        counts = np.bincount(inverse, minlength=n_groups).astype(np.float64)
+        self_sq = np.bincount(
+            inverse, weights=np.einsum("ij,ij->i", X, X), minlength=n_groups
+        )
+        cross = sums @ sums.T
+        denom = np.outer(counts, counts)
+        np.fill_diagonal(cross, np.diag(cross) - self_sq)
+        np.fill_diagonal(denom, counts * (counts - 1))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            self.group_similarity_ = np.where(denom > 0, cross / denom, np.nan)
+        for g, name in enumerate(self.groups_):
+            rows = np.flatnonzero(inverse == g)
+            self._rows.append((name, self._profile(X[rows], quantiles, rng)))
+
+    def _profile(self, X, quantiles, rng) -> dict[str, Any]:
+        """Every statistic of the report for one set of unit rows."""
+        n = X.shape[0]
+        nan_q = np.full(quantiles.size, np.nan)
+        empty_hist = np.zeros(self.n_bins)
+        if n < 2:  # a group of one row: no pairs, no neighbour
+            return {
+                "mean_similarity": np.nan,
+                "std_similarity": np.nan,
+                "similarity_quantiles": nan_q,
+                "similarity_histogram": empty_hist,
+                "pairs_exact": True,
+                "nn_similarity": np.full(n, np.nan, dtype=np.float32),
+                "nn_indices": np.full(n, -1, dtype=np.intp),
+                "nn_quantiles": nan_q,
+                "nn_histogram": empty_hist,
+                "duplicate_pairs": np.empty((0, 2), dtype=np.intp),
+                "duplicate_similarities": np.empty(0, dtype=np.float32),
+                "n_duplicate_pairs": 0,
+                "vendi_score": float(n),
+            }
+        mean, std = pairwise_mean_std(X)
+        n_pairs = n * (n - 1) // 2
+        exact = n_pairs <= self.max_pairs
+        scan = _neighbour_scan(
+            X, self.duplicate_threshold, self.max_duplicate_pairs, keep_all=exact
+        )
+        pair_sims = scan.pair_sims if exact else _sample_pairs(X, self.max_pairs, rng)
+        return {
+            "mean_similarity": mean,
+            "std_similarity": std,
+            "similarity_quantiles": np.quantile(pair_sims, quantiles),
+            "similarity_histogram": self._histogram(pair_sims),
+            "pairs_exact": exact,
+            "nn_similarity": scan.nn_sim,
+            "nn_indices": scan.nn_idx,
+            "nn_quantiles": np.quantile(scan.nn_sim, quantiles),
+            "nn_histogram": self._histogram(scan.nn_sim),
+            "duplicate_pairs": scan.pairs,
+            "duplicate_similarities": scan.pair_scores,
+            "n_duplicate_pairs": scan.n_pairs,
+            "vendi_score": vendi_score(X),
+        }
+
+    def _histogram(self, values):
+        counts, _ = np.histogram(np.clip(values, -1, 1), bins=self.bin_edges_)
+        return counts / max(values.size, 1)
+
+    def to_frame(self):
+        """The report as a DataFrame: one row for all data, then one per group.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Index ``"all"`` then the group labels; columns ``n_samples``,
+            ``mean_similarity``, ``std_similarity``, ``similarity_pXX`` (pairwise
+            quantiles), ``nn_similarity_mean``, ``nn_similarity_pXX``,
+            ``n_duplicate_pairs``, ``duplicate_share`` (rows with a near-duplicate),
+            ``vendi_score`` and ``vendi_share`` (Vendi score / rows: 1 when every
+            row is distinct).
+        """
+        import pandas as pd
+
+        check_is_fitted(self)
+        quantiles = np.asarray(self.quantiles, dtype=np.float64).ravel()
+        names = [f"p{100 * q:g}".replace(".", "_") for q in quantiles]
+        records = []
+        for _, stats in self._rows:
+            n = stats["nn_similarity"].size
+            record = {
+                "n_samples": n,
+                "mean_similarity": stats["mean_similarity"],
+                "std_similarity": stats["std_similarity"],
+            }
+            for name, value in zip(names, stats["similarity_quantiles"], strict=True):
+                record[f"similarity_{name}"] = value
+            nn = stats["nn_similarity"]
+            record["nn_similarity_mean"] = float(nn.mean()) if n > 1 else np.nan
+            for name, value in zip(names, stats["nn_quantiles"], strict=True):
+                record[f"nn_similarity_{name}"] = value
+            record["n_duplicate_pairs"] = stats["n_duplicate_pairs"]
+            record["duplicate_share"] = (
+                float((nn >= self.duplicate_threshold).mean()) if n > 1 else 0.0
+            )
+            record["vendi_score"] = stats["vendi_score"]
+            record["vendi_share"] = stats["vendi_score"] / n
+            records.append(record)
+        return pd.DataFrame(records, index=[name for name, _ in self._rows])
+
+    def plot(self, *, ax=None):
+        """Histograms of pairwise and nearest-neighbour similarity, per group.
+
+        Parameters
+        ----------
+        ax : sequence of two matplotlib Axes, optional
+            Where to draw; a new figure with two panels by default.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            The figure holding the two panels.
+        """
+        check_is_fitted(self)
+        plt = import_optional(
+            "matplotlib.pyplot", extra="plot", purpose="DiversityReport.plot()"
+        )
+        if ax is None:
+            fig, ax = plt.subplots(1, 2, figsize=(10, 3.5), layout="constrained")
+        else:
+            fig = ax[0].figure
+        centres = (self.bin_edges_[:-1] + self.bin_edges_[1:]) / 2
+        for name, stats in self._rows:
+            label = str(name)
+            ax[0].plot(centres, stats["similarity_histogram"], label=label)
+            ax[1].plot(centres, stats["nn_histogram"], label=label)
+        ax[0].set(title="Pairwise similarity", xlabel="cosine", ylabel="share")
+        ax[1].set(title="Nearest-neighbour similarity", xlabel="cosine")
+        ax[1].axvline(
+            self.duplicate_threshold,
+            color="grey",
+            linestyle="--",
+            label="duplicate threshold",
+        )
+        ax[1].legend(loc="upper left", fontsize="small")
+        return fig
+
+
+class _Scan:
+    __slots__ = ("nn_sim", "nn_idx", "pairs", "pair_scores", "n_pairs", "pair_sims")
+
+
+def _neighbour_scan(X, threshold, max_kept, *, keep_all):
+    """One exact pass over the upper triangle of ``X @ X.T``, block by block.
+
+    Finds each row's nearest other row and every pair at or above ``threshold``
+    (keeping the ``max_kept`` most similar); with ``keep_all`` also returns every
+    pairwise similarity (only for small inputs).
+    """
+    n = X.shape[0]
+    nn_sim = np.full(n, -np.inf, dtype=np.float32)
+    nn_idx = np.full(n, -1, dtype=np.intp)
+    found_i, found_j, found_s, all_sims = [], [], [], []
+    n_found = stored = 0
+    for a0 in range(0, n, _BLOCK):
+        a1 = min(a0 + _BLOCK, n)
+        A = X[a0:a1]
+        for b0 in range(a0, n, _BLOCK):
+            b1 = min(b0 + _BLOCK, n)
+            S = A @ X[b0:b1].T
+            if b0 == a0:
+                upper = np.triu(np.ones(S.shape, dtype=bool), k=1)
+                if keep_all:
+                    all_sims.append(S[upper])
+                np.fill_diagonal(S, -np.inf)
+                i, j = np.nonzero(upper & (S >= threshold))
+            else:
+                if keep_all:
+                    all_sims.append(S.ravel().copy())
+                i, j = np.nonzero(S >= threshold)
+            _update_nn(nn_sim, nn_idx, a0, S, b0)
+            _update_nn(nn_sim, nn_idx, b0, S.T, a0)
+            if i.size:
+                n_found += i.size
+                if max_kept:
+                    found_i.append(i + a0)
+                    found_j.append(j + b0)
+                    found_s.append(S[i, j])
+                    stored += i.size
+                    if stored > 2 * max_kept + _BLOCK:  # prune to the best
+                        found_i, found_j, found_s = _best(
+                            found_i, found_j, found_s, max_kept
+                        )
+                        stored = found_i[0].size
+    scan = _Scan()
+    scan.nn_sim, scan.nn_idx = nn_sim, nn_idx
+    pi, pj, ps = _best(found_i, found_j, found_s, max_kept)
+    scan.pairs = np.column_stack([pi[0], pj[0]]).astype(np.intp)
+    scan.pair_scores = ps[0].astype(np.float32)
+    scan.n_pairs = int(n_found)
+    scan.pair_sims = np.concatenate(all_sims) if keep_all else None
+    return scan
+
+
+def _update_nn(nn_sim, nn_idx, row0, S, col0):
+    best = S.argmax(axis=1)
+    score = S[np.arange(S.shape[0]), best]
+    rows = slice(row0, row0 + S.shape[0])
+    better = score > nn_sim[rows]
+    nn_sim[rows] = np.where(better, score, nn_sim[rows])
+    nn_idx[rows] = np.where(better, best + col0, nn_idx[rows])
+
+
+def _best(found_i, found_j, found_s, k):
+    """The ``k`` most similar pairs (ties: lower i, then lower j), as 1-lists."""
+    if not found_i:
+        empty = np.empty(0, dtype=np.intp)
+        return [empty], [empty], [np.empty(0, dtype=np.float32)]
+    i, j, s = (np.concatenate(v) for v in (found_i, found_j, found_s))
+    order = np.lexsort((j, i, -s))[:k]
+    return [i[order]], [j[order]], [s[order]]
+
+
+def _sample_pairs(X, m, rng):
+    """Similarities of about ``m`` distinct pairs: all pairs among random rows.
+
+    The rows are drawn without replacement, so every pair is equally likely to be
+    included (an unbiased sample of the pairwise distribution), and one matrix
+    product replaces ``m`` scattered row gathers.
+    """
+    n = X.shape[0]
+    size = min(n, int(np.ceil((1 + np.sqrt(1 + 8 * m)) / 2)))
+    rows = np.sort(rng.choice(n, size=size, replace=False))
+    sub = X[rows]
+    return (sub @ sub.T)[np.triu_indices(size, k=1)]

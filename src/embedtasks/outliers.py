@@ -1,0 +1,362 @@
+"""Score how unrelated each embedding is to the rest: anomaly and novelty detection.
+
+:class:`OutlierScorer` follows scikit-learn's outlier API (as
+:class:`~sklearn.neighbors.LocalOutlierFactor` does): ``score_samples`` is higher
+for more normal items, ``decision_function = score_samples - offset_`` is negative
+for outliers, ``predict`` returns -1 (outlier) or +1 (inlier), and ``novelty``
+chooses between flagging the training items themselves (``fit_predict``) and
+scoring new ones (``predict``).
+
+The default score is the mean dot-product distance ``1 - similarity`` to the ``k``
+nearest neighbours (an item never counts as its own neighbour), computed by the
+shared exact top-k kernel, so scoring a whole corpus costs one all-vs-all top-k pass.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.covariance import LedoitWolf
+from sklearn.utils.metaestimators import available_if
+
+from embedtasks._similarity import l2_normalize, top_k
+from embedtasks._validation import (
+    Integral,
+    Interval,
+    Real,
+    StrOptions,
+    _fit_context,
+    check_embeddings,
+    check_is_fitted,
+)
+
+__all__ = ["OutlierExplanation", "OutlierScorer"]
+
+_ROWS_PER_CHUNK = 16384
+
+
+class OutlierExplanation(NamedTuple):
+    """Why items score as they do: their nearest training items.
+
+    All arrays have one row per explained item; ``indices`` and ``similarities``
+    have one column per neighbour, most similar first.
+    """
+
+    scores: np.ndarray
+    indices: np.ndarray
+    similarities: np.ndarray
+
+
+def _novelty_is(value: bool, method: str):
+    """``available_if`` check: the method exists only for one ``novelty`` setting."""
+
+    def check(self) -> bool:
+        if self.novelty != value:
+            if value:
+                hint = (
+                    f"{method} is not available when novelty=False: use "
+                    "fit_predict (or training_scores_) for the training items, or "
+                    "set novelty=True to score new, unseen items."
+                )
+            else:
+                hint = (
+                    "fit_predict is not available when novelty=True: use "
+                    "fit(X).predict(X_new) for new items, or set novelty=False to "
+                    "flag the training items themselves."
+                )
+            raise AttributeError(hint)
+        return True
+
+    return check
+
+
+class OutlierScorer(OutlierMixin, BaseEstimator):
+    """Flag items that are little related to the rest, by embedding similarity.
+
+    Rows are normalised to unit length, so similarity is the dot product (cosine).
+
+    Parameters
+    ----------
+    method : {"knn", "centroid", "mahalanobis", "lof"}, default="knn"
+        ``"knn"``: mean distance ``1 - similarity`` to the ``n_neighbors`` most
+        similar training items (itself excluded). ``"centroid"``: distance to the
+        mean direction. ``"mahalanobis"``: squared Mahalanobis distance under a
+        Ledoit-Wolf shrinkage covariance. ``"lof"``: local outlier factor (local
+        density relative to the neighbours') on the same neighbours.
+    n_neighbors : int, default=10
+        Neighbours per item for ``"knn"`` and ``"lof"`` (and the default number
+        :meth:`explain` returns); lowered to ``n_samples - 1`` on small data.
+    contamination : "auto" or float, default="auto"
+        Share of outliers. ``"auto"`` puts ``offset_`` at the lower Tukey fence of
+        the training scores (first quartile minus 1.5 interquartile ranges); a
+        float in (0, 0.5] puts it at that quantile of the training scores.
+    novelty : bool, default=False
+        False: :meth:`fit_predict` flags the training items (outlier detection).
+        True: :meth:`predict`, :meth:`decision_function` and :meth:`score_samples`
+        score new items against the training set (novelty detection); do not
+        call them on the training items themselves, which would find themselves.
+    n_jobs : int, default=None
+        Threads of the top-k kernel; None uses every core.
+
+    Attributes
+    ----------
+    training_scores_ : ndarray of shape (n_samples,)
+        ``score_samples`` of each training item, itself excluded (higher = more
+        normal), as LocalOutlierFactor's ``negative_outlier_factor_``.
+    offset_ : float
+        Threshold on the scores: ``decision_function = score_samples - offset_``.
+    n_neighbors_ : int
+        The number of neighbours actually used.
+    center_ : ndarray of shape (n_features,)
+        Mean of the unit training rows (``"centroid"`` and ``"mahalanobis"``).
+    precision_ : ndarray of shape (n_features, n_features)
+        Inverse shrinkage covariance (``"mahalanobis"`` only).
+    n_features_in_ : int
+        Width of the embeddings seen in :term:`fit`.
+
+    See Also
+    --------
+    sklearn.neighbors.LocalOutlierFactor : Euclidean local outlier factor.
+    sklearn.ensemble.IsolationForest : Tree-based anomaly scores.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from embedtasks import OutlierScorer
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.vstack([[1.0, 0.0, 0.0] + 0.05 * rng.normal(size=(20, 3)),
+    ...                [[0.0, 0.0, 1.0]]])  # the last item points elsewhere
+    >>> scorer = OutlierScorer(n_neighbors=5)
+    >>> scorer.fit_predict(X)[-3:]
+    array([ 1,  1, -1])
+    >>> scorer.explain().indices[-1, :2]  # its nearest training items
+    array([15, 13])
+    """
+
+    _parameter_constraints: dict = {
+        "method": [StrOptions({"knn", "centroid", "mahalanobis", "lof"})],
+        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
+        "contamination": [
+            StrOptions({"auto"}),
+            Interval(Real, 0, 0.5, closed="right"),
+        ],
+        "novelty": ["boolean"],
+        "n_jobs": [Integral, None],
+    }
+
+    def __init__(
+        self,
+        *,
+        method="knn",
+        n_neighbors=10,
+        contamination="auto",
+        novelty=False,
+        n_jobs=None,
+    ):
+        self.method = method
+        self.n_neighbors = n_neighbors
+        self.contamination = contamination
+        self.novelty = novelty
+        self.n_jobs = n_jobs
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Learn the training set and the outlier threshold.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Embeddings (at least 2 rows).
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : OutlierScorer
+            The fitted scorer.
+        """
+        X = l2_normalize(check_embeddings(self, X, reset=True))
+        n = X.shape[0]
+        if n < 2:
+            raise ValueError(
+                f"OutlierScorer needs at least 2 samples to fit, got {n} sample: an "
+                "item can only be unusual relative to others."
+            )
+        self._fit_X = X
+        self.n_neighbors_ = min(self.n_neighbors, n - 1)
+        self._train_nn = None
+        if self.method in ("knn", "lof"):
+            nn = top_k(X, X, self.n_neighbors_, self_offset=0, n_jobs=self.n_jobs)
+            self._train_nn = nn
+            if self.method == "lof":
+                dist = np.maximum(0.0, 1.0 - nn.scores)
+                self._k_distance = dist[:, -1]
+                self._lrd = self._local_density(nn.indices, dist)
+            scores = self._scores_from_neighbors(nn.indices, nn.scores)
+        else:
+            self.center_ = X.mean(axis=0, dtype=np.float64).astype(np.float32)
+            if self.method == "mahalanobis":
+                cov = LedoitWolf(assume_centered=False).fit(X)
+                self.precision_ = cov.precision_.astype(np.float32)
+            scores = self._global_scores(X)
+        self.training_scores_ = scores
+        if self.contamination == "auto":
+            q1, q3 = np.percentile(scores, [25.0, 75.0])
+            self.offset_ = float(q1 - 1.5 * (q3 - q1))
+        else:
+            self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
+        return self
+
+    # ----------------------------------------------------------- scoring
+    def _local_density(self, indices: np.ndarray, dist: np.ndarray) -> np.ndarray:
+        """Local reachability density from neighbour indices and distances."""
+        reach = np.maximum(self._k_distance[indices], dist)
+        return 1.0 / (reach.mean(axis=1, dtype=np.float64) + 1e-10)
+
+    def _scores_from_neighbors(
+        self, indices: np.ndarray, similarities: np.ndarray
+    ) -> np.ndarray:
+        if self.method == "knn":
+            return similarities.mean(axis=1, dtype=np.float64) - 1.0
+        dist = np.maximum(0.0, 1.0 - similarities)
+        lrd = self._local_density(indices, dist)
+        return -(self._lrd[indices].mean(axis=1) / lrd)
+
+    def _global_scores(self, X: np.ndarray) -> np.ndarray:
+        """Centroid or Mahalanobis scores, in chunks of rows (bounded memory)."""
+        # float64: a row's score must not depend on the batch it came in.
+        out = np.empty(X.shape[0], dtype=np.float64)
+        center = self.center_.astype(np.float64)
+        if self.method == "centroid":
+            direction = l2_normalize(center).astype(np.float64)
+        else:
+            precision = self.precision_.astype(np.float64)
+        for r0 in range(0, X.shape[0], _ROWS_PER_CHUNK):
+            rows = X[r0 : r0 + _ROWS_PER_CHUNK].astype(np.float64)
+            if self.method == "centroid":
+                out[r0 : r0 + _ROWS_PER_CHUNK] = rows @ direction - 1.0
+            else:
+                D = rows - center
+                out[r0 : r0 + _ROWS_PER_CHUNK] = -np.einsum(
+                    "ij,ij->i", D @ precision, D
+                )
+        return out
+
+    def _score(self, X) -> np.ndarray:
+        check_is_fitted(self)
+        X = l2_normalize(check_embeddings(self, X, reset=False))
+        if self.method in ("knn", "lof"):
+            nn = top_k(X, self._fit_X, self.n_neighbors_, n_jobs=self.n_jobs)
+            return self._scores_from_neighbors(nn.indices, nn.scores)
+        return self._global_scores(X)
+
+    @available_if(_novelty_is(True, "score_samples"))
+    def score_samples(self, X):
+        """How normal each new item is (higher = more normal).
+
+        Only with ``novelty=True``; for the training items read
+        ``training_scores_``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Embeddings to score against the training set.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            For ``"knn"``: minus the mean distance ``1 - similarity`` to the
+            nearest training items; ``"centroid"``: minus the distance to the
+            mean direction; ``"mahalanobis"``: minus the squared Mahalanobis
+            distance; ``"lof"``: minus the local outlier factor.
+        """
+        return self._score(X)
+
+    @available_if(_novelty_is(True, "decision_function"))
+    def decision_function(self, X):
+        """Shifted scores: negative for outliers, positive for inliers.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Embeddings to score against the training set.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            ``score_samples(X) - offset_``.
+        """
+        return self._score(X) - self.offset_
+
+    @available_if(_novelty_is(True, "predict"))
+    def predict(self, X):
+        """Label new items: -1 for outliers, +1 for inliers.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Embeddings to score against the training set.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            -1 where ``decision_function(X) < 0``, else +1.
+        """
+        return np.where(self._score(X) - self.offset_ < 0, -1, 1)
+
+    @available_if(_novelty_is(False, "fit_predict"))
+    def fit_predict(self, X, y=None):
+        """Fit, then label the training items: -1 for outliers, +1 for inliers.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Embeddings.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            -1 where ``training_scores_ < offset_``, else +1.
+        """
+        self.fit(X)
+        return np.where(self.training_scores_ < self.offset_, -1, 1)
+
+    def explain(self, X=None, *, n_neighbors=None):
+        """Show why items score as they do: their most similar training items.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features), default=None
+            Items to explain. None explains the training items, each with itself
+            excluded from its neighbours.
+        n_neighbors : int, default=None
+            Neighbours to return; defaults to ``n_neighbors_``.
+
+        Returns
+        -------
+        OutlierExplanation
+            ``scores`` (as ``score_samples``, or ``training_scores_``),
+            ``indices`` of the nearest training items and their ``similarities``,
+            most similar first.
+        """
+        check_is_fitted(self)
+        k = self.n_neighbors_ if n_neighbors is None else int(n_neighbors)
+        if k < 1:
+            raise ValueError(f"n_neighbors must be at least 1, got {n_neighbors}.")
+        if X is None:
+            nn = self._train_nn
+            if nn is None or k > nn.indices.shape[1]:
+                nn = top_k(
+                    self._fit_X, self._fit_X, k, self_offset=0, n_jobs=self.n_jobs
+                )
+            return OutlierExplanation(
+                self.training_scores_, nn.indices[:, :k], nn.scores[:, :k]
+            )
+        scores = self._score(X)
+        X = l2_normalize(check_embeddings(self, X, reset=False))
+        nn = top_k(X, self._fit_X, k, n_jobs=self.n_jobs)
+        return OutlierExplanation(scores, nn.indices, nn.scores)

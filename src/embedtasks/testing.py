@@ -1,0 +1,489 @@
+"""Offline stand-ins for an OpenAI-compatible embeddings endpoint.
+
+* :func:`fake_openai_transport` -- an ``httpx.MockTransport`` for unit tests,
+  docs and notebooks: no socket at all.
+* :class:`FakeEmbeddingServer` -- a real HTTP server on 127.0.0.1 (stdlib only)
+  that behaves like the endpoint: input and token limits, 400/401/429/5xx,
+  ``retry-after-ms``, dropped connections, malformed JSON, shuffled ``index``
+  order, latency and rate limits. For end-to-end tests and benchmarks.
+
+Both answer with deterministic vectors: :func:`fake_embedding` seeds a generator
+from ``sha256(text)`` and returns a unit float32 vector, so the same text always
+gets bit-identical numbers. The package itself never imports this module.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "FakeEmbeddingServer",
+    "fake_embedding",
+    "fake_openai_transport",
+    "fake_token_count",
+]
+
+
+def fake_embedding(text: str, dim: int = 8) -> npt.NDArray[np.float32]:
+    """The deterministic unit float32 vector the fakes return for ``text``.
+
+    Examples
+    --------
+    >>> v = fake_embedding("hello", dim=4)
+    >>> v.dtype, v.shape, round(float(v @ v), 5)
+    (dtype('float32'), (4,), 1.0)
+    >>> bool((v == fake_embedding("hello", dim=4)).all())
+    True
+    """
+    seed = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little")
+    vector = np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
+    vector /= np.float32(np.linalg.norm(vector))
+    return vector
+
+
+def fake_token_count(text: str) -> int:
+    """The fakes' tokenizer: one token per 4 UTF-8 bytes (about cl100k's rate)."""
+    return max(1, math.ceil(len(text.encode("utf-8")) / 4))
+
+
+def _body(
+    inputs: Sequence[str],
+    payload: dict[str, Any],
+    dim: int,
+    *,
+    order: Sequence[int] | None = None,
+    force_floats: bool = False,
+) -> dict[str, Any]:
+    width = payload.get("dimensions") or dim
+    as_base64 = payload.get("encoding_format") == "base64" and not force_floats
+    data = []
+    for i in order if order is not None else range(len(inputs)):
+        vector = fake_embedding(inputs[i], width)
+        embedding: Any = (
+            base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
+            if as_base64
+            else vector.tolist()
+        )
+        data.append({"object": "embedding", "index": i, "embedding": embedding})
+    tokens = sum(fake_token_count(t) for t in inputs)
+    return {
+        "object": "list",
+        "data": data,
+        "model": payload.get("model", ""),
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
+def _inputs(payload: Any) -> list[str] | str:
+    """The request's inputs, or an error message in OpenAI's words."""
+    if not isinstance(payload, dict) or "input" not in payload:
+        return "'input' is a required property"
+    inputs = payload["input"]
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    if not isinstance(inputs, list) or not inputs:
+        return "'$.input' is invalid: expected a non-empty list"
+    for i, item in enumerate(inputs):
+        if not isinstance(item, str) or not item:
+            return f"'$.input[{i}]' is invalid: expected a non-empty string"
+    return inputs
+
+
+class _FakeHandler:
+    """Picklable MockTransport handler (see :func:`fake_openai_transport`)."""
+
+    def __init__(self, dim: int, calls: list[list[str]] | None) -> None:
+        self.dim = dim
+        self.calls = calls
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        payload = json.loads(request.content)
+        inputs = _inputs(payload)
+        if isinstance(inputs, str):
+            return httpx.Response(400, json={"error": {"message": inputs}})
+        if self.calls is not None:
+            self.calls.append(list(inputs))
+        return httpx.Response(200, json=_body(inputs, payload, self.dim))
+
+
+def fake_openai_transport(
+    dim: int = 8, calls: list[list[str]] | None = None
+) -> httpx.MockTransport:
+    """An ``httpx.MockTransport`` answering ``/embeddings`` like OpenAI, offline.
+
+    Parameters
+    ----------
+    dim : int, default=8
+        Width of the vectors (a request's ``dimensions`` overrides it).
+    calls : list, optional
+        If given, the inputs of each request are appended to it.
+
+    Returns
+    -------
+    httpx.MockTransport
+        Pass it as ``transport=`` to :class:`~embedtasks.OpenAIEmbedder`.
+
+    Examples
+    --------
+    >>> from embedtasks import OpenAIEmbedder
+    >>> calls = []
+    >>> embedder = OpenAIEmbedder(
+    ...     transport=fake_openai_transport(dim=4, calls=calls), cache_dir=None
+    ... )
+    >>> embedder.fit_transform(["a cat", "a dog", "a cat"]).shape
+    (3, 4)
+    >>> calls  # each distinct text is sent once
+    [['a cat', 'a dog']]
+    """
+    return httpx.MockTransport(_FakeHandler(dim, calls))
+
+
+# ------------------------------------------------------------------ HTTP server
+class _Gcra:
+    """Server-side rate limit (generic cell rate algorithm) with a small burst."""
+
+    def __init__(self, per_minute: float, burst_seconds: float) -> None:
+        self.interval = 60.0 / per_minute
+        self.tolerance = burst_seconds
+        self.tat = 0.0
+
+    def check(self, cost: float, now: float) -> float:
+        """0 if allowed (and charged), else the seconds to wait."""
+        tat = max(self.tat, now)
+        wait = tat - now - self.tolerance
+        if wait > 0:
+            return wait
+        self.tat = tat + cost * self.interval
+        return 0.0
+
+
+FAULTS = ("500", "503", "429", "drop", "malformed", "bad_index")
+
+
+class FakeEmbeddingServer:
+    """A loopback OpenAI-compatible embeddings server, run in a thread.
+
+    Parameters
+    ----------
+    dim : int, default=8
+        Vector width (a request's ``dimensions`` overrides it).
+    port : int, default=0
+        0 picks a free port; see :attr:`url`.
+    latency : float, default=0.0
+        Seconds each successful request takes.
+    fault_rate : float, default=0.0
+        Probability that a request fails with one of ``faults``.
+    faults : sequence of str, default=all of FAULTS
+        Among "500", "503", "429" (with retry-after-ms), "drop" (connection
+        closed without an answer), "malformed" (truncated JSON), "bad_index"
+        (an index repeated).
+    requests_per_minute, tokens_per_minute : float, optional
+        Rate limits (429 with ``retry-after-ms`` and ``x-ratelimit-*`` headers).
+    burst_seconds : float, default=0.25
+        How far ahead of its rate a client may be before a 429.
+    max_inputs, max_tokens_per_request, max_tokens_per_input : int
+        Limits answered with 400, in OpenAI's words.
+    shuffle : bool, default=True
+        Answer items in a random order (each keeps its ``index``).
+    api_key : str, optional
+        If set, requests without ``Authorization: Bearer <api_key>`` get 401.
+    reject : callable, optional
+        ``text -> bool``; a request holding such a text gets 400.
+    float_only : bool, default=False
+        Ignore ``encoding_format`` and always answer float lists.
+    seed : int, default=0
+        Seeds the fault and shuffle generator.
+
+    Attributes
+    ----------
+    n_requests : int
+        Requests received (all outcomes).
+    n_faults, n_rate_limited : int
+        Injected faults and 429s for rate limits.
+    n_texts_embedded : int
+        Inputs of successful answers.
+    headers_seen : list of dict
+        Headers of every request.
+
+    Examples
+    --------
+    >>> import httpx
+    >>> with FakeEmbeddingServer(dim=3) as server:
+    ...     r = httpx.post(server.url + "/embeddings", json={"input": ["hi"]})
+    ...     len(r.json()["data"][0]["embedding"])
+    3
+    """
+
+    def __init__(
+        self,
+        dim: int = 8,
+        *,
+        port: int = 0,
+        latency: float = 0.0,
+        fault_rate: float = 0.0,
+        faults: Sequence[str] = FAULTS,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
+        burst_seconds: float = 0.25,
+        max_inputs: int = 2048,
+        max_tokens_per_request: int = 300_000,
+        max_tokens_per_input: int = 8192,
+        shuffle: bool = True,
+        api_key: str | None = None,
+        reject: Callable[[str], bool] | None = None,
+        float_only: bool = False,
+        seed: int = 0,
+    ) -> None:
+        unknown = set(faults) - set(FAULTS)
+        if unknown:
+            raise ValueError(f"Unknown faults {sorted(unknown)}; choose from {FAULTS}.")
+        self.dim = dim
+        self.latency = latency
+        self.fault_rate = fault_rate
+        self.faults = tuple(faults)
+        self.max_inputs = max_inputs
+        self.max_tokens_per_request = max_tokens_per_request
+        self.max_tokens_per_input = max_tokens_per_input
+        self.shuffle = shuffle
+        self.api_key = api_key
+        self.reject = reject
+        self.float_only = float_only
+        self.requests_per_minute = requests_per_minute
+        self.tokens_per_minute = tokens_per_minute
+        self._rpm = (
+            _Gcra(requests_per_minute, burst_seconds) if requests_per_minute else None
+        )
+        self._tpm = (
+            _Gcra(tokens_per_minute, burst_seconds) if tokens_per_minute else None
+        )
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self.n_requests = 0
+        self.n_faults = 0
+        self.n_rate_limited = 0
+        self.n_texts_embedded = 0
+        self.headers_seen: list[dict[str, str]] = []
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _make_handler(self))
+        self._httpd.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on."""
+        return int(self._httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """Base URL to pass as ``base_url`` (``http://127.0.0.1:<port>/v1``)."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> FakeEmbeddingServer:
+        """Serve in a daemon thread; returns self."""
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._httpd.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                daemon=True,
+                name="FakeEmbeddingServer",
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket (idempotent)."""
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._httpd.server_close()
+
+    def __enter__(self) -> FakeEmbeddingServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def reset_counters(self) -> None:
+        """Zero the request counters."""
+        with self._lock:
+            self.n_requests = self.n_faults = self.n_rate_limited = 0
+            self.n_texts_embedded = 0
+            self.headers_seen.clear()
+
+    # -- request handling (called from handler threads) --------------------------
+    def _answer(
+        self, headers: dict[str, str], raw: bytes
+    ) -> tuple[int, dict[str, str], bytes] | None:
+        """(status, headers, body) for a request, or None to drop the connection."""
+        with self._lock:
+            self.n_requests += 1
+            self.headers_seen.append(headers)
+            fault = (
+                self._rng.choice(self.faults)
+                if self.fault_rate and self._rng.random() < self.fault_rate
+                else None
+            )
+            seed = self._rng.random()
+        if self.api_key is not None and headers.get("authorization") != (
+            f"Bearer {self.api_key}"
+        ):
+            return _error(401, "Incorrect API key provided.", "invalid_api_key")
+        try:
+            payload = json.loads(raw)
+        except ValueError:
+            return _error(400, "We could not parse the JSON body of your request.")
+        inputs = _inputs(payload)
+        if isinstance(inputs, str):
+            return _error(400, inputs)
+        if len(inputs) > self.max_inputs:
+            return _error(
+                400,
+                f"'$.input' is invalid: {len(inputs)} items, the maximum is "
+                f"{self.max_inputs}.",
+            )
+        counts = [fake_token_count(t) for t in inputs]
+        if max(counts) > self.max_tokens_per_input:
+            return _error(
+                400,
+                f"This model's maximum context length is {self.max_tokens_per_input}"
+                f" tokens, however you requested {max(counts)} tokens in your input.",
+            )
+        tokens = sum(counts)
+        if tokens > self.max_tokens_per_request:
+            return _error(
+                400,
+                f"Requested {tokens} tokens, max {self.max_tokens_per_request} "
+                "tokens per request.",
+            )
+        if self.reject is not None and any(self.reject(t) for t in inputs):
+            return _error(400, "'$.input' is invalid: rejected by the content filter.")
+        limited = self._rate_limit(tokens)
+        if limited is not None:
+            return limited
+        if fault is not None:
+            with self._lock:
+                self.n_faults += 1
+            if fault == "drop":
+                return None
+            if fault == "malformed":
+                return 200, {"content-type": "application/json"}, b'{"data": [{"ind'
+            if fault == "429":
+                return _error(
+                    429, "Rate limit reached.", headers={"retry-after-ms": "5"}
+                )
+            if fault != "bad_index":
+                return _error(int(fault), "The server had an error.")
+        if self.latency:
+            time.sleep(self.latency)
+        order = list(range(len(inputs)))
+        if self.shuffle:
+            random.Random(seed).shuffle(order)
+        if fault == "bad_index" and len(order) > 1:
+            order[0] = order[1]
+        elif fault == "bad_index":
+            order.append(order[0])
+        body = _body(
+            inputs, payload, self.dim, order=order, force_floats=self.float_only
+        )
+        with self._lock:
+            self.n_texts_embedded += len(inputs)
+        extra = {"content-type": "application/json", **self._limit_headers()}
+        return 200, extra, json.dumps(body).encode()
+
+    def _limit_headers(self) -> dict[str, str]:
+        headers = {}
+        if self.requests_per_minute:
+            headers["x-ratelimit-limit-requests"] = f"{self.requests_per_minute:g}"
+        if self.tokens_per_minute:
+            headers["x-ratelimit-limit-tokens"] = f"{self.tokens_per_minute:g}"
+        return headers
+
+    def _rate_limit(self, tokens: int) -> tuple[int, dict[str, str], bytes] | None:
+        if self._rpm is None and self._tpm is None:
+            return None
+        with self._lock:
+            now = time.monotonic()
+            limits = [(g, c) for g, c in ((self._rpm, 1.0), (self._tpm, tokens)) if g]
+            wait = max(max(g.tat, now) - now - g.tolerance for g, _ in limits)
+            if wait <= 0:
+                for gcra, cost in limits:
+                    gcra.check(cost, now)
+                return None
+            self.n_rate_limited += 1
+        headers = {
+            "retry-after-ms": str(math.ceil(wait * 1000)),
+            **self._limit_headers(),
+        }
+        return _error(429, "Rate limit reached for requests.", headers=headers)
+
+
+def _error(
+    status: int,
+    message: str,
+    code: str | None = None,
+    *,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    body = {
+        "error": {"message": message, "type": "invalid_request_error", "code": code}
+    }
+    return (
+        status,
+        {"content-type": "application/json", **(headers or {})},
+        json.dumps(body).encode(),
+    )
+
+
+def _make_handler(server: FakeEmbeddingServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            length = int(self.headers.get("content-length") or 0)
+            raw = self.rfile.read(length)
+            if self.path.split("?")[0] not in ("/v1/embeddings", "/embeddings"):
+                status, headers, body = _error(404, f"Unknown path {self.path}.")
+            else:
+                headers_in = {k.lower(): v for k, v in self.headers.items()}
+                answer = server._answer(headers_in, raw)
+                if answer is None:  # drop the connection without a word
+                    self.close_connection = True
+                    return
+                status, headers, body = answer
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Stay quiet."""
+
+    return Handler
+
+
+def serve(**kwargs: Any) -> None:  # pragma: no cover - used by benchmarks
+    """Run a :class:`FakeEmbeddingServer` in this process until killed.
+
+    Prints ``READY <url>`` on stdout once listening.
+    """
+    server = FakeEmbeddingServer(**kwargs)
+    print("READY", server.url, flush=True)
+    try:
+        server._httpd.serve_forever(poll_interval=0.05)
+    finally:
+        server._httpd.server_close()

@@ -1,0 +1,375 @@
+"""Tests of NearestLabelClassifier: few-shot, zero-shot, blend, calibration, API."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from embedtasks import NearestLabelClassifier
+
+DIM = 32
+
+
+class HashingEmbedder(TransformerMixin, BaseEstimator):
+    """Deterministic texts -> unit float32 rows: the sum of one fixed random vector
+    per word (seeded by sha256 of the word), normalised."""
+
+    def __init__(self, dim=DIM):
+        self.dim = dim
+
+    def fit(self, X, y=None):
+        self.n_calls_ = 0
+        return self
+
+    def transform(self, X):
+        self.n_calls_ += 1
+        rows = []
+        for text in X:
+            v = np.zeros(self.dim)
+            for word in str(text).lower().split():
+                seed = int.from_bytes(hashlib.sha256(word.encode()).digest()[:8])
+                v += np.random.default_rng(seed).standard_normal(self.dim)
+            rows.append(v / np.linalg.norm(v))
+        return np.asarray(rows, dtype=np.float32)
+
+
+def _clusters(n_per_class=20, n_classes=3, noise=0.3, seed=0, dim=DIM):
+    """Unit rows around ``n_classes`` random directions, labels 'c0', 'c1', ..."""
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((n_classes, dim))
+    y = np.repeat(np.arange(n_classes), n_per_class)
+    X = centers[y] + noise * rng.standard_normal((y.size, dim)) * np.sqrt(dim) / 4
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    return X.astype(np.float32), np.array([f"c{i}" for i in y])
+
+
+def _near(embedder, texts, noise, seed=0):
+    """Embeddings of ``texts`` plus noise: documents 'about' those texts."""
+    rng = np.random.default_rng(seed)
+    Z = embedder.fit(texts).transform(texts).astype(np.float64)
+    Z = Z + noise * rng.standard_normal(Z.shape) / np.sqrt(Z.shape[1])
+    return (Z / np.linalg.norm(Z, axis=1, keepdims=True)).astype(np.float32)
+
+
+@parametrize_with_checks(
+    [
+        NearestLabelClassifier(),
+        NearestLabelClassifier(method="knn", n_neighbors=2, temperature=0.1),
+    ]
+)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+def test_centroid_fit_predict_shapes_and_dtypes():
+    X, y = _clusters()
+    clf = NearestLabelClassifier().fit(X, y)
+    assert clf.classes_.tolist() == ["c0", "c1", "c2"]
+    assert clf.centroids_.dtype == np.float32 and clf.centroids_.shape == (3, DIM)
+    np.testing.assert_allclose(np.linalg.norm(clf.centroids_, axis=1), 1, rtol=1e-5)
+    proba = clf.predict_proba(X)
+    assert proba.shape == (60, 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1)
+    assert clf.score(X, y) == 1.0
+    np.testing.assert_array_equal(clf.class_counts_, [20, 20, 20])
+
+
+def test_centroid_is_the_normalised_mean_direction():
+    X = np.array([[2.0, 0.0], [0.0, 3.0], [0.0, -1.0], [-1.0, 0.2]])
+    clf = NearestLabelClassifier().fit(X, [0, 0, 1, 1])
+    expected = np.array([[1.0, 1.0], [-1.0, -1.0 + 0.2 / np.hypot(1, 0.2)]])
+    expected[1, 0] = -1 / np.hypot(1, 0.2)
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(clf.centroids_, expected, rtol=1e-5)
+
+
+def test_knn_follows_classes_that_are_not_one_blob():
+    # Class "a" sits at two opposite poles; class "b" sits near the middle, where
+    # the mean direction of "a" is: only per-class nearest examples get it right.
+    rng = np.random.default_rng(0)
+    poles = np.array([[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]])
+    a = np.repeat(poles, 10, axis=0) + 0.05 * rng.standard_normal((20, 3))
+    b = np.array([0.0, 1.0, 0.0]) + 0.3 * rng.standard_normal((20, 3))
+    X = np.vstack([a, b])
+    y = np.array(["a"] * 20 + ["b"] * 20)
+    queries = np.array([[0.95, 0.3, 0.0], [-0.95, 0.3, 0.0]])
+    assert NearestLabelClassifier().fit(X, y).predict(queries).tolist() == ["b", "b"]
+    knn = NearestLabelClassifier(method="knn", n_neighbors=3).fit(X, y)
+    assert knn.predict(queries).tolist() == ["a", "a"]
+
+
+def test_knn_class_score_is_mean_of_top_similarities():
+    X = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [0.6, -0.8], [-1.0, 0.0]])
+    y = [0, 0, 0, 1, 1]
+    clf = NearestLabelClassifier(method="knn", n_neighbors=2).fit(X, y)
+    scores = clf.decision_function([[1.0, 0.0]])
+    # class 0: top-2 of (1.0, 0.8, 0.0); class 1: top-2 of (0.6, -1.0)
+    np.testing.assert_allclose(scores, [(-1.0 + 0.6) / 2 - 0.9], rtol=1e-6)
+
+
+def test_temperature_is_fitted_and_calibrates():
+    X, y = _clusters(n_per_class=60, n_classes=4, noise=0.9)
+    X_test, y_test = _clusters(n_per_class=200, n_classes=4, noise=0.9, seed=0)
+    fitted = NearestLabelClassifier().fit(X, y)
+    assert 1e-3 < fitted.temperature_ < 10
+    assert fitted.temperature_ != pytest.approx(0.05)
+
+    def log_loss(clf):
+        proba = clf.predict_proba(X_test)
+        return -np.mean(
+            np.log(proba[np.arange(y_test.size), clf._index_of(y_test, what="y")])
+        )
+
+    sharp = NearestLabelClassifier(temperature=fitted.temperature_ / 4).fit(X, y)
+    soft = NearestLabelClassifier(temperature=fitted.temperature_ * 4).fit(X, y)
+    assert log_loss(fitted) < log_loss(sharp)
+    assert log_loss(fitted) < log_loss(soft)
+
+
+def test_leave_one_out_keeps_singleton_classes_out_of_calibration():
+    X = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
+    clf = NearestLabelClassifier().fit(X, ["a", "a", "b"])
+    loo = clf._loo_similarity(np.arange(3))
+    assert np.isnan(loo[2, 1])  # "b" has no other example
+    assert np.isfinite(loo[:2]).all()
+    assert np.isfinite(clf.temperature_)
+
+
+def test_fixed_temperature_is_used_verbatim():
+    X, y = _clusters()
+    clf = NearestLabelClassifier(temperature=0.2).fit(X, y)
+    assert clf.temperature_ == 0.2
+    S = clf.decision_function(X[:2]) / 0.2
+    expected = np.exp(S) / np.exp(S).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(clf.predict_proba(X[:2]), expected, rtol=1e-6)
+    np.testing.assert_allclose(
+        clf.predict_log_proba(X[:2]), np.log(expected), rtol=1e-6
+    )
+
+
+def test_binary_decision_function_is_one_column():
+    X, y = _clusters(n_classes=2)
+    clf = NearestLabelClassifier().fit(X, y)
+    scores = clf.decision_function(X)
+    assert scores.shape == (40,)
+    assert ((scores > 0) == (clf.predict(X) == "c1")).all()
+
+
+def test_zero_shot_from_label_names_without_examples():
+    emb = HashingEmbedder()
+    labels = ["refund request", "card lost", "exchange rate"]
+    docs = _near(emb, [labels[i] for i in [0, 1, 2, 2, 1, 0]], noise=0.5)
+    clf = NearestLabelClassifier(embedder=emb, labels=labels).fit(docs)
+    assert clf.predict(docs).tolist() == [labels[i] for i in [0, 1, 2, 2, 1, 0]]
+    assert clf.temperature_ == 0.05
+    assert clf.label_embeddings_.shape == (3, DIM)
+    assert clf.class_counts_.tolist() == [0, 0, 0]
+    # The no-data path: X=None, width from the label embeddings.
+    no_data = NearestLabelClassifier(embedder=emb, labels=labels).fit(None)
+    assert no_data.n_features_in_ == DIM
+    np.testing.assert_array_equal(no_data.predict(docs), clf.predict(docs))
+
+
+def test_zero_shot_knn_method_uses_label_embeddings():
+    emb = HashingEmbedder()
+    labels = ["alpha beta", "gamma delta"]
+    docs = _near(emb, labels, noise=0.3)
+    clf = NearestLabelClassifier(method="knn", embedder=emb, labels=labels).fit(docs)
+    assert clf.predict(docs).tolist() == labels
+
+
+def test_template_and_descriptions_change_the_embedded_text():
+    emb = HashingEmbedder().fit(["x"])
+    clf = NearestLabelClassifier(
+        embedder=emb,
+        labels=["a", "b"],
+        label_descriptions={"b": "bravo words"},
+        template="about {label}",
+    ).fit(None)
+    expected = emb.transform(["about a", "about bravo words"])
+    np.testing.assert_allclose(clf.label_embeddings_, expected, rtol=1e-6)
+    listed = NearestLabelClassifier(
+        embedder=emb, labels=["b", "a"], label_descriptions=["bravo words", "alfa"]
+    ).fit(None)
+    np.testing.assert_allclose(
+        listed.label_embeddings_, emb.transform(["alfa", "bravo words"]), rtol=1e-6
+    )
+    from_dict = NearestLabelClassifier(
+        embedder=emb, label_descriptions={"b": "bravo words", "a": "alfa"}
+    ).fit(None)
+    assert from_dict.classes_.tolist() == ["a", "b"]
+    np.testing.assert_allclose(
+        from_dict.label_embeddings_, listed.label_embeddings_, rtol=1e-6
+    )
+
+
+def test_fitted_embedder_is_reused_unfitted_one_is_cloned():
+    fitted = HashingEmbedder().fit(["x"])
+    NearestLabelClassifier(embedder=fitted, labels=["a", "b"]).fit(None)
+    assert fitted.n_calls_ == 1
+    unfitted = HashingEmbedder()
+    NearestLabelClassifier(embedder=unfitted, labels=["a", "b"]).fit(None)
+    assert not hasattr(unfitted, "n_calls_")  # the clone was fitted, not the param
+
+
+def test_label_prior_helps_few_shot_and_covers_classes_without_examples():
+    emb = HashingEmbedder()
+    labels = ["card arrival", "top up", "exchange rate", "lost card"]
+    rng = np.random.default_rng(0)
+    y_idx = rng.integers(0, 4, 400)
+    X = _near(emb, [labels[i] for i in y_idx], noise=1.2)
+    y = np.array(labels)[y_idx]
+    few = np.concatenate([np.flatnonzero(y_idx == c)[:1] for c in range(3)])
+    alone = NearestLabelClassifier().fit(X[few], y[few])
+    blended = NearestLabelClassifier(embedder=emb, labels=labels, prior_weight=2.0).fit(
+        X[few], y[few]
+    )
+    assert blended.class_counts_.tolist() == [1, 1, 0, 1]  # sorted: card, exch, lost
+    assert "lost card" not in alone.classes_
+    assert "lost card" in blended.predict(X)
+    assert blended.score(X, y) > alone.score(X, y) + 0.1
+    for method in ("centroid", "knn"):
+        no_prior = NearestLabelClassifier(
+            method=method, embedder=emb, labels=labels, prior_weight=0.0
+        ).fit(X[few], y[few])
+        # Classes with examples ignore their label; the one without still uses it.
+        kept = NearestLabelClassifier(method=method).fit(X[few], y[few])
+        shared = np.isin(no_prior.classes_, kept.classes_)
+        np.testing.assert_allclose(
+            no_prior.decision_function(X)[:, shared],
+            kept.decision_function(X),
+            rtol=1e-5,
+            atol=1e-6,
+        )
+
+
+def test_abstain_threshold_returns_abstain_label():
+    X, y = _clusters(noise=0.9)
+    base = NearestLabelClassifier().fit(X, y)
+    confidence = base.predict_proba(X).max(axis=1)
+    cut = float(np.median(confidence))
+    clf = NearestLabelClassifier(abstain_threshold=cut, abstain_label="unsure")
+    pred = clf.fit(X, y).predict(X)
+    assert ((pred == "unsure") == (confidence < cut)).all()
+    assert (pred[confidence >= cut] == base.predict(X)[confidence >= cut]).all()
+    numeric = NearestLabelClassifier(abstain_threshold=1.0).fit(X, y).predict(X[:3])
+    assert numeric.dtype == object and numeric.tolist() == [-1, -1, -1]
+
+
+def test_pipeline_with_embedder_and_cross_val_score():
+    emb = HashingEmbedder()
+    topics = ["cheap flights", "pasta recipe", "football match"]
+    rng = np.random.default_rng(0)
+    texts, y = [], []
+    extras = ["today", "please", "now", "again", "best", "quick", "good", "new"]
+    for _ in range(60):
+        t = int(rng.integers(0, 3))
+        texts.append(f"{topics[t]} {' '.join(rng.choice(extras, 2))}")
+        y.append(t)
+    scores = cross_val_score(
+        make_pipeline(HashingEmbedder(), NearestLabelClassifier()), texts, y, cv=3
+    )
+    assert scores.mean() > 0.9
+    zero_shot = make_pipeline(
+        emb, NearestLabelClassifier(embedder=emb, labels=topics)
+    ).fit(texts)
+    assert zero_shot.score(texts, np.array(topics)[y]) > 0.9
+    clone(zero_shot)
+    again = pickle.loads(pickle.dumps(zero_shot))
+    np.testing.assert_array_equal(again.predict(texts), zero_shot.predict(texts))
+
+
+def test_not_fitted_raises():
+    with pytest.raises(NotFittedError):
+        NearestLabelClassifier().predict([[1.0, 0.0]])
+
+
+def test_nan_and_wrong_width_are_rejected():
+    X, y = _clusters()
+    clf = NearestLabelClassifier().fit(X, y)
+    with pytest.raises(ValueError, match="NaN"):
+        clf.predict(np.full((1, DIM), np.nan))
+    with pytest.raises(ValueError, match=f"expecting {DIM} features"):
+        clf.predict(np.ones((1, DIM + 1)))
+
+
+def test_unknown_label_in_y_is_rejected():
+    emb = HashingEmbedder()
+    X = np.eye(3, DIM, dtype=np.float32)
+    clf = NearestLabelClassifier(embedder=emb, labels=["a", "b"])
+    with pytest.raises(
+        ValueError, match=r"y holds labels that are not in labels: \['z'\]"
+    ):
+        clf.fit(X, ["a", "z", "b"])
+
+
+def test_unknown_label_in_descriptions_is_rejected():
+    clf = NearestLabelClassifier(
+        embedder=HashingEmbedder(), labels=["a"], label_descriptions={"q": "text"}
+    )
+    with pytest.raises(ValueError, match=r"label_descriptions holds labels .*\['q'\]"):
+        clf.fit(None)
+
+
+def test_labels_without_embedder_are_rejected():
+    with pytest.raises(ValueError, match="no embedder to embed them"):
+        NearestLabelClassifier(labels=["a", "b"]).fit(None)
+
+
+def test_template_without_placeholder_is_rejected():
+    clf = NearestLabelClassifier(
+        embedder=HashingEmbedder(), labels=["a"], template="about it"
+    )
+    with pytest.raises(ValueError, match=r"template must contain '\{label\}'"):
+        clf.fit(None)
+
+
+def test_description_list_needs_labels_of_same_length():
+    emb = HashingEmbedder()
+    with pytest.raises(ValueError, match="needs labels= to say which label"):
+        NearestLabelClassifier(embedder=emb, label_descriptions=["x"]).fit(None)
+    with pytest.raises(ValueError, match="has 1 texts but labels has 2 entries"):
+        NearestLabelClassifier(
+            embedder=emb, labels=["a", "b"], label_descriptions=["x"]
+        ).fit(None)
+
+
+def test_empty_labels_are_rejected():
+    with pytest.raises(ValueError, match="labels is empty"):
+        NearestLabelClassifier(embedder=HashingEmbedder(), labels=[]).fit(None)
+
+
+def test_embedder_of_other_width_is_rejected():
+    clf = NearestLabelClassifier(embedder=HashingEmbedder(dim=8), labels=["a", "b"])
+    with pytest.raises(ValueError, match="label embeddings of width 8, but X has 32"):
+        clf.fit(np.eye(2, DIM))
+
+
+def test_embedder_returning_garbage_is_rejected():
+    class Broken(HashingEmbedder):
+        def transform(self, X):
+            return np.zeros((1, 3))
+
+    clf = NearestLabelClassifier(embedder=Broken(), labels=["a", "b"])
+    with pytest.raises(ValueError, match=r"map 2 label texts .* got shape \(1, 3\)"):
+        clf.fit(None)
+
+
+def test_missing_y_without_labels_uses_sklearn_message():
+    with pytest.raises(ValueError, match="requires y to be passed"):
+        NearestLabelClassifier().fit(np.eye(3))
+
+
+def test_bad_parameters_are_rejected_by_sklearn():
+    with pytest.raises(ValueError, match="'temperature' parameter"):
+        NearestLabelClassifier(temperature=0).fit([[1.0]], [0])
+    with pytest.raises(ValueError, match="'method' parameter"):
+        NearestLabelClassifier(method="svm").fit([[1.0]], [0])

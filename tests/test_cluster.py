@@ -1,0 +1,253 @@
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.metrics import adjusted_rand_score, v_measure_score
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from embedtasks import EmbeddingClusterer
+from embedtasks.exceptions import InvalidTextError
+
+HAS_UMAP = importlib.util.find_spec("umap") is not None
+WORDS = ["apple", "river", "engine", "violin", "planet", "garden"]
+
+
+def _topics(n_topics=4, per_topic=40, dim=32, noise=0.15, seed=0):
+    """Unit vectors around ``n_topics`` random directions, plus their labels."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_topics, dim))
+    y = np.repeat(np.arange(n_topics), per_topic)
+    X = centres[y] + noise * np.sqrt(dim) * rng.normal(size=(y.size, dim)) / 3
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    return X.astype(np.float32), y
+
+
+def _texts(y):
+    return [
+        f"{WORDS[label]} {WORDS[label]}s story number {i}" for i, label in enumerate(y)
+    ]
+
+
+@parametrize_with_checks(
+    [
+        EmbeddingClusterer(),
+        EmbeddingClusterer(n_clusters=3, reduction="pca", n_components=2),
+        EmbeddingClusterer(reduction=None, min_cluster_size=5, assign_noise=True),
+    ]
+)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+def test_pca_hdbscan_recovers_topics():
+    X, y = _topics()
+    model = EmbeddingClusterer(reduction="pca", n_components=5, random_state=0)
+    labels = model.fit_predict(X)
+    assert labels.dtype == np.intp and labels.shape == (160,)
+    assert model.n_clusters_ == 4
+    assert v_measure_score(y, labels) > 0.95
+    assert model.embedding_.shape == (160, 5) and model.embedding_.dtype == np.float32
+    assert model.kmeans_ is None and model.hdbscan_ is not None
+
+
+def test_labels_numbered_by_decreasing_size():
+    X, y = _topics(n_topics=3, per_topic=30)
+    keep = np.concatenate([np.arange(0, 10), np.arange(30, 90)])  # sizes 10, 30, 30
+    model = EmbeddingClusterer(
+        reduction="pca", n_components=4, min_cluster_size=5, random_state=0
+    ).fit(X[keep])
+    sizes = np.bincount(model.labels_[model.labels_ >= 0])
+    assert list(sizes) == sorted(sizes, reverse=True)
+    assert model.labels_[0] == 2  # the smallest topic gets the last label
+
+
+def test_noise_points_marked_and_assign_noise_reassigns_them():
+    X, y = _topics()
+    rng = np.random.default_rng(1)
+    stray = rng.normal(size=(12, X.shape[1])).astype(np.float32)
+    Xn = np.vstack([X, stray])
+    plain = EmbeddingClusterer(reduction=None, random_state=0).fit(Xn)
+    noise = plain.labels_ == -1
+    assert noise.sum() >= 6
+    np.testing.assert_array_equal(plain.probabilities_[noise], 0.0)
+    assigned = EmbeddingClusterer(
+        reduction=None, assign_noise=True, random_state=0
+    ).fit(Xn)
+    assert (assigned.labels_ >= 0).all()
+    # the same clusters (numbered by size, which reassignment may reorder)
+    same = adjusted_rand_score(assigned.labels_[~noise], plain.labels_[~noise])
+    assert same == 1.0
+    assert ((assigned.probabilities_ >= 0) & (assigned.probabilities_ <= 1)).all()
+    assert (assigned.predict(stray) >= 0).all()
+    assert (plain.predict(stray) == -1).sum() >= 6
+
+
+def test_predict_puts_new_points_in_their_topic():
+    X, y = _topics(per_topic=60)
+    train = np.arange(y.size) % 3 != 0
+    model = EmbeddingClusterer(reduction="pca", n_components=5, random_state=0)
+    model.fit(X[train])
+    predicted = model.predict(X[~train])
+    assert predicted.shape == ((~train).sum(),) and predicted.dtype == np.intp
+    # each held-out point lands in the cluster that holds its topic in training
+    topic_to_cluster = {
+        t: np.bincount(model.labels_[y[train] == t] + 1).argmax() - 1 for t in range(4)
+    }
+    expected = np.array([topic_to_cluster[t] for t in y[~train]])
+    assert (predicted == expected).mean() > 0.9
+
+
+def test_kmeans_when_n_clusters_given():
+    X, y = _topics(n_topics=5)
+    model = EmbeddingClusterer(n_clusters=5, reduction="pca", random_state=0).fit(X)
+    assert model.hdbscan_ is None and model.kmeans_.n_clusters == 5
+    assert set(model.labels_) == set(range(5))
+    np.testing.assert_array_equal(model.probabilities_, 1.0)
+    assert v_measure_score(y, model.labels_) > 0.95
+    np.testing.assert_array_equal(model.predict(X), model.labels_)
+
+
+def test_n_clusters_larger_than_samples_is_refused():
+    X, _ = _topics(per_topic=2)
+    with pytest.raises(ValueError, match=r"n_clusters=20 is larger than.*\(8\)"):
+        EmbeddingClusterer(n_clusters=20).fit(X)
+
+
+def test_deterministic_given_random_state():
+    X, _ = _topics(n_topics=3, per_topic=25)
+    a = EmbeddingClusterer(n_clusters=3, reduction="pca", random_state=7).fit(X)
+    b = EmbeddingClusterer(n_clusters=3, reduction="pca", random_state=7).fit(X)
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    np.testing.assert_array_equal(a.embedding_, b.embedding_)
+
+
+def test_centres_are_unit_and_representatives_central_and_diverse():
+    X, y = _topics(n_topics=3, per_topic=30)
+    X = np.vstack([X, np.repeat(X[:1], 5, axis=0)])  # five copies of row 0
+    model = EmbeddingClusterer(
+        reduction="pca", n_components=4, n_representatives=4, random_state=0
+    ).fit(X)
+    centres = model.cluster_centers_
+    assert centres.shape == (model.n_clusters_, 32) and centres.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(centres, axis=1), 1.0, rtol=1e-5)
+    for c, rows in enumerate(model.representatives_):
+        assert len(rows) == 4 and (model.labels_[rows] == c).all()
+        sims = X[model.labels_ == c] @ centres[c]
+        assert X[rows[0]] @ centres[c] == pytest.approx(sims.max())
+        # no two representatives are near-copies of each other
+        gram = X[rows] @ X[rows].T
+        assert (gram[np.triu_indices(4, 1)] < 0.999).all()
+
+
+def test_summary_without_and_with_texts():
+    X, y = _topics(n_topics=3, per_topic=30)
+    model = EmbeddingClusterer(reduction="pca", n_components=4, random_state=0).fit(X)
+    frame = model.summary()
+    assert list(frame.columns) == [
+        "cluster",
+        "size",
+        "share",
+        "mean_probability",
+        "representatives",
+    ]
+    assert frame["size"].sum() == (model.labels_ >= 0).sum()
+    texts = _texts(y)
+    frame = model.summary(texts, n_keywords=2)
+    assert isinstance(frame, pd.DataFrame) and len(frame) == model.n_clusters_
+    for _, row in frame.iterrows():
+        topic = np.bincount(y[model.labels_ == row["cluster"]]).argmax()
+        word = WORDS[topic]
+        assert row["keywords"][0] in {word, word + "s"}
+        assert len(row["keywords"]) == 2
+        assert all(t.startswith(word) for t in row["representative_texts"])
+
+
+def test_summary_keywords_empty_when_texts_are_only_stop_words():
+    X, y = _topics(n_topics=2, per_topic=20)
+    model = EmbeddingClusterer(reduction="pca", n_components=3, random_state=0).fit(X)
+    frame = model.summary(["the and of"] * 40)
+    assert frame["keywords"].map(len).eq(0).all()
+
+
+def test_summary_rejects_texts_of_wrong_length():
+    X, y = _topics(n_topics=2, per_topic=20)
+    model = EmbeddingClusterer(reduction="pca", n_components=3).fit(X)
+    with pytest.raises(ValueError, match=r"got 3 texts but was fitted on 40 rows"):
+        model.summary(["a", "b", "c"])
+    with pytest.raises(InvalidTextError, match="row 1"):
+        model.summary(["a", None] + ["x"] * 38)
+
+
+def test_unfitted_and_wrong_width_errors():
+    X, _ = _topics(n_topics=2, per_topic=20)
+    with pytest.raises(NotFittedError):
+        EmbeddingClusterer().predict(X)
+    with pytest.raises(NotFittedError):
+        EmbeddingClusterer().summary()
+    model = EmbeddingClusterer(reduction="pca", n_components=3).fit(X)
+    with pytest.raises(ValueError, match="X has 5 features"):
+        model.predict(X[:, :5])
+    with pytest.raises(ValueError, match="'reduction' parameter"):
+        EmbeddingClusterer(reduction="tsne").fit(X)
+
+
+def test_all_noise_predicts_noise():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(12, 16)).astype(np.float32)
+    model = EmbeddingClusterer(reduction=None, min_cluster_size=12, min_samples=1)
+    model.fit(X)
+    assert model.n_clusters_ == 0 and (model.labels_ == -1).all()
+    assert model.summary().empty
+    np.testing.assert_array_equal(model.predict(X[:3]), -1)
+
+
+def test_umap_missing_gives_install_hint(monkeypatch):
+    import embedtasks.cluster as cluster_module
+
+    monkeypatch.setattr(cluster_module, "_umap_available", lambda: False)
+    X, _ = _topics(n_topics=2, per_topic=20)
+    model = EmbeddingClusterer(random_state=0).fit(X)  # "auto" falls back to PCA
+    assert type(model.reducer_).__name__ == "PCA"
+    assert model.embedding_.shape[1] == 20
+    monkeypatch.setitem(__import__("sys").modules, "umap", None)
+    with pytest.raises(ImportError, match=r"pip install 'embedtasks\[umap\]'"):
+        EmbeddingClusterer(reduction="umap").fit(X)
+
+
+@pytest.mark.skipif(not HAS_UMAP, reason="needs umap-learn (the [umap] extra)")
+def test_umap_reduction_clusters_and_predicts():
+    X, y = _topics(n_topics=4, per_topic=50, dim=48)
+    model = EmbeddingClusterer(reduction="umap", random_state=0).fit(X)
+    assert type(model.reducer_).__name__ == "UMAP"
+    assert model.embedding_.shape == (200, 5)
+    assert v_measure_score(y, model.labels_) > 0.9
+    again = clone(model).fit(X)
+    np.testing.assert_array_equal(model.labels_, again.labels_)
+    predicted = model.predict(X[::10])
+    agree = predicted == model.labels_[::10]
+    assert agree.mean() > 0.9
+
+
+def test_fit_and_predict_leave_the_input_untouched():
+    X, _ = _topics(n_topics=2, per_topic=20)
+    X = X * 3  # not unit length
+    before = X.copy()
+    EmbeddingClusterer(reduction="pca", n_components=3).fit(X).predict(X)
+    np.testing.assert_array_equal(X, before)
+
+
+@pytest.mark.skipif(not HAS_UMAP, reason="needs umap-learn (the [umap] extra)")
+def test_umap_fitted_on_a_sample_still_labels_every_row():
+    X, y = _topics(n_topics=4, per_topic=60, dim=48)
+    model = EmbeddingClusterer(
+        reduction="umap", reduction_max_samples=120, random_state=0
+    ).fit(X)
+    assert model.embedding_.shape == (240, 5)
+    assert v_measure_score(y, model.labels_) > 0.9
+    # rows outside the sample sit where predict would put them
+    np.testing.assert_array_equal(model.predict(X[::7]), model.labels_[::7])
