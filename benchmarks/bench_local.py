@@ -12,7 +12,8 @@ in one process, alternating, best of ``--repeats``. Prints seconds, texts/s, our
 time over the reference's best (the bar: <= 1.10), and how close the vectors are
 (min cosine, the bar: >= 0.9999; float32; unit norm).
 
-Run: ``python benchmarks/bench_local.py`` (``--n 1000 --repeats 3`` by default).
+Run: ``python benchmarks/bench_local.py`` (``--n 1000 --repeats 5`` by default;
+``--docstrings`` adds the main job's corpus).
 """
 
 from __future__ import annotations
@@ -106,8 +107,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--n", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batch-sizes", default="32,64,128")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch-sizes", default="16,32,64,128")
     parser.add_argument(
         "--docstrings", action="store_true", help="also the main job's corpus"
     )

@@ -376,7 +376,7 @@ class EmbeddingCache:
             for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
                 target = out[dest[a] : dest[a] + (b - a)]
                 if contiguous:
-                    view = memoryview(target).cast("B")
+                    view = target.data.cast("B")
                     got = os.preadv(fd, [view], int(rows[a]) * row_bytes)
                 else:  # pragma: no cover - out is always C-contiguous float32
                     got = -1

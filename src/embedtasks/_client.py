@@ -785,10 +785,11 @@ class _Run:
                 raise _Malformed("non-finite values")
             vectors[index] = vector
         if self.out is None:
+            assert width is not None  # the batch held at least one vector
             self.out = np.empty((len(self.piece_text), width), dtype=np.float32)
-        out = self.out
-        for row, vector in zip(batch.tolist(), vectors, strict=True):
-            out[row] = vector
+        matrix = self.out
+        for row, filled in zip(batch.tolist(), vectors, strict=True):
+            matrix[row] = filled
         usage = body.get("usage") if isinstance(body, dict) else None
         prompt_tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
         if isinstance(prompt_tokens, int):

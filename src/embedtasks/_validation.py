@@ -6,7 +6,7 @@ scikit-learn touches one file.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from numbers import Integral, Real
 from typing import Any
 
@@ -40,9 +40,7 @@ __all__ = [
 FLOAT_DTYPES = (np.float32, np.float64)
 
 
-def check_embeddings(
-    estimator: Any, X: Any, *, reset: bool, **kwargs: Any
-) -> np.ndarray:
+def check_embeddings(estimator: Any, X: Any, *, reset: bool, **kwargs: Any) -> Any:
     """Validate an embedding matrix and return it as C-contiguous float32.
 
     Wraps :func:`sklearn.utils.validation.validate_data` (finite values, 2-D, the
@@ -56,7 +54,7 @@ def check_embeddings(
     return np.ascontiguousarray(X, dtype=np.float32)
 
 
-def _as_sequence(X: Any, estimator_name: str) -> Sequence[Any]:
+def _as_sequence(X: Any, estimator_name: str) -> list[Any]:
     if X is None:
         raise TypeError(
             f"{estimator_name} expected a sequence of texts, got None. Pass a list "
@@ -145,6 +143,6 @@ def _is_missing(item: object) -> bool:
     if item is None:
         return True
     try:
-        return bool(isinstance(item, Real) and np.isnan(item))
+        return bool(isinstance(item, Real) and np.isnan(float(item)))
     except TypeError:  # pragma: no cover - exotic numeric types
         return False

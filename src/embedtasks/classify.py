@@ -287,7 +287,9 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
                     f"has {len(self.labels)} entries; give one description per "
                     "label, or a dict {label: text}."
                 )
-            descriptions = dict(zip(self._label_names(), descriptions, strict=True))
+            descriptions = dict(
+                zip(self._label_names() or [], descriptions, strict=True)
+            )
         texts = []
         if descriptions is not None:
             self._index_of(list(descriptions), what="label_descriptions")

@@ -71,8 +71,8 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         ``None``: HDBSCAN decides how many clusters there are. An int: KMeans with
         that many clusters (no noise).
     reduction : {"auto", "umap", "pca"} or None, default="auto"
-        Dimension reduction before clustering. ``"auto"`` uses UMAP if umap-learn
-        is installed (``pip install 'embedtasks[umap]'``) and PCA otherwise. On
+        Dimension reduction before clustering. ``"auto"`` uses UMAP (umap-learn is a
+        dependency of embedtasks) and falls back to PCA if it is missing. On
         Banking77 (MiniLM) UMAP + HDBSCAN reaches V-measure 81 with 6% noise, PCA +
         HDBSCAN 56 with 47% noise; with ``assign_noise`` 83 and 70
         (``benchmarks/bench_cluster.py``). UMAP is seeded from ``random_state``, so

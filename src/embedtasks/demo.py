@@ -206,7 +206,8 @@ def build_corpus(
         order = rng.permutation(len(pool))
         pools[label] = [pool[i] for i in order]
 
-    rows, seen = [], set()
+    rows: list[tuple[str, str, str]] = []
+    seen: set[str] = set()
     cursors = dict.fromkeys(pools, 0)
     while len(rows) < n_texts and any(cursors[k] < len(pools[k]) for k in pools):
         for label, pool in pools.items():
@@ -363,20 +364,21 @@ def run_demo(
     results["recommend"] = rec_rows
 
     # -- cluster ---------------------------------------------------------------
-    report.section("Cluster: HDBSCAN (leaf clusters) after PCA")
+    report.section("Cluster: 20 topics (KMeans after PCA)")
     t0 = time.perf_counter()
-    # "leaf" keeps the small, homogeneous topics; docstrings are diffuse, so much
-    # of the corpus stays noise (-1) rather than being forced into a cluster.
-    clusterer = EmbeddingClusterer(
-        reduction="pca", cluster_selection_method="leaf", random_state=0
-    ).fit(X)
+    # Docstrings are diffuse: density clustering (the default, HDBSCAN after UMAP)
+    # leaves a quarter of them as noise and takes ~20 s here, so the tour asks for
+    # a fixed number of topics, which assigns every item in well under a second.
+    clusterer = EmbeddingClusterer(n_clusters=20, reduction="pca", random_state=0).fit(
+        X
+    )
     summary = clusterer.summary(list(texts), n_keywords=5)
     noise = float(np.mean(clusterer.labels_ == -1))
     found = clusterer.labels_ >= 0
     v = v_measure_score(labels[found], clusterer.labels_[found]) if found.any() else 0.0
     report.line(
         f"{clusterer.n_clusters_} topics, {noise:.0%} of items in none (noise); "
-        f"agreement with the packages (V-measure, clustered items): {v:.2f} "
+        f"agreement with the packages (V-measure): {v:.2f} "
         f"({time.perf_counter() - t0:.1f} s). Largest:"
     )
     for _, row in summary.sort_values("size", ascending=False).head(8).iterrows():

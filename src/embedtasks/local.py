@@ -31,10 +31,10 @@ class LocalEmbedder(BaseEmbedder):
         The bundled model's name, a sentence-transformers model directory, or a
         Hugging Face model name already in the local cache (downloads only if the
         environment sets ``HF_HUB_OFFLINE=0``).
-    batch_size : int, default=128
-        Texts per forward pass. Texts are sorted by length first, so large batches
-        carry little padding; on a 2-core CPU 128 was fastest of 32-256
-        (``benchmarks/bench_local.py``). Lower it for very long texts on a GPU.
+    batch_size : int, default=32
+        Texts per forward pass. Texts are sorted by length first, so batches carry
+        little padding. On a quiet 2-core CPU 32 was the fastest of 16-128 (64 and
+        16 within a few percent; ``benchmarks/bench_local.py``); a GPU prefers more.
     device : str, default=None
         Torch device (``"cpu"``, ``"cuda"``, ``"mps"``); ``None`` lets
         sentence-transformers choose (a GPU if there is one).
@@ -79,7 +79,7 @@ class LocalEmbedder(BaseEmbedder):
         self,
         model="all-MiniLM-L6-v2",
         *,
-        batch_size=128,
+        batch_size=32,
         device=None,
         cache_dir="default",
         progress="auto",
