@@ -61,6 +61,20 @@ def test_cache_round_trip_is_bit_exact(tmp_path, on_disk):
     np.testing.assert_array_equal(got[30:], 0)
 
 
+def test_cache_long_reads_split_across_threads_stay_exact(tmp_path, monkeypatch):
+    # 24-byte rows, 100-byte pieces: every run is read as several 4-row pieces
+    # by a pool of threads, including runs broken by a gap and out-of-order asks.
+    monkeypatch.setattr(_cache, "_PARALLEL_READ_BYTES", 100)
+    X = _vectors(200)
+    keys = make_keys(IDENTITY, [f"t{i}" for i in range(200)])
+    with EmbeddingCache(tmp_path) as cache:
+        cache.put_many(keys, X)
+        order = np.r_[0:90, 120:200, 95:100, 7]
+        found, got = cache.get_many([keys[i] for i in order])
+    assert found.all()
+    np.testing.assert_array_equal(got, X[order])
+
+
 def test_cache_persists_across_connections(tmp_path):
     X = _vectors(3)
     keys = make_keys(IDENTITY, ["a", "b", "c"])

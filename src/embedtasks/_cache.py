@@ -27,6 +27,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,9 @@ _SCHEMA = (
 _SCAN = "SELECT key, file, row FROM vectors"
 # SQLite may bind at most 32,766 variables per statement (999 before 3.32).
 _CHUNK = 900 if sqlite3.sqlite_version_info < (3, 32) else 16_000
+#: Reads longer than this are split across threads (page-cache copies in parallel).
+_PARALLEL_READ_BYTES = 32 * 2**20
+_MAX_READ_THREADS = 4
 
 
 def default_cache_dir() -> Path:
@@ -371,18 +375,34 @@ class EmbeddingCache:
         ends = np.concatenate([breaks, [rows.size]])
         row_bytes = 4 * dim
         contiguous = out.flags.c_contiguous and out.dtype == _BLOB_DTYPE
+        # (first row, destination row, row count) of each read; long runs are cut
+        # into pieces so that several threads copy from the page cache at once
+        # (preadv releases the GIL), which a single np.load cannot do.
+        piece = max(1, _PARALLEL_READ_BYTES // row_bytes)
+        reads = [
+            (int(rows[a]) + o, int(dest[a]) + o, min(piece, b - a - o))
+            for a, b in zip(starts.tolist(), ends.tolist(), strict=True)
+            for o in range(0, b - a, piece)
+        ]
+
+        def read(fd: int, first: int, to: int, count: int) -> None:
+            target = out[to : to + count]
+            got = -1
+            if contiguous:
+                got = os.preadv(fd, [target.data.cast("B")], first * row_bytes)
+            if got != count * row_bytes:  # short read, or out not contiguous
+                data = os.pread(fd, count * row_bytes, first * row_bytes)
+                target[:] = np.frombuffer(data, dtype=_BLOB_DTYPE).reshape(-1, dim)
+
         fd = os.open(path, os.O_RDONLY)
         try:
-            for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
-                target = out[dest[a] : dest[a] + (b - a)]
-                if contiguous:
-                    view = target.data.cast("B")
-                    got = os.preadv(fd, [view], int(rows[a]) * row_bytes)
-                else:  # pragma: no cover - out is always C-contiguous float32
-                    got = -1
-                if got != (b - a) * row_bytes:
-                    data = os.pread(fd, (b - a) * row_bytes, int(rows[a]) * row_bytes)
-                    target[:] = np.frombuffer(data, dtype=_BLOB_DTYPE).reshape(-1, dim)
+            threads = min(len(reads), os.cpu_count() or 1, _MAX_READ_THREADS)
+            if threads > 1:
+                with ThreadPoolExecutor(threads) as pool:
+                    list(pool.map(lambda r: read(fd, *r), reads))
+            else:
+                for r in reads:
+                    read(fd, *r)
         finally:
             os.close(fd)
 
