@@ -55,6 +55,18 @@ def test_pca_hdbscan_recovers_topics():
     assert model.kmeans_ is None and model.hdbscan_ is not None
 
 
+def test_auto_min_cluster_size_grows_with_the_corpus():
+    small, _ = _topics(per_topic=40)  # 160 rows: the floor of 15
+    large, y = _topics(n_topics=4, per_topic=1000, dim=16)  # 4,000 rows: 4000 // 200
+    model = EmbeddingClusterer(reduction="pca", n_components=5, random_state=0)
+    assert model.fit(small).min_cluster_size_ == 15
+    assert model.fit(large).min_cluster_size_ == 20
+    assert model.hdbscan_.min_cluster_size == 20
+    assert v_measure_score(y, model.labels_) > 0.9
+    fixed = EmbeddingClusterer(reduction="pca", min_cluster_size=7, random_state=0)
+    assert fixed.fit(small).min_cluster_size_ == 7
+
+
 def test_labels_numbered_by_decreasing_size():
     X, y = _topics(n_topics=3, per_topic=30)
     keep = np.concatenate([np.arange(0, 10), np.arange(30, 90)])  # sizes 10, 30, 30

@@ -483,7 +483,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--n-clusters", type=int, help="fixed number (KMeans); default HDBSCAN"
     )
-    p.add_argument("--min-cluster-size", type=int, default=15, help="HDBSCAN (15)")
+    p.add_argument(
+        "--min-cluster-size",
+        type=lambda v: v if v == "auto" else int(v),
+        default="auto",
+        help="HDBSCAN: an int, or auto = max(15, rows // 200) (auto)",
+    )
     p.add_argument(
         "--reduction", choices=["auto", "umap", "pca", "none"], default="auto"
     )

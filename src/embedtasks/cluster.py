@@ -89,8 +89,11 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         one core when seeded, and its time grows faster than the row count); the
         other rows are placed in its space as :meth:`predict` places new points,
         and HDBSCAN/KMeans then cluster every row. ``None``: fit UMAP on all rows.
-    min_cluster_size : int, default=15
-        HDBSCAN: smallest group of points that counts as a cluster.
+    min_cluster_size : int or "auto", default="auto"
+        HDBSCAN: smallest group of points that counts as a cluster. ``"auto"``:
+        ``max(15, n_samples // 200)``, so larger corpora are not shattered into
+        hundreds of tiny clusters (Banking77 train, 10k rows, 77 intents: 268
+        clusters and V-measure 75.7 at 15; 73 clusters and 77.2 at 50).
     min_samples : int, default=5
         HDBSCAN: neighbours a point needs to be a core point; higher marks more
         points as noise.
@@ -112,6 +115,9 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
 
     Attributes
     ----------
+    min_cluster_size_ : int
+        The HDBSCAN ``min_cluster_size`` used (``"auto"`` resolved); not set when
+        ``n_clusters`` selects KMeans.
     labels_ : ndarray of shape (n_samples,)
         Cluster of each training row, ``0 .. n_clusters_ - 1``; ``-1`` is noise.
     probabilities_ : ndarray of shape (n_samples,)
@@ -169,7 +175,10 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         "n_components": [Interval(Integral, 1, None, closed="left"), None],
         "n_neighbors": [Interval(Integral, 2, None, closed="left")],
         "reduction_max_samples": [Interval(Integral, 10, None, closed="left"), None],
-        "min_cluster_size": [Interval(Integral, 2, None, closed="left")],
+        "min_cluster_size": [
+            Interval(Integral, 2, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
         "min_samples": [Interval(Integral, 1, None, closed="left")],
         "cluster_selection_method": [StrOptions({"eom", "leaf"})],
         "cluster_selection_epsilon": [Interval(Real, 0, None, closed="left")],
@@ -186,7 +195,7 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         n_components=None,
         n_neighbors=15,
         reduction_max_samples=20_000,
-        min_cluster_size=15,
+        min_cluster_size="auto",
         min_samples=5,
         cluster_selection_method="eom",
         cluster_selection_epsilon=0.0,
@@ -314,8 +323,12 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
 
     def _fit_hdbscan(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n_samples = Z.shape[0]
+        if self.min_cluster_size == "auto":
+            self.min_cluster_size_ = max(15, n_samples // 200)
+        else:
+            self.min_cluster_size_ = self.min_cluster_size
         self.hdbscan_ = hdbscan.HDBSCAN(
-            min_cluster_size=min(self.min_cluster_size, n_samples),
+            min_cluster_size=min(self.min_cluster_size_, n_samples),
             min_samples=min(self.min_samples, n_samples - 1),
             cluster_selection_epsilon=float(self.cluster_selection_epsilon),
             cluster_selection_method=self.cluster_selection_method,
