@@ -67,9 +67,11 @@ def test_sampled_pairs_estimate_quantiles_when_too_many():
 
 
 def test_nearest_neighbours_exact_across_blocks(monkeypatch):
-    import embedtasks.diversity as diversity
+    import embedtasks._similarity as similarity
 
-    monkeypatch.setattr(diversity, "_BLOCK", 64)  # many blocks, off-diagonal ones too
+    monkeypatch.setattr(
+        similarity, "_SCAN_BLOCK", 64
+    )  # many blocks, off-diagonal ones too
     rng = np.random.default_rng(1)
     X = _unit(rng, 300, 12)
     S = X @ X.T
@@ -82,9 +84,9 @@ def test_nearest_neighbours_exact_across_blocks(monkeypatch):
 
 
 def test_near_duplicates_found_counted_and_capped(monkeypatch):
-    import embedtasks.diversity as diversity
+    import embedtasks._similarity as similarity
 
-    monkeypatch.setattr(diversity, "_BLOCK", 32)
+    monkeypatch.setattr(similarity, "_SCAN_BLOCK", 32)
     rng = np.random.default_rng(2)
     X = _unit(rng, 100, 32)
     copies = X[[3, 50, 97]] + 0.01 * _unit(rng, 3, 32)

@@ -22,12 +22,14 @@ from threadpoolctl import threadpool_limits
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET",
+    "NeighbourScan",
     "TopK",
     "above_threshold",
     "from_bytes",
     "l2_normalize",
     "matrix_from_bytes",
     "mmr_rerank",
+    "neighbour_scan",
     "pairwise_mean_std",
     "to_bytes",
     "top_k",
@@ -560,3 +562,88 @@ def vendi_score(X: npt.ArrayLike, *, method: str = "auto") -> float:
         return 0.0
     p = eigenvalues[eigenvalues > 0] / total
     return float(np.exp(-(p * np.log(p)).sum()))
+
+
+class NeighbourScan:
+    """Result of :func:`neighbour_scan` (attributes set by it)."""
+
+    __slots__ = ("nn_sim", "nn_idx", "pairs", "pair_scores", "n_pairs", "pair_sims")
+
+
+#: Rows per block side of :func:`neighbour_scan`.
+_SCAN_BLOCK = 2048
+
+
+def neighbour_scan(X, threshold, max_kept, *, keep_all, block=None):
+    """One exact pass over the upper triangle of ``X @ X.T``, block by block.
+
+    Finds each row's nearest other row and every pair at or above ``threshold``
+    (keeping the ``max_kept`` most similar); with ``keep_all`` also returns every
+    pairwise similarity (only for small inputs). Each block pair is multiplied
+    once and serves both rows' nearest neighbours (half the work of a
+    :func:`top_k` self-join), with ``block`` rows per side (default
+    ``_SCAN_BLOCK``).
+    """
+    block = _SCAN_BLOCK if block is None else block
+    n = X.shape[0]
+    nn_sim = np.full(n, -np.inf, dtype=np.float32)
+    nn_idx = np.full(n, -1, dtype=np.intp)
+    found_i, found_j, found_s, all_sims = [], [], [], []
+    n_found = stored = 0
+    for a0 in range(0, n, block):
+        a1 = min(a0 + block, n)
+        A = X[a0:a1]
+        for b0 in range(a0, n, block):
+            b1 = min(b0 + block, n)
+            S = A @ X[b0:b1].T
+            if b0 == a0:
+                upper = np.triu(np.ones(S.shape, dtype=bool), k=1)
+                if keep_all:
+                    all_sims.append(S[upper])
+                np.fill_diagonal(S, -np.inf)
+                i, j = np.nonzero(upper & (S >= threshold))
+            else:
+                if keep_all:
+                    all_sims.append(S.ravel().copy())
+                i, j = np.nonzero(S >= threshold)
+            _update_nn(nn_sim, nn_idx, a0, S, b0)
+            _update_nn(nn_sim, nn_idx, b0, S.T, a0)
+            if i.size:
+                n_found += i.size
+                if max_kept:
+                    found_i.append(i + a0)
+                    found_j.append(j + b0)
+                    found_s.append(S[i, j])
+                    stored += i.size
+                    if stored > 2 * max_kept + block:  # prune to the best
+                        found_i, found_j, found_s = _best(
+                            found_i, found_j, found_s, max_kept
+                        )
+                        stored = found_i[0].size
+    scan = NeighbourScan()
+    scan.nn_sim, scan.nn_idx = nn_sim, nn_idx
+    pi, pj, ps = _best(found_i, found_j, found_s, max_kept)
+    scan.pairs = np.column_stack([pi[0], pj[0]]).astype(np.intp)
+    scan.pair_scores = ps[0].astype(np.float32)
+    scan.n_pairs = int(n_found)
+    scan.pair_sims = np.concatenate(all_sims) if keep_all else None
+    return scan
+
+
+def _update_nn(nn_sim, nn_idx, row0, S, col0):
+    best = S.argmax(axis=1)
+    score = S[np.arange(S.shape[0]), best]
+    rows = slice(row0, row0 + S.shape[0])
+    better = score > nn_sim[rows]
+    nn_sim[rows] = np.where(better, score, nn_sim[rows])
+    nn_idx[rows] = np.where(better, best + col0, nn_idx[rows])
+
+
+def _best(found_i, found_j, found_s, k):
+    """The ``k`` most similar pairs (ties: lower i, then lower j), as 1-lists."""
+    if not found_i:
+        empty = np.empty(0, dtype=np.intp)
+        return [empty], [empty], [np.empty(0, dtype=np.float32)]
+    i, j, s = (np.concatenate(v) for v in (found_i, found_j, found_s))
+    order = np.lexsort((j, i, -s))[:k]
+    return [i[order]], [j[order]], [s[order]]
