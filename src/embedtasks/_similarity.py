@@ -399,7 +399,7 @@ def above_threshold(
         S = Q @ C[c0:c1].T
         lo, hi = np.searchsorted(ex_cols, [c0, c1])
         S[ex_rows[lo:hi], ex_cols[lo:hi] - c0] = -np.inf
-        r, c = np.nonzero(S >= threshold)
+        r, c = np.divmod(np.flatnonzero(S >= threshold), S.shape[1])  # see top_k
         found_r.append(r)
         found_c.append(c + c0)
         found_v.append(S[r, c])
