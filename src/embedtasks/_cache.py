@@ -26,6 +26,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -194,7 +195,7 @@ class EmbeddingCache:
         c = self._conn
         c.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
         if self.path is not None:
-            c.execute("PRAGMA journal_mode = WAL")
+            self._enable_wal()
             c.execute("PRAGMA synchronous = NORMAL")  # WAL: durable up to a crash
         c.execute("BEGIN IMMEDIATE")  # one process creates the schema at a time
         try:
@@ -213,6 +214,25 @@ class EmbeddingCache:
             raise sqlite3.DatabaseError(
                 f"schema version {version}, this embedtasks reads {_SCHEMA_VERSION}"
             )
+
+    def _enable_wal(self) -> None:
+        """Switch to WAL, waiting out other processes that open the file at once.
+
+        Changing the journal mode of a new database needs an exclusive lock, and
+        SQLite may answer "database is locked" at once instead of calling the busy
+        handler, so the switch is retried until ``timeout``.
+        """
+        deadline = time.monotonic() + self.timeout
+        delay = 0.005
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
 
     def __len__(self) -> int:
         with self._lock:
