@@ -43,6 +43,7 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 
+from embedtasks._similarity import pool_chunks
 from embedtasks.exceptions import EmbeddingAPIError, TextTooLongError
 
 __all__ = [
@@ -621,12 +622,7 @@ class _Run:
         counts = self.pieces_per_text
         if (counts == 1).all():
             return out  # truncation only: one piece per text, in order
-        weights = self.piece_tokens.astype(np.float32)
-        norms = np.linalg.norm(out, axis=1).astype(np.float32)
-        norms[norms == 0] = 1
-        result = np.zeros((n, out.shape[1]), dtype=np.float32)
-        np.add.at(result, owners, out * (weights / norms)[:, None])
-        result /= np.linalg.norm(result, axis=1, keepdims=True).astype(np.float32)
+        result = pool_chunks(out, owners, self.piece_tokens, n)
         multi = np.flatnonzero(counts > 1)
         if self.on_batch is not None:
             await asyncio.to_thread(self.on_batch, multi, result[multi])

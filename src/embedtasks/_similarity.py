@@ -26,11 +26,13 @@ __all__ = [
     "TopK",
     "above_threshold",
     "from_bytes",
+    "group_sum",
     "l2_normalize",
     "matrix_from_bytes",
     "mmr_rerank",
     "neighbour_scan",
     "pairwise_mean_std",
+    "pool_chunks",
     "to_bytes",
     "top_k",
     "vendi_score",
@@ -312,6 +314,76 @@ def top_k(
         with ThreadPoolExecutor(n_threads) as pool:
             list(pool.map(run, range(n_threads)))
     return result
+
+
+def group_sum(
+    X: npt.ArrayLike,
+    groups: npt.ArrayLike,
+    n_groups: int,
+    *,
+    weights: npt.ArrayLike | None = None,
+) -> npt.NDArray[np.float64]:
+    """Sum the rows of ``X`` that share a group, in float64, in row order.
+
+    The one group reduction of the package (class centroids, chunk pooling,
+    per-group statistics). Rows are added one after another in their order, so
+    the result depends only on the rows and their order, never on BLAS.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        Rows to add up.
+    groups : array-like of int of shape (n_samples,)
+        Group of each row, in ``[0, n_groups)``.
+    n_groups : int
+        Number of groups (groups with no rows sum to zero).
+    weights : array-like of shape (n_samples,), optional
+        Multiply each row by its weight first.
+
+    Returns
+    -------
+    ndarray of float64 of shape (n_groups, n_features)
+
+    Examples
+    --------
+    >>> group_sum([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]], [0, 1, 0], 2)
+    array([[4., 3.],
+           [0., 2.]])
+    """
+    A = np.asarray(X, dtype=np.float64)
+    g = np.asarray(groups, dtype=np.intp).ravel()
+    if A.ndim != 2 or g.shape[0] != A.shape[0]:
+        raise ValueError(
+            f"group_sum needs a 2-D X and one group per row; got X of shape "
+            f"{A.shape} and {g.shape[0]} groups."
+        )
+    if weights is not None:
+        A = A * np.asarray(weights, dtype=np.float64).reshape(-1, 1)
+    out = np.zeros((n_groups, A.shape[1]), dtype=np.float64)
+    np.add.at(out, g, A)
+    return out
+
+
+def pool_chunks(
+    vectors: npt.ArrayLike,
+    owners: npt.ArrayLike,
+    weights: npt.ArrayLike,
+    n_rows: int,
+) -> npt.NDArray[np.float32]:
+    """One unit vector per row from the vectors of its chunks.
+
+    The weighted mean (weights: each chunk's token count) of the chunks' unit
+    vectors, normalised again: how an over-long text embedded in pieces gets one
+    vector, for the API and the local model alike.
+
+    Examples
+    --------
+    >>> pool_chunks([[1.0, 0.0], [0.0, 2.0], [0.6, 0.8]], [0, 0, 1], [1, 1, 5], 2)
+    array([[0.70710677, 0.70710677],
+           [0.6       , 0.8       ]], dtype=float32)
+    """
+    units = l2_normalize(vectors)
+    return l2_normalize(group_sum(units, owners, n_rows, weights=weights))
 
 
 def to_bytes(vector: npt.ArrayLike) -> bytes:
