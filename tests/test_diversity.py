@@ -9,7 +9,12 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from embedtasks import DiversityReport
-from embedtasks._similarity import pairwise_mean_std, vendi_score
+from embedtasks._similarity import (
+    l2_normalize,
+    neighbour_scan,
+    pairwise_mean_std,
+    vendi_score,
+)
 
 
 def _unit(rng, n, d):
@@ -66,12 +71,7 @@ def test_sampled_pairs_estimate_quantiles_when_too_many():
     )
 
 
-def test_nearest_neighbours_exact_across_blocks(monkeypatch):
-    import embedtasks._similarity as similarity
-
-    monkeypatch.setattr(
-        similarity, "_SCAN_BLOCK", 64
-    )  # many blocks, off-diagonal ones too
+def test_nearest_neighbours_exact_across_blocks():
     rng = np.random.default_rng(1)
     X = _unit(rng, 300, 12)
     S = X @ X.T
@@ -81,12 +81,14 @@ def test_nearest_neighbours_exact_across_blocks(monkeypatch):
     np.testing.assert_allclose(report.nn_similarity_, S.max(axis=1), rtol=1e-6)
     assert report.nn_similarity_.dtype == np.float32
     assert report.nn_quantiles_.shape == (5,)
+    # Many tiles, off-diagonal ones too, on 1 or 2 threads: the same bits.
+    for budget, n_jobs in [(64 * 64 * 4, 1), (16 * 16 * 4, 2)]:
+        scan = neighbour_scan(l2_normalize(X), memory_budget=budget, n_jobs=n_jobs)
+        np.testing.assert_array_equal(scan.nn_idx, report.nn_indices_)
+        np.testing.assert_array_equal(scan.nn_sim, report.nn_similarity_)
 
 
-def test_near_duplicates_found_counted_and_capped(monkeypatch):
-    import embedtasks._similarity as similarity
-
-    monkeypatch.setattr(similarity, "_SCAN_BLOCK", 32)
+def test_near_duplicates_found_counted_and_capped():
     rng = np.random.default_rng(2)
     X = _unit(rng, 100, 32)
     copies = X[[3, 50, 97]] + 0.01 * _unit(rng, 3, 32)

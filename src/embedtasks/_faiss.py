@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from embedtasks._optional import import_optional
-from embedtasks._similarity import TopK, _exclusion_pairs
+from embedtasks._similarity import TopK, exclusion_pairs
 
 __all__ = [
     "SerializedIndex",
@@ -137,7 +137,7 @@ def search_index(
     """
     faiss = _faiss()
     n_q, n_c = queries.shape[0], index.ntotal
-    ex_rows, ex_cols = _exclusion_pairs(n_q, n_c, exclude, self_offset)
+    ex_rows, ex_cols = exclusion_pairs(n_q, n_c, exclude, self_offset)
     per_query = np.bincount(ex_rows, minlength=n_q) if ex_rows.size else None
     extra = int(per_query.max()) if per_query is not None and n_q else 0
     fetch = min(k + extra, n_c)

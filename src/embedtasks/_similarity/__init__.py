@@ -1,0 +1,80 @@
+"""The one similarity kernel: every estimator compares vectors through it.
+
+Normalisation, exact tiled top-k and threshold search, the symmetric all-pairs
+scan, pairwise and group statistics, chunk pooling, MMR and placement by
+similarity live here and nowhere else. It knows only numpy: no scikit-learn, no
+I/O.
+
+**Determinism.** Every score is *canonical*: the float64 products of the float32
+inputs (exact), added in a fixed pairwise tree, rounded once to float32. BLAS is
+used to find candidates quickly, under a rigorous bound on its rounding, and the
+few candidates per query are rescored canonically. So a query gets the same
+neighbours and the same score bits alone or in any batch, in any order, on any
+number of threads or Dask partitions, and on any CPU or BLAS kernel
+(``OPENBLAS_CORETYPE`` included).
+
+Modules: ``_exact`` (canonical arithmetic, normalisation, group reductions),
+``_topk`` (top-k, thresholds, MMR, the one tile-size rule), ``_pairs`` (the
+symmetric scan and all-pairs statistics), ``_place`` (placing new rows by
+similarity), ``_blobs`` (float32 bytes).
+"""
+
+from __future__ import annotations
+
+from embedtasks._similarity._blobs import from_bytes, matrix_from_bytes, to_bytes
+from embedtasks._similarity._exact import (
+    group_mean_direction,
+    group_sum,
+    l2_normalize,
+    pair_dots,
+    pool_chunks,
+    row_norms,
+    similarity,
+    softmax,
+)
+from embedtasks._similarity._pairs import (
+    NeighbourScan,
+    group_mean_similarity,
+    neighbour_scan,
+    pairwise_mean_std,
+    sample_pair_similarities,
+    vendi_score,
+)
+from embedtasks._similarity._topk import (
+    DEFAULT_MEMORY_BUDGET,
+    TopK,
+    above_threshold,
+    corpus_norm,
+    exclusion_pairs,
+    mmr_rerank,
+    tile_shape,
+    top_k,
+)
+
+__all__ = [
+    "DEFAULT_MEMORY_BUDGET",
+    "NeighbourScan",
+    "TopK",
+    "above_threshold",
+    "corpus_norm",
+    "exclusion_pairs",
+    "from_bytes",
+    "group_mean_direction",
+    "group_mean_similarity",
+    "group_sum",
+    "l2_normalize",
+    "matrix_from_bytes",
+    "mmr_rerank",
+    "neighbour_scan",
+    "pair_dots",
+    "pairwise_mean_std",
+    "pool_chunks",
+    "row_norms",
+    "sample_pair_similarities",
+    "similarity",
+    "softmax",
+    "tile_shape",
+    "to_bytes",
+    "top_k",
+    "vendi_score",
+]
