@@ -23,7 +23,13 @@ from sklearn.decomposition import PCA
 from sklearn.utils import check_random_state
 
 from embedtasks._optional import import_optional
-from embedtasks._similarity import l2_normalize, mmr_rerank, top_k
+from embedtasks._similarity import (
+    group_sum,
+    l2_normalize,
+    mmr_rerank,
+    place_by_similarity,
+    similarity,
+)
 from embedtasks._validation import (
     Integral,
     Interval,
@@ -379,16 +385,14 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
     def _centres(X, labels, weights, n_clusters):
         member = np.flatnonzero(labels >= 0)
         w = np.where(weights[member] > 0, weights[member], 1e-6)
-        onehot = sparse.csr_matrix(
-            (w, (labels[member], member)), shape=(n_clusters, X.shape[0])
-        )
-        return l2_normalize(onehot @ X)
+        sums = group_sum(X[member], labels[member], n_clusters, weights=w)
+        return l2_normalize(sums)
 
     def _representatives(self, X, rows, centre):
         """Rows close to ``centre``, diversified by maximal marginal relevance."""
         if rows.size == 0:
             return rows.astype(np.intp)
-        relevance = X[rows] @ centre
+        relevance = similarity(X[rows], centre[None, :])[:, 0]
         order = np.argsort(-relevance, kind="stable")
         pool = rows[order[: max(10 * self.n_representatives, 50)]]
         return mmr_rerank(
@@ -466,13 +470,7 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         The neighbours are the rows UMAP was fitted on (how UMAP initialises its
         own transform); deterministic, and each row independent of the others.
         """
-        k = min(self.n_neighbors, self._X_ref.shape[0])
-        nearest = top_k(X, self._X_ref, k)
-        weights = np.exp((nearest.scores - nearest.scores[:, :1]) / 0.05)
-        weights /= weights.sum(axis=1, keepdims=True)
-        return np.einsum("nk,nkd->nd", weights, self._Z_ref[nearest.indices]).astype(
-            np.float32
-        )
+        return place_by_similarity(X, self._X_ref, self._Z_ref, self.n_neighbors)
 
     # -------------------------------------------------------------- summary
     def summary(self, texts=None, *, n_keywords=8, stop_words="english"):

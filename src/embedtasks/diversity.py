@@ -14,15 +14,16 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy import sparse
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
 from embedtasks._optional import import_optional
 from embedtasks._similarity import (
+    group_mean_similarity,
     l2_normalize,
     neighbour_scan,
     pairwise_mean_std,
+    sample_pair_similarities,
     vendi_score,
 )
 from embedtasks._validation import (
@@ -197,22 +198,7 @@ class DiversityReport(BaseEstimator):
                 "groups must be labels of one comparable type (all str or all int); "
                 f"got {sorted({type(v).__name__ for v in values})}."
             ) from exc
-        n_groups = self.groups_.size
-        onehot = sparse.csr_matrix(
-            (np.ones(X.shape[0]), (inverse, np.arange(X.shape[0]))),
-            shape=(n_groups, X.shape[0]),
-        )
-        sums = np.asarray(onehot @ X, dtype=np.float64)
-        counts = np.bincount(inverse, minlength=n_groups).astype(np.float64)
-        self_sq = np.bincount(
-            inverse, weights=np.einsum("ij,ij->i", X, X), minlength=n_groups
-        )
-        cross = sums @ sums.T
-        denom = np.outer(counts, counts)
-        np.fill_diagonal(cross, np.diag(cross) - self_sq)
-        np.fill_diagonal(denom, counts * (counts - 1))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            self.group_similarity_ = np.where(denom > 0, cross / denom, np.nan)
+        self.group_similarity_ = group_mean_similarity(X, inverse, self.groups_.size)
         for g, name in enumerate(self.groups_):
             rows = np.flatnonzero(inverse == g)
             self._rows.append((name, self._profile(X[rows], quantiles, rng)))
@@ -244,7 +230,11 @@ class DiversityReport(BaseEstimator):
         scan = neighbour_scan(
             X, self.duplicate_threshold, self.max_duplicate_pairs, keep_all=exact
         )
-        pair_sims = scan.pair_sims if exact else _sample_pairs(X, self.max_pairs, rng)
+        pair_sims = (
+            scan.pair_sims
+            if exact
+            else sample_pair_similarities(X, self.max_pairs, rng)
+        )
         return {
             "mean_similarity": mean,
             "std_similarity": std,
@@ -342,17 +332,3 @@ class DiversityReport(BaseEstimator):
         )
         ax[1].legend(loc="upper left", fontsize="small")
         return fig
-
-
-def _sample_pairs(X, m, rng):
-    """Similarities of about ``m`` distinct pairs: all pairs among random rows.
-
-    The rows are drawn without replacement, so every pair is equally likely to be
-    included (an unbiased sample of the pairwise distribution), and one matrix
-    product replaces ``m`` scattered row gathers.
-    """
-    n = X.shape[0]
-    size = min(n, int(np.ceil((1 + np.sqrt(1 + 8 * m)) / 2)))
-    rows = np.sort(rng.choice(n, size=size, replace=False))
-    sub = X[rows]
-    return (sub @ sub.T)[np.triu_indices(size, k=1)]

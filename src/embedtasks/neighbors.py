@@ -13,8 +13,11 @@ from embedtasks import _faiss
 from embedtasks._similarity import (
     DEFAULT_MEMORY_BUDGET,
     above_threshold,
+    corpus_norm,
+    group_sum,
     l2_normalize,
     mmr_rerank,
+    similarity,
     top_k,
 )
 from embedtasks._validation import (
@@ -178,6 +181,7 @@ class DotProductNeighbors(TransformerMixin, BaseEstimator):
         else:
             self.ids_ = None
         self.embeddings_ = l2_normalize(X) if self.normalize else X
+        self._max_norm = corpus_norm(self.embeddings_)
         self.n_samples_fit_ = X.shape[0]
         self.index_ = None
         if self.backend == "faiss":
@@ -221,6 +225,7 @@ class DotProductNeighbors(TransformerMixin, BaseEstimator):
             self_offset=self_offset,
             memory_budget=self.memory_budget,
             n_jobs=self.n_jobs,
+            corpus_max_norm=self._max_norm,
         )
 
     # -- queries -------------------------------------------------------------------
@@ -348,7 +353,8 @@ class DotProductNeighbors(TransformerMixin, BaseEstimator):
         k = self.n_neighbors if n_neighbors is None else n_neighbors
         if not isinstance(k, Integral | np.integer) or isinstance(k, bool) or k < 1:
             raise ValueError(f"n_neighbors must be a positive integer, got {k!r}.")
-        query = l2_normalize(self.embeddings_[liked].mean(axis=0))
+        liked_sum = group_sum(self.embeddings_[liked], np.zeros(liked.size, int), 1)
+        query = l2_normalize(liked_sum[0])
         # MMR re-ranks a wider pool of the most relevant candidates.
         pool = min(self.n_samples_fit_, k if diversity == 0 else max(4 * k, 50))
         result = self._rank(query[None, :], pool, exclude=[excluded])
@@ -356,7 +362,7 @@ class DotProductNeighbors(TransformerMixin, BaseEstimator):
         indices, scores = result.indices[0][keep], result.scores[0][keep]
         if diversity > 0 and indices.size:
             indices = mmr_rerank(query, indices, self.embeddings_, k, diversity)
-            scores = self.embeddings_[indices] @ query
+            scores = similarity(self.embeddings_[indices], query[None, :])[:, 0]
         indices, scores = indices[:k], scores[:k]
         if as_frame:
             return self._frame(scores[None, :], indices[None, :]).drop(columns="query")
@@ -432,6 +438,7 @@ class DotProductNeighbors(TransformerMixin, BaseEstimator):
             float(threshold),
             self_offset=0 if query_is_fit else None,
             memory_budget=self.memory_budget,
+            corpus_max_norm=self._max_norm,
         )
         ind = np.empty(len(found), dtype=object)
         dist = np.empty(len(found), dtype=object)

@@ -21,7 +21,7 @@ from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.covariance import LedoitWolf
 from sklearn.utils.metaestimators import available_if
 
-from embedtasks._similarity import l2_normalize, top_k
+from embedtasks._similarity import l2_normalize, quadratic_form, similarity, top_k
 from embedtasks._validation import (
     Integral,
     Interval,
@@ -33,8 +33,6 @@ from embedtasks._validation import (
 )
 
 __all__ = ["OutlierExplanation", "OutlierScorer"]
-
-_ROWS_PER_CHUNK = 16384
 
 
 class OutlierExplanation(NamedTuple):
@@ -225,24 +223,12 @@ class OutlierScorer(OutlierMixin, BaseEstimator):
         return -(self._lrd[indices].mean(axis=1) / lrd)
 
     def _global_scores(self, X: np.ndarray) -> np.ndarray:
-        """Centroid or Mahalanobis scores, in chunks of rows (bounded memory)."""
-        # float64: a row's score must not depend on the batch it came in.
-        out = np.empty(X.shape[0], dtype=np.float64)
-        center = self.center_.astype(np.float64)
+        """Centroid or Mahalanobis scores (canonical: batch-independent)."""
         if self.method == "centroid":
-            direction = l2_normalize(center).astype(np.float64)
-        else:
-            precision = self.precision_.astype(np.float64)
-        for r0 in range(0, X.shape[0], _ROWS_PER_CHUNK):
-            rows = X[r0 : r0 + _ROWS_PER_CHUNK].astype(np.float64)
-            if self.method == "centroid":
-                out[r0 : r0 + _ROWS_PER_CHUNK] = rows @ direction - 1.0
-            else:
-                D = rows - center
-                out[r0 : r0 + _ROWS_PER_CHUNK] = -np.einsum(
-                    "ij,ij->i", D @ precision, D
-                )
-        return out
+            direction = l2_normalize(self.center_)[None, :]
+            return similarity(X, direction)[:, 0].astype(np.float64) - 1.0
+        D = X - self.center_
+        return -quadratic_form(D, self.precision_).astype(np.float64)
 
     def _score(self, X) -> np.ndarray:
         check_is_fitted(self)

@@ -28,6 +28,7 @@ from embedtasks._similarity._exact import (
     l2_normalize,
     pair_dots,
     pool_chunks,
+    quadratic_form,
     row_norms,
     similarity,
     softmax,
@@ -39,6 +40,10 @@ from embedtasks._similarity._pairs import (
     pairwise_mean_std,
     sample_pair_similarities,
     vendi_score,
+)
+from embedtasks._similarity._place import (
+    DEFAULT_PLACEMENT_TEMPERATURE,
+    place_by_similarity,
 )
 from embedtasks._similarity._topk import (
     DEFAULT_MEMORY_BUDGET,
@@ -53,6 +58,7 @@ from embedtasks._similarity._topk import (
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET",
+    "DEFAULT_PLACEMENT_TEMPERATURE",
     "NeighbourScan",
     "TopK",
     "above_threshold",
@@ -68,7 +74,9 @@ __all__ = [
     "neighbour_scan",
     "pair_dots",
     "pairwise_mean_std",
+    "place_by_similarity",
     "pool_chunks",
+    "quadratic_form",
     "row_norms",
     "sample_pair_similarities",
     "similarity",

@@ -226,6 +226,18 @@ def similarity(
     return out
 
 
+def quadratic_form(X: npt.ArrayLike, M: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    """Canonical ``x_i^T M x_i`` for each row (``M`` symmetric), e.g. Mahalanobis.
+
+    Examples
+    --------
+    >>> quadratic_form([[1.0, 2.0]], [[2.0, 0.0], [0.0, 1.0]])
+    array([6.], dtype=float32)
+    """
+    A = _as_2d_float32(X, "X")
+    return pair_dots(similarity(A, M), A)
+
+
 def error_margin(
     d: int, query_norms: npt.NDArray[np.float64], corpus_norm: float
 ) -> npt.NDArray[np.float32]:
