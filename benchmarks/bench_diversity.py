@@ -8,7 +8,12 @@ Prints, from one run:
 - Vendi and mean pairwise cosine for n=200 rows drawn from 1, 2, 5, 10, 20, 40, 77
   intents, and what adding duplicates does;
 - a full DiversityReport (exact nearest-neighbour / near-duplicate pass) on the
-  train split, with groups, and its seconds.
+  train split, with groups, and its seconds;
+- the symmetric all-pairs scan and a full DiversityReport on the 100k x 384 rows,
+  beside the symmetric bound (each pair computed once: n^2 * d flops at this
+  machine's sgemm rate, measured in the same run) and beside a self-join through
+  ``top_k`` (every pair computed twice). Bars (issue 11): the scan at >= 70% of
+  the sgemm rate; the full report within 2x of the bound.
 
 Usage: python benchmarks/bench_diversity.py [--data DIR] [--n-large 100000]
 """
@@ -23,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from embedtasks import DiversityReport
-from embedtasks._similarity import pairwise_mean_std, vendi_score
+from embedtasks._similarity import neighbour_scan, pairwise_mean_std, top_k, vendi_score
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "banking77"
 
@@ -74,6 +79,8 @@ def main() -> None:
         f"{mean:.4f}/{std:.4f} in {t_mean:.2f} s"
     )
 
+    symmetric_section(big)
+
     print("\nn=200 rows from k intents (mean over 5 draws)")
     intents = np.unique(ytr)
     for k in (1, 2, 5, 10, 20, 40, 77):
@@ -117,6 +124,45 @@ def main() -> None:
         f"near-duplicate pairs (>= 0.95): {report.n_duplicate_pairs_}, e.g. "
         f"{report.duplicate_pairs_[:3].tolist()}"
     )
+
+
+def sgemm_rate(repeat: int = 5) -> float:
+    """GFLOP/s of a large float32 product on every core (the machine's rate)."""
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((2048, 384), dtype=np.float32)
+    b = rng.standard_normal((8192, 384), dtype=np.float32)
+    out = np.empty((2048, 8192), dtype=np.float32)
+    best = min(_timed(np.matmul, a, b.T, out=out)[1] for _ in range(repeat))
+    return 2 * 2048 * 8192 * 384 / best / 1e9
+
+
+def symmetric_section(X: np.ndarray) -> None:
+    n, d = X.shape
+    rates = [sgemm_rate()]
+    scan, t_scan = _timed(neighbour_scan, X, 0.95, 1000)
+    rates.append(sgemm_rate())
+    self_join, t_join = _timed(top_k, X, X, 1, self_offset=0)
+    rates.append(sgemm_rate())
+    report, t_report = _timed(DiversityReport(random_state=0).fit, X)
+    rates.append(sgemm_rate())
+    rate = float(np.median(rates))
+    bound = n * n * d / rate / 1e9
+    same = np.array_equal(scan.nn_idx, self_join.indices[:, 0])
+    print(f"\nAll pairs of {n:,} x {d} (sgemm {rate:.0f} GFLOP/s, median of 4)")
+    print(f"  symmetric bound (each pair once)      {bound:7.2f} s")
+    print(
+        f"  neighbour_scan (symmetric)            {t_scan:7.2f} s  "
+        f"RATIO of sgemm rate: {bound / t_scan:.0%} (bar >= 70%)"
+    )
+    print(
+        f"  top_k self-join, k=1 (pairs twice)    {t_join:7.2f} s  "
+        f"({t_join / t_scan:.2f}x the scan; same neighbours: {same})"
+    )
+    print(
+        f"  DiversityReport().fit (full report)   {t_report:7.2f} s  "
+        f"RATIO to the bound: {t_report / bound:.2f}x (bar <= 2x)"
+    )
+    print(f"  near-duplicate pairs >= 0.95: {report.n_duplicate_pairs_:,}")
 
 
 if __name__ == "__main__":

@@ -77,16 +77,27 @@ class _ScanState:
             self.n_nn = int(keep.sum())
 
 
-def _row_candidates(S, best, rmax, m2):
-    """(row, col) in ``S`` within ``m2`` of the running best of each row."""
+def _row_candidates(S, best, rmax, m2, *, columns=False):
+    """(row, col) in ``S`` within ``m2`` of the running best of each row.
+
+    With ``columns=True`` the "rows" are the columns of ``S`` (the pairs' other
+    side) and the result is (column, row). Few live rows: only they are scanned;
+    many: one comparison over ``S`` in place, without copying it.
+    """
     live = np.flatnonzero(rmax >= np.nextafter(best - m2, np.float32(-np.inf)))
     if live.size == 0:
         empty = np.empty(0, dtype=np.intp)
         return empty, empty
-    low = np.nextafter(np.maximum(best[live], rmax[live]) - m2, np.float32(-np.inf))
-    sub = S[live]
-    r, c = np.divmod(np.flatnonzero(sub >= low[:, None]), S.shape[1])
-    return live[r], c
+    low = np.nextafter(np.maximum(best, rmax) - m2, np.float32(-np.inf))
+    if live.size < rmax.size // 4:
+        sub = S[:, live].T if columns else S[live]
+        r, c = np.divmod(np.flatnonzero(sub >= low[live, None]), sub.shape[1])
+        return live[r], c
+    if columns:
+        c, r = np.divmod(np.flatnonzero(S >= low[None, :]), S.shape[1])
+        return r, c
+    r, c = np.divmod(np.flatnonzero(S >= low[:, None]), S.shape[1])
+    return r, c
 
 
 def _scan_pair(X, a0, a1, b0, b1, state, X_c, threshold, m, max_kept):
@@ -103,7 +114,7 @@ def _scan_pair(X, a0, a1, b0, b1, state, X_c, threshold, m, max_kept):
     np.maximum(state.best[a0:a1], rmax, out=state.best[a0:a1])
     if not diagonal:
         cmax = S.max(axis=0)
-        c2, r2 = _row_candidates(S.T, state.best[b0:b1], cmax, m2)
+        c2, r2 = _row_candidates(S, state.best[b0:b1], cmax, m2, columns=True)
         if c2.size:
             state.add_nn(c2 + b0, r2 + a0, S[r2, c2], m2)
         np.maximum(state.best[b0:b1], cmax, out=state.best[b0:b1])

@@ -29,6 +29,9 @@ from embedtasks._similarity._exact import (
 #: Bytes of float32 scores one tile of the kernel may hold (queries x corpus rows).
 DEFAULT_MEMORY_BUDGET = 8 * 2**20
 
+#: Columns of the first tile whose k-th best seeds the running threshold.
+_SEED_COLUMNS = 8192
+
 #: Below this many queries per thread, one thread with multi-threaded BLAS wins.
 _MIN_QUERIES_PER_THREAD = 64
 
@@ -194,9 +197,13 @@ def _top_k_into(Q, C, margin, ex_rows, ex_cols, indices, scores, memory_budget):
             if hi > lo:
                 S[b_rows[lo:hi], b_cols[lo:hi] - c0] = -np.inf
             if c0 == 0:
-                # First tile: its k-th best (ties kept) bounds the final k-th.
-                if S.shape[1] > k:
-                    kth = np.partition(S, S.shape[1] - k, axis=1)[:, S.shape[1] - k]
+                # First tile: the k-th best of its first columns (ties kept) is a
+                # lower bound of the final k-th; a short head keeps the partition
+                # cheap when one query's tile is the whole corpus.
+                head = S[:, : max(_SEED_COLUMNS, k + 1)]
+                if head.shape[1] > k:
+                    part = np.partition(head, head.shape[1] - k, axis=1)
+                    kth = part[:, head.shape[1] - k]
                 else:
                     kth = np.full(S.shape[0], -np.inf, dtype=np.float32)
             else:
