@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from embedtasks._optional import import_optional
-from embedtasks._similarity import TopK, exclusion_pairs
+from embedtasks._similarity import TopK, exclusion_pairs, pair_dots_indexed
 
 __all__ = [
     "SerializedIndex",
@@ -127,13 +127,17 @@ def search_index(
     exclude: Sequence[npt.ArrayLike] | None = None,
     self_offset: int | None = None,
     n_jobs: int | None = None,
+    corpus: npt.NDArray[np.float32] | None = None,
 ) -> TopK:
     """Top-``k`` of ``index`` for each query, with :func:`top_k`'s exclusions.
 
     faiss has no per-query exclusion lists, so each query asks for ``k`` plus the
     most exclusions any query has, and the excluded rows are dropped afterwards.
-    Results are sorted by decreasing score, ties by the lower index, and padded
-    with index ``-1`` / score ``-inf`` where fewer than ``k`` rows are found.
+    With ``corpus`` (the indexed vectors) the rows faiss found are rescored
+    canonically, as the exact kernel scores them, so a row's score never depends
+    on the batch (which rows an approximate index finds still may). Results are
+    sorted by decreasing score, ties by the lower index, and padded with index
+    ``-1`` / score ``-inf`` where fewer than ``k`` rows are found.
     """
     faiss = _faiss()
     n_q, n_c = queries.shape[0], index.ntotal
@@ -154,6 +158,10 @@ def search_index(
         banned = np.unique(ex_rows * n_c + ex_cols)
         rows = np.broadcast_to(np.arange(n_q, dtype=np.intp)[:, None], found.shape)
         keep &= ~np.isin(rows * n_c + found, banned)
+    if corpus is not None:
+        r, c = np.nonzero(keep)
+        found_scores = np.array(found_scores, dtype=np.float32)
+        found_scores[r, c] = pair_dots_indexed(Q, corpus, r, found[r, c])
     found_scores = np.where(keep, found_scores, -np.inf).astype(np.float32)
     found = np.where(keep, found, n_c)  # the sentinel sorts after every real index
     order = np.lexsort((found, -found_scores), axis=-1)[:, :k]

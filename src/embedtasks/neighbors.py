@@ -216,6 +216,7 @@ class DotProductNeighbors(TransformerMixin, BaseEstimator):
                 exclude=exclude,
                 self_offset=self_offset,
                 n_jobs=self.n_jobs,
+                corpus=self.embeddings_,
             )
         return top_k(
             Q,
