@@ -230,11 +230,9 @@ class DiversityReport(BaseEstimator):
         scan = neighbour_scan(
             X, self.duplicate_threshold, self.max_duplicate_pairs, keep_all=exact
         )
-        pair_sims = (
-            scan.pair_sims
-            if exact
-            else sample_pair_similarities(X, self.max_pairs, rng)
-        )
+        pair_sims = scan.pair_sims
+        if pair_sims is None:
+            pair_sims = sample_pair_similarities(X, self.max_pairs, rng)
         return {
             "mean_similarity": mean,
             "std_similarity": std,
