@@ -334,6 +334,47 @@ def top_k(
     return result
 
 
+def merge_top_k(parts: Sequence[TopK], offsets: Sequence[int], k: int) -> TopK:
+    """Merge top-k results of corpus shards into the top-k of the whole corpus.
+
+    ``parts[s]`` was computed against the shard starting at corpus row
+    ``offsets[s]``. Scores are canonical, so the merge (by score, ties to the
+    lower global row) equals one :func:`top_k` over the whole corpus exactly.
+
+    Examples
+    --------
+    >>> corpus = np.array([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0], [0.8, 0.6]])
+    >>> q = [[1.0, 0.0]]
+    >>> parts = [top_k(q, corpus[:2], 2), top_k(q, corpus[2:], 2)]
+    >>> merge_top_k(parts, [0, 2], 2).indices
+    array([[0, 3]])
+    """
+    if len(parts) != len(offsets):
+        raise ValueError(
+            f"merge_top_k needs one offset per part: {len(parts)} parts, "
+            f"{len(offsets)} offsets."
+        )
+    if not parts:
+        raise ValueError("merge_top_k needs at least one part.")
+    n_q = parts[0].indices.shape[0]
+    idx = np.hstack(
+        [
+            np.where(p.indices >= 0, p.indices + o, -1)
+            for p, o in zip(parts, offsets, strict=True)
+        ]
+    )
+    val = np.hstack([p.scores for p in parts]).astype(np.float32)
+    big = np.iinfo(np.intp).max
+    order = np.lexsort((np.where(idx >= 0, idx, big), -val), axis=-1)[:, :k]
+    out_i = np.full((n_q, k), -1, dtype=np.intp)
+    out_s = np.full((n_q, k), -np.inf, dtype=np.float32)
+    width = order.shape[1]
+    out_i[:, :width] = np.take_along_axis(idx, order, axis=1)
+    out_s[:, :width] = np.take_along_axis(val, order, axis=1)
+    out_i[~np.isfinite(out_s)] = -1
+    return TopK(out_i, out_s)
+
+
 def above_threshold(
     queries: npt.ArrayLike,
     corpus: npt.ArrayLike,
