@@ -12,13 +12,19 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from embedtasks import _faiss
 from embedtasks._similarity import (
     DEFAULT_MEMORY_BUDGET,
+    Dense,
+    Quantized,
     above_threshold,
-    corpus_norm,
+    find_mmap,
     group_sum,
     l2_normalize,
+    mapped_file,
     mmr_rerank,
+    quantize,
     similarity,
+    stream_norms,
     top_k,
+    top_k_rescored,
 )
 from embedtasks._validation import (
     Interval,
@@ -128,6 +134,8 @@ class DotProductNeighbors(TransformerMixin, BaseEstimator):
         "backend": [StrOptions({"exact", "faiss"})],
         "faiss_index": [str],
         "faiss_params": [dict, None],
+        "storage": [StrOptions({"float32", "int8"})],
+        "rescore_factor": [Interval(Integral, 1, None, closed="left")],
     }
 
     def __init__(
@@ -141,6 +149,8 @@ class DotProductNeighbors(TransformerMixin, BaseEstimator):
         backend="exact",
         faiss_index="Flat",
         faiss_params=None,
+        storage="float32",
+        rescore_factor=4,
     ):
         self.n_neighbors = n_neighbors
         self.radius = radius
@@ -150,6 +160,8 @@ class DotProductNeighbors(TransformerMixin, BaseEstimator):
         self.backend = backend
         self.faiss_index = faiss_index
         self.faiss_params = faiss_params
+        self.storage = storage
+        self.rescore_factor = rescore_factor
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -169,7 +181,14 @@ class DotProductNeighbors(TransformerMixin, BaseEstimator):
         self : DotProductNeighbors
             The fitted estimator.
         """
-        X = check_embeddings(self, X, reset=True)
+        mapped = (  # a float32 file is searched in place; anything else is copied
+            isinstance(X, np.ndarray)
+            and X.ndim == 2
+            and X.dtype == np.float32
+            and X.flags.c_contiguous
+            and find_mmap(X) is not None
+        )
+        X = self._check_mapped(X) if mapped else check_embeddings(self, X, reset=True)
         if y is not None:
             ids = np.asarray(y)
             if ids.ndim != 1 or ids.shape[0] != X.shape[0]:
@@ -180,9 +199,17 @@ class DotProductNeighbors(TransformerMixin, BaseEstimator):
             self.ids_ = ids
         else:
             self.ids_ = None
-        self.embeddings_ = l2_normalize(X) if self.normalize else X
-        self._max_norm = corpus_norm(self.embeddings_)
+        if mapped:  # searched in place: _check_mapped proved the rows unit-length
+            self.embeddings_ = X
+        else:
+            self.embeddings_ = l2_normalize(X) if self.normalize else X
+        norms = self._norms if mapped else stream_norms(Dense(self.embeddings_))
+        self._max_norm = float(norms.max())
         self.n_samples_fit_ = X.shape[0]
+        self.codes_ = self._coarse = None
+        if self.storage == "int8":
+            self.codes_, scale, zero = quantize(self.embeddings_)
+            self._coarse = Quantized(self.codes_, scale, zero)
         self.index_ = None
         if self.backend == "faiss":
             self.index_ = _faiss.build_index(
@@ -193,10 +220,42 @@ class DotProductNeighbors(TransformerMixin, BaseEstimator):
             )
         return self
 
+    def _check_mapped(self, X):
+        """Validate a memory-mapped corpus in one streaming pass, without a copy."""
+        name = type(self).__name__
+        if X.shape[0] < 1 or X.shape[1] < 1:
+            raise ValueError(
+                f"{name} needs at least 1 row and 1 column, got shape {X.shape}."
+            )
+        norms = stream_norms(Dense(X))
+        bad = np.flatnonzero(~np.isfinite(norms))
+        if bad.size:
+            raise ValueError(
+                f"Row {bad[0]} of the memory-mapped corpus holds NaN or infinity "
+                f"({bad.size} such rows). Fix those rows in the file."
+            )
+        if self.normalize:
+            off = np.flatnonzero((np.abs(norms - 1.0) > 1e-3) & (norms > 0))
+            if off.size:
+                raise ValueError(
+                    f"Row {off[0]} of the memory-mapped corpus has norm "
+                    f"{norms[off[0]]:.4g}, not 1 ({off.size} such rows). A mapped "
+                    "corpus is searched in place, so it is not normalised: write "
+                    "unit rows to the file (embedtasks._similarity.l2_normalize, "
+                    "chunk by chunk) or pass normalize=False."
+                )
+        self.n_features_in_ = X.shape[1]
+        self._norms = norms
+        return X
+
     def __getstate__(self):
         state = dict(super().__getstate__())  # a copy: never touch self.__dict__
+        state.pop("_norms", None)
         if state.get("index_") is not None:  # faiss indexes do not pickle
             state["index_"] = _faiss.serialize_index(state["index_"])
+        source = mapped_file(state.get("embeddings_"))
+        if source is not None:  # a file searched in place: pickle where it is
+            state["embeddings_"] = _MappedRows(*source)
         return state
 
     def __setstate__(self, state):
@@ -204,10 +263,24 @@ class DotProductNeighbors(TransformerMixin, BaseEstimator):
         if isinstance(index, _faiss.SerializedIndex):
             state = {**state, "index_": _faiss.deserialize_index(index)}
             _faiss.set_search_params(state["index_"], state.get("faiss_params"))
+        if isinstance(state.get("embeddings_"), _MappedRows):
+            state = {**state, "embeddings_": state["embeddings_"].open()}
         super().__setstate__(state)
 
     def _rank(self, Q, k, *, exclude=None, self_offset=None):
         """Top-k of the fitted vectors for each query, on the chosen backend."""
+        if getattr(self, "_coarse", None) is not None:  # int8, rescored in float32
+            return top_k_rescored(
+                Q,
+                self._coarse,
+                self.embeddings_,
+                k,
+                self.rescore_factor * k,
+                exclude=exclude,
+                self_offset=self_offset,
+                memory_budget=self.memory_budget,
+                n_jobs=self.n_jobs,
+            )
         if getattr(self, "index_", None) is not None:
             return _faiss.search_index(
                 self.index_,
@@ -505,6 +578,19 @@ class DotProductNeighbors(TransformerMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float32"]
         return tags
+
+
+class _MappedRows:
+    """Where a memory-mapped corpus lives: what a pickle stores instead of its rows."""
+
+    def __init__(self, filename: str, offset: int, shape: tuple[int, ...]) -> None:
+        self.filename, self.offset, self.shape = filename, offset, shape
+
+    def open(self) -> np.ndarray:
+        return np.memmap(
+            self.filename, dtype=np.float32, mode="r", offset=self.offset,
+            shape=self.shape,
+        )  # fmt: skip
 
 
 def search_pipeline(model, queries, n_neighbors=None, *, as_frame=True):

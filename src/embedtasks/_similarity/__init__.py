@@ -22,6 +22,15 @@ similarity), ``_blobs`` (float32 bytes).
 from __future__ import annotations
 
 from embedtasks._similarity._blobs import from_bytes, matrix_from_bytes, to_bytes
+from embedtasks._similarity._corpus import (
+    Dense,
+    Quantized,
+    as_corpus,
+    find_mmap,
+    mapped_file,
+    quantize,
+    stream_norms,
+)
 from embedtasks._similarity._exact import (
     group_mean_direction,
     group_sum,
@@ -56,21 +65,27 @@ from embedtasks._similarity._topk import (
     mmr_rerank,
     tile_shape,
     top_k,
+    top_k_rescored,
 )
 
 __all__ = [
     "DEFAULT_MEMORY_BUDGET",
+    "Dense",
+    "Quantized",
     "DEFAULT_PLACEMENT_TEMPERATURE",
     "NeighbourScan",
     "TopK",
     "above_threshold",
+    "as_corpus",
     "corpus_norm",
     "exclusion_pairs",
+    "find_mmap",
     "from_bytes",
     "group_mean_direction",
     "group_mean_similarity",
     "group_sum",
     "l2_normalize",
+    "mapped_file",
     "matrix_from_bytes",
     "merge_top_k",
     "mmr_rerank",
@@ -81,12 +96,15 @@ __all__ = [
     "place_by_similarity",
     "pool_chunks",
     "quadratic_form",
+    "quantize",
     "row_norms",
     "sample_pair_similarities",
     "similarity",
     "softmax",
+    "stream_norms",
     "tile_shape",
     "to_bytes",
     "top_k",
+    "top_k_rescored",
     "vendi_score",
 ]

@@ -15,6 +15,8 @@ rounding boundary); the few elements it cannot prove are recomputed by the tree.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -87,18 +89,23 @@ def pair_dots(A: npt.ArrayLike, B: npt.ArrayLike) -> npt.NDArray[np.float32]:
 
 def pair_dots_indexed(
     Q: npt.NDArray[np.float32],
-    C: npt.NDArray[np.float32],
+    C: Any,
     rows: npt.NDArray[np.intp],
     cols: npt.NDArray[np.intp],
 ) -> npt.NDArray[np.float32]:
-    """Canonical ``Q[rows[i]] . C[cols[i]]`` without gathering all pairs at once."""
+    """Canonical ``Q[rows[i]] . C[cols[i]]`` without gathering all pairs at once.
+
+    ``C`` is an array or a corpus with a ``rows(indices)`` method (a mapped file,
+    int8 codes: see ``_corpus``).
+    """
+    gather = C.rows if hasattr(C, "rows") else C.__getitem__
     out = np.empty(rows.size, dtype=np.float32)
     d = Q.shape[1]
     step = max(1, _TREE_ELEMENTS // max(d, 1))
     for p0 in range(0, rows.size, step):
         r, c = rows[p0 : p0 + step], cols[p0 : p0 + step]
         P = Q[r].astype(np.float64)
-        P *= C[c]
+        P *= gather(c)
         out[p0 : p0 + step] = _tree_sum(P)
     return out
 

@@ -13,12 +13,13 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 from threadpoolctl import threadpool_limits
 
+from embedtasks._similarity._corpus import Dense, Quantized, as_corpus, stream_norms
 from embedtasks._similarity._exact import (
     error_margin,
     pair_dots_indexed,
@@ -60,17 +61,17 @@ def tile_shape(n_queries: int, n_corpus: int, memory_budget: int) -> tuple[int, 
     return block, max(1, min(width, n_corpus))
 
 
-def check_pair(Q: npt.NDArray, C: npt.NDArray) -> None:
-    if Q.ndim != 2 or C.ndim != 2 or Q.shape[1] != C.shape[1]:
+def check_pair(Q: npt.NDArray, src: Dense | Quantized) -> None:
+    if Q.ndim != 2 or Q.shape[1] != src.d:
         raise ValueError(
             f"queries and corpus must be 2-D with the same number of features; got "
-            f"shapes {Q.shape} and {C.shape}."
+            f"shapes {Q.shape} and {(src.n, src.d)}."
         )
 
 
-def corpus_norm(C: npt.ArrayLike) -> float:
+def corpus_norm(C: Any) -> float:
     """Largest row norm of a corpus: pass it to :func:`top_k` to skip a pass."""
-    norms = row_norms(C)
+    norms = stream_norms(as_corpus(C))
     return float(norms.max()) if norms.size else 0.0
 
 
@@ -170,12 +171,13 @@ def _select(Q, C, rows, cols, k, n_rows):
 
 def _top_k_into(Q, C, margin, ex_rows, ex_cols, indices, scores, memory_budget):
     """Fill ``indices``/``scores`` (views of the result) on the calling thread."""
-    n_q, n_c = Q.shape[0], C.shape[0]
+    n_q, n_c = Q.shape[0], C.n
     k = indices.shape[1]
     block, width = tile_shape(n_q, n_c, memory_budget)
     width = max(width, k)
     buffer = np.empty((block, min(width, n_c)), dtype=np.float32)
     mask_buffer = np.empty(buffer.size, dtype=bool)
+    tile_buffer = None if C.kind == "float32" else np.empty((width, C.d), np.float32)
     sentinel = n_c  # sorts after every real index on equal scores
 
     for q0 in range(0, n_q, block):
@@ -189,10 +191,12 @@ def _top_k_into(Q, C, margin, ex_rows, ex_cols, indices, scores, memory_budget):
         for c0 in range(0, n_c, width):
             c1 = min(c0 + width, n_c)
             S = buffer[: q1 - q0, : c1 - c0]
+            T = C.tile(c0, c1, tile_buffer)
             if q1 - q0 == 1:
-                np.matmul(C[c0:c1], Qb[0], out=S[0])
+                np.matmul(T, Qb[0], out=S[0])
             else:
-                np.matmul(Qb, C[c0:c1].T, out=S)
+                np.matmul(Qb, T.T, out=S)
+            C.done(c0, c1)
             lo, hi = np.searchsorted(b_cols, [c0, c1])
             if hi > lo:
                 S[b_rows[lo:hi], b_cols[lo:hi] - c0] = -np.inf
@@ -288,13 +292,11 @@ def top_k(
     array([2, 2, 1])
     """
     Q = np.ascontiguousarray(queries, dtype=np.float32)
-    C = np.asarray(corpus)
-    if C.dtype != np.float32 or not C.flags.c_contiguous:
-        C = np.ascontiguousarray(C, dtype=np.float32)
+    C = as_corpus(corpus)
     check_pair(Q, C)
     if k < 1:
         raise ValueError(f"k must be a positive integer, got {k}.")
-    n_q, n_c = Q.shape[0], C.shape[0]
+    n_q, n_c = Q.shape[0], C.n
     indices = np.full((n_q, k), -1, dtype=np.intp)
     scores = np.full((n_q, k), -np.inf, dtype=np.float32)
     result = TopK(indices, scores)
@@ -332,6 +334,47 @@ def top_k(
         with ThreadPoolExecutor(n_threads) as pool:
             list(pool.map(run, range(n_threads)))
     return result
+
+
+def top_k_rescored(
+    queries: npt.ArrayLike,
+    coarse: Any,
+    fine: Any,
+    k: int,
+    n_candidates: int,
+    *,
+    exclude: Sequence[npt.ArrayLike] | None = None,
+    self_offset: int | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    n_jobs: int | None = None,
+) -> TopK:
+    """Top-``k`` by ``fine`` scores among the ``n_candidates`` best by ``coarse``.
+
+    The int8 path: ``coarse`` is the quantised corpus (a :class:`Quantized`, 4x
+    smaller), searched exactly; its best ``n_candidates`` rows per query are
+    rescored canonically against ``fine`` (the float32 rows, e.g. a file mapped
+    in place, of which only those rows are read). Equal to :func:`top_k` on
+    ``fine`` whenever the true top-``k`` is among the candidates.
+    """
+    Q = np.ascontiguousarray(queries, dtype=np.float32)
+    src, exact = as_corpus(coarse), as_corpus(fine)
+    if (src.n, src.d) != (exact.n, exact.d):
+        raise ValueError(
+            f"coarse and fine corpora must have the same shape; got "
+            f"{(src.n, src.d)} and {(exact.n, exact.d)}."
+        )
+    cand = top_k(
+        Q,
+        src,
+        max(k, n_candidates),
+        exclude=exclude,
+        self_offset=self_offset,
+        memory_budget=memory_budget,
+        n_jobs=n_jobs,
+    )
+    r, j = np.nonzero(cand.indices >= 0)
+    indices, scores = _select(Q, exact, r, cand.indices[r, j], k, Q.shape[0])
+    return TopK(indices, scores)
 
 
 def merge_top_k(parts: Sequence[TopK], offsets: Sequence[int], k: int) -> TopK:
@@ -402,11 +445,10 @@ def above_threshold(
     (array([1, 2]), array([1. , 0.8], dtype=float32))
     """
     Q = np.ascontiguousarray(queries, dtype=np.float32)
-    C = np.asarray(corpus)
-    if C.dtype != np.float32 or not C.flags.c_contiguous:
-        C = np.ascontiguousarray(C, dtype=np.float32)
+    C = as_corpus(corpus)
     check_pair(Q, C)
-    n_q, n_c = Q.shape[0], C.shape[0]
+    n_q, n_c = Q.shape[0], C.n
+    margin = np.zeros(n_q, dtype=np.float32)
     if n_q and n_c:
         if corpus_max_norm is None:
             corpus_max_norm = corpus_norm(C)
@@ -415,6 +457,7 @@ def above_threshold(
     block, width = tile_shape(n_q, n_c, memory_budget)
     buffer = np.empty((block, width), dtype=np.float32)
     mask_buffer = np.empty(buffer.size, dtype=bool)
+    tile_buffer = None if C.kind == "float32" else np.empty((width, C.d), np.float32)
     found_r, found_c = [], []
     for q0 in range(0, n_q, block):
         q1 = min(q0 + block, n_q)
@@ -424,7 +467,8 @@ def above_threshold(
         for c0 in range(0, n_c, width):
             c1 = min(c0 + width, n_c)
             S = buffer[: q1 - q0, : c1 - c0]
-            np.matmul(Q[q0:q1], C[c0:c1].T, out=S)
+            np.matmul(Q[q0:q1], C.tile(c0, c1, tile_buffer).T, out=S)
+            C.done(c0, c1)
             lo, hi = np.searchsorted(b_cols, [c0, c1])
             S[b_rows[lo:hi], b_cols[lo:hi] - c0] = -np.inf
             r, c = _hits(S, low, mask_buffer)

@@ -1,0 +1,159 @@
+"""Scale on one machine: a memory-mapped corpus searched in place, int8 storage."""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from embedtasks import DotProductNeighbors
+from embedtasks._similarity import (
+    Quantized,
+    find_mmap,
+    l2_normalize,
+    quantize,
+    top_k,
+    top_k_rescored,
+)
+
+
+def _topics(n=3000, d=48, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = l2_normalize(rng.standard_normal((30, d)))
+    X = centres[rng.integers(0, 30, n)] + 0.3 * rng.standard_normal((n, d))
+    m = min(40, n // 4)
+    X[n // 2 : n // 2 + m] = X[:m] + 1e-4 * rng.standard_normal((m, d))
+    return l2_normalize(X)
+
+
+def _write(path, X):
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=X.shape)
+    out[:] = X
+    out.flush()
+    del out
+    return np.load(path, mmap_mode="r")
+
+
+def test_memmap_corpus_is_searched_in_place(tmp_path):
+    X = _topics()
+    mapped = _write(tmp_path / "corpus.npy", X)
+    nn = DotProductNeighbors(n_neighbors=5).fit(mapped)
+    assert find_mmap(nn.embeddings_) is not None  # no copy was made
+    assert np.shares_memory(nn.embeddings_, mapped)
+    # The file's rows are unit already: the same as searching them in memory.
+    ref = DotProductNeighbors(n_neighbors=5, normalize=False).fit(X.copy())
+    Q = _topics(n=50, seed=1)  # nn normalises queries; ref must get them so too
+    for a, b in zip(nn.search(Q), ref.search(l2_normalize(Q)), strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(nn.kneighbors()[1], ref.kneighbors()[1])
+    scores, items = nn.recommend(7)
+    assert 7 not in items.tolist() and scores.dtype == np.float32
+
+
+def test_memmap_estimator_pickles_the_file_location_not_the_rows(tmp_path):
+    X = _topics()
+    nn = DotProductNeighbors().fit(_write(tmp_path / "c.npy", X))
+    blob = pickle.dumps(nn)
+    assert len(blob) < X.nbytes / 10
+    again = pickle.loads(blob)
+    assert find_mmap(again.embeddings_) is not None
+    Q = X[:20]
+    np.testing.assert_array_equal(again.search(Q)[1], nn.search(Q)[1])
+
+
+def test_memmap_rows_not_unit_or_not_finite_are_named(tmp_path):
+    X = _topics(n=200)
+    X[17] *= 3
+    with pytest.raises(
+        ValueError, match=r"Row 17 of the memory-mapped corpus has norm"
+    ):
+        DotProductNeighbors().fit(_write(tmp_path / "a.npy", X))
+    # normalize=False searches raw dot products: any norm is fine.
+    DotProductNeighbors(normalize=False).fit(np.load(tmp_path / "a.npy", mmap_mode="r"))
+    X = _topics(n=200)
+    X[42, 3] = np.nan
+    with pytest.raises(ValueError, match=r"Row 42 .* NaN or infinity"):
+        DotProductNeighbors().fit(_write(tmp_path / "b.npy", X))
+
+
+def test_memmap_of_another_dtype_is_loaded_like_any_array(tmp_path):
+    X = _topics(n=300).astype(np.float64)
+    np.save(tmp_path / "f64.npy", X)
+    nn = DotProductNeighbors().fit(np.load(tmp_path / "f64.npy", mmap_mode="r"))
+    assert nn.embeddings_.dtype == np.float32 and find_mmap(nn.embeddings_) is None
+
+
+def test_memmap_search_holds_a_tile_not_the_file(tmp_path):
+    """Peak memory of fit + search stays far below the mapped corpus's size."""
+    path = tmp_path / "big.npy"
+    rng = np.random.default_rng(0)
+    out = np.lib.format.open_memmap(path, "w+", np.float32, (160_000, 128))
+    for s in range(0, 160_000, 20_000):
+        out[s : s + 20_000] = l2_normalize(rng.standard_normal((20_000, 128)))
+    out.flush()
+    del out  # an 80 MB file
+    code = textwrap.dedent(f"""
+        import resource, numpy as np
+        from embedtasks import DotProductNeighbors
+        X = np.load({str(path)!r}, mmap_mode="r")
+        q = np.ones((3, 128), np.float32)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        nn = DotProductNeighbors(n_neighbors=10).fit(X)
+        nn.search(q)
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        print((after - before) * 1024)
+    """)
+    grown = int(subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout)  # fmt: skip
+    assert grown < 40e6, f"peak memory grew by {grown / 1e6:.0f} MB for an 80 MB file"
+
+
+def test_int8_storage_is_a_quarter_and_finds_the_float32_results():
+    X = _topics()
+    Q = _topics(n=200, seed=3)
+    ref = DotProductNeighbors(n_neighbors=10).fit(X)
+    nn = DotProductNeighbors(n_neighbors=10, storage="int8").fit(X)
+    assert nn.codes_.dtype == np.int8 and nn.codes_.nbytes == X.nbytes // 4
+    scores, idx = nn.search(Q)
+    ref_scores, ref_idx = ref.search(Q)
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_array_equal(scores, ref_scores)  # rescored: same bits
+    np.testing.assert_array_equal(nn.kneighbors()[1], ref.kneighbors()[1])
+    again = pickle.loads(pickle.dumps(nn))
+    np.testing.assert_array_equal(again.search(Q)[1], ref_idx)
+
+
+def test_int8_with_a_mapped_file_keeps_only_codes_in_memory(tmp_path):
+    X = _topics()
+    nn = DotProductNeighbors(storage="int8").fit(_write(tmp_path / "c.npy", X))
+    assert find_mmap(nn.embeddings_) is not None and nn.codes_.nbytes == X.nbytes // 4
+    ref = DotProductNeighbors(normalize=False).fit(X.copy())
+    Q = X[:30]
+    np.testing.assert_array_equal(nn.search(Q)[1], ref.search(l2_normalize(Q))[1])
+
+
+def test_top_k_rescored_is_split_invariant_and_honours_exclusions():
+    X = _topics()
+    codes, scale, zero = quantize(X)
+    coarse = Quantized(codes, scale, zero)
+    assert np.abs(coarse.rows(np.arange(50)) - X[:50]).max() <= scale.max()
+    whole = top_k_rescored(X[:64], coarse, X, 5, 20, self_offset=0)
+    parts = [top_k_rescored(X[i : min(i + 9, 64)], coarse, X, 5, 20, self_offset=i)
+             for i in range(0, 64, 9)]  # fmt: skip
+    np.testing.assert_array_equal(np.vstack([p.indices for p in parts]), whole.indices)
+    np.testing.assert_array_equal(np.vstack([p.scores for p in parts]), whole.scores)
+    assert not (whole.indices == np.arange(64)[:, None]).any()
+    exact = top_k(X[:64], X, 5, self_offset=0)
+    np.testing.assert_array_equal(whole.indices, exact.indices)
+
+
+def test_quantize_constant_column_and_bad_storage():
+    codes, scale, zero = quantize(np.ones((4, 2), np.float32))
+    assert (codes == 0).all() and (zero == 1).all()
+    with pytest.raises(ValueError, match="'storage' parameter"):
+        DotProductNeighbors(storage="int4").fit(np.ones((3, 2)))
