@@ -232,7 +232,7 @@ def _top_k_into(Q, C, margin, ex_rows, ex_cols, indices, scores, memory_budget):
 
 def top_k(
     queries: npt.ArrayLike,
-    corpus: npt.ArrayLike,
+    corpus: Any,
     k: int,
     *,
     exclude: Sequence[npt.ArrayLike] | None = None,
@@ -420,7 +420,7 @@ def merge_top_k(parts: Sequence[TopK], offsets: Sequence[int], k: int) -> TopK:
 
 def above_threshold(
     queries: npt.ArrayLike,
-    corpus: npt.ArrayLike,
+    corpus: Any,
     threshold: float,
     *,
     self_offset: int | None = None,
