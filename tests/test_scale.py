@@ -157,3 +157,61 @@ def test_quantize_constant_column_and_bad_storage():
     assert (codes == 0).all() and (zero == 1).all()
     with pytest.raises(ValueError, match="'storage' parameter"):
         DotProductNeighbors(storage="int4").fit(np.ones((3, 2)))
+
+
+def test_approximate_paths_with_one_list_are_the_exact_ones():
+    from embedtasks._similarity import (
+        approximate_scan,
+        approximate_top_k,
+        neighbour_scan,
+    )
+
+    X = _topics(n=800)
+    exact = neighbour_scan(X, 0.9, 1000)
+    one = approximate_scan(X, 0.9, 1000, n_lists=1)
+    np.testing.assert_array_equal(one.nn_idx, exact.nn_idx)
+    np.testing.assert_array_equal(one.nn_sim, exact.nn_sim)
+    np.testing.assert_array_equal(one.pairs, exact.pairs)
+    assert one.n_pairs == exact.n_pairs
+    knn = approximate_top_k(X, 5, n_lists=1)
+    ref = top_k(X, X, 5, self_offset=0)
+    np.testing.assert_array_equal(knn.indices, ref.indices)
+    np.testing.assert_array_equal(knn.scores, ref.scores)
+
+
+def test_approximate_scan_finds_the_near_duplicates():
+    from embedtasks._similarity import approximate_scan, neighbour_scan
+
+    X = _topics(n=6000, d=32, seed=5)
+    exact = neighbour_scan(X, 0.95, 100_000)
+    approx = approximate_scan(X, 0.95, 100_000, n_lists=40)
+    truth = set(map(tuple, exact.pairs.tolist()))
+    found = set(map(tuple, approx.pairs.tolist()))
+    assert found <= truth  # nothing invented: every score is exact
+    assert len(found & truth) >= 0.99 * len(truth) and len(truth) >= 40
+    agree = approx.nn_idx == exact.nn_idx
+    assert agree.mean() > 0.8  # nearest neighbours: approximate (see the bench)
+    # Where the neighbour agrees the score is the exact one, bit for bit.
+    np.testing.assert_array_equal(approx.nn_sim[agree], exact.nn_sim[agree])
+
+
+def test_estimators_take_the_approximate_path_on_request():
+    from embedtasks import DiversityReport, OutlierScorer
+
+    X = _topics(n=3000)
+    exact = DiversityReport(neighbors="exact", random_state=0).fit(X)
+    approx = DiversityReport(neighbors="approximate", random_state=0).fit(X)
+    assert set(map(tuple, approx.duplicate_pairs_.tolist())) == set(
+        map(tuple, exact.duplicate_pairs_.tolist())
+    )
+    scorer = OutlierScorer(neighbors="approximate").fit(X)
+    ref = OutlierScorer(neighbors="exact").fit(X)
+    # Approximate neighbours are a subset of the candidates: never more similar.
+    assert (scorer.training_scores_ <= ref.training_scores_ + 1e-6).all()
+    rank = np.corrcoef(
+        np.argsort(np.argsort(scorer.training_scores_)),
+        np.argsort(np.argsort(ref.training_scores_)),
+    )[0, 1]
+    assert rank > 0.8, rank
+    with pytest.raises(ValueError, match="'neighbors' parameter"):
+        OutlierScorer(neighbors="fast").fit(X)

@@ -21,7 +21,14 @@ from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.covariance import LedoitWolf
 from sklearn.utils.metaestimators import available_if
 
-from embedtasks._similarity import l2_normalize, quadratic_form, similarity, top_k
+from embedtasks._similarity import (
+    APPROXIMATE_ABOVE,
+    approximate_top_k,
+    l2_normalize,
+    quadratic_form,
+    similarity,
+    top_k,
+)
 from embedtasks._validation import (
     Integral,
     Interval,
@@ -95,6 +102,12 @@ class OutlierScorer(OutlierMixin, BaseEstimator):
         True: :meth:`predict`, :meth:`decision_function` and :meth:`score_samples`
         score new items against the training set (novelty detection); do not
         call them on the training items themselves, which would find themselves.
+    neighbors : {"auto", "exact", "approximate"}, default="auto"
+        How ``knn``/``lof`` find the training items' neighbours in :meth:`fit`:
+        ``"exact"`` compares every pair; ``"approximate"`` only rows sharing one
+        of their 2 nearest k-means lists (see
+        :class:`~embedtasks.DiversityReport`); ``"auto"``: exact up to 200,000
+        rows. New items are always scored exactly.
     n_jobs : int, default=None
         Threads of the top-k kernel; None uses every core.
 
@@ -141,6 +154,7 @@ class OutlierScorer(OutlierMixin, BaseEstimator):
             Interval(Real, 0, 0.5, closed="right"),
         ],
         "novelty": ["boolean"],
+        "neighbors": [StrOptions({"auto", "exact", "approximate"})],
         "n_jobs": [Integral, None],
     }
 
@@ -151,12 +165,14 @@ class OutlierScorer(OutlierMixin, BaseEstimator):
         n_neighbors=10,
         contamination="auto",
         novelty=False,
+        neighbors="auto",
         n_jobs=None,
     ):
         self.method = method
         self.n_neighbors = n_neighbors
         self.contamination = contamination
         self.novelty = novelty
+        self.neighbors = neighbors
         self.n_jobs = n_jobs
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -186,7 +202,13 @@ class OutlierScorer(OutlierMixin, BaseEstimator):
         self.n_neighbors_ = min(self.n_neighbors, n - 1)
         self._train_nn = None
         if self.method in ("knn", "lof"):
-            nn = top_k(X, X, self.n_neighbors_, self_offset=0, n_jobs=self.n_jobs)
+            approximate = self.neighbors == "approximate" or (
+                self.neighbors == "auto" and n > APPROXIMATE_ABOVE
+            )
+            if approximate:
+                nn = approximate_top_k(X, self.n_neighbors_, n_jobs=self.n_jobs)
+            else:
+                nn = top_k(X, X, self.n_neighbors_, self_offset=0, n_jobs=self.n_jobs)
             self._train_nn = nn
             if self.method == "lof":
                 dist = np.maximum(0.0, 1.0 - nn.scores)

@@ -21,6 +21,11 @@ similarity), ``_blobs`` (float32 bytes).
 
 from __future__ import annotations
 
+from embedtasks._similarity._approx import (
+    APPROXIMATE_ABOVE,
+    approximate_scan,
+    approximate_top_k,
+)
 from embedtasks._similarity._blobs import from_bytes, matrix_from_bytes, to_bytes
 from embedtasks._similarity._corpus import (
     Dense,
@@ -69,6 +74,7 @@ from embedtasks._similarity._topk import (
 )
 
 __all__ = [
+    "APPROXIMATE_ABOVE",
     "DEFAULT_MEMORY_BUDGET",
     "Dense",
     "Quantized",
@@ -76,6 +82,8 @@ __all__ = [
     "NeighbourScan",
     "TopK",
     "above_threshold",
+    "approximate_scan",
+    "approximate_top_k",
     "as_corpus",
     "corpus_norm",
     "exclusion_pairs",

@@ -303,7 +303,13 @@ def group_sum(
     if weights is not None:
         A = A * np.asarray(weights, dtype=np.float64).reshape(-1, 1)
     out = np.zeros((n_groups, A.shape[1]), dtype=np.float64)
-    np.add.at(out, g, A)
+    if g.size == 0:
+        return out
+    # Rows of a group are added in row order (a stable sort keeps it), group by
+    # group: the same order whatever the machine.
+    order = np.argsort(g, kind="stable")
+    present, starts = np.unique(g[order], return_index=True)
+    out[present] = np.add.reduceat(A[order], starts, axis=0)
     return out
 
 

@@ -167,6 +167,7 @@ def neighbour_scan(
     keep_all: bool = False,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     n_jobs: int | None = None,
+    max_norm: float | None = None,
 ) -> NeighbourScan:
     """Each row's nearest other row and the pairs above ``threshold``, exactly.
 
@@ -189,6 +190,8 @@ def neighbour_scan(
         Bytes of scores one tile may hold.
     n_jobs : int, optional
         Threads (``None``: every core).
+    max_norm : float, optional
+        The largest row norm of ``X``, if known (else one pass computes it).
 
     Returns
     -------
@@ -206,7 +209,8 @@ def neighbour_scan(
     if Xc.ndim != 2:
         raise ValueError(f"neighbour_scan needs a 2-D array, got shape {Xc.shape}.")
     n, d = Xc.shape
-    max_norm = float(row_norms(Xc).max()) if n else 0.0
+    if max_norm is None:
+        max_norm = float(row_norms(Xc).max()) if n else 0.0
     m = float(error_margin(d, np.array([max_norm]), max_norm)[0])
     side = square_block(memory_budget)
     starts = list(range(0, n, side))
