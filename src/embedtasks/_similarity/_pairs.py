@@ -59,8 +59,9 @@ def square_block(memory_budget: int) -> int:
 class _ScanState:
     """One thread's running state (merged at the end, so threads never share)."""
 
-    def __init__(self, n: int) -> None:
-        self.best = np.full(n, -np.inf, dtype=np.float32)
+    def __init__(self, X: npt.NDArray[np.float32]) -> None:
+        self.X = X
+        self.best = np.full(X.shape[0], -np.inf, dtype=np.float32)
         self.nn: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.n_nn = 0
         self.pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
@@ -70,11 +71,35 @@ class _ScanState:
     def add_nn(self, rows, cols, s, m2) -> None:
         self.nn.append((rows, cols, s))
         self.n_nn += rows.size
-        if self.n_nn > 4 * self.best.size + 65536:
-            r, c, v = (np.concatenate(x) for x in zip(*self.nn, strict=True))
-            keep = v >= np.nextafter(self.best[r] - m2, np.float32(-np.inf))
-            self.nn = [(r[keep], c[keep], v[keep])]
-            self.n_nn = int(keep.sum())
+        cap = 4 * self.best.size + 65536
+        if self.n_nn <= cap:
+            return
+        r, c, v = (np.concatenate(x) for x in zip(*self.nn, strict=True))
+        keep = v >= np.nextafter(self.best[r] - m2, np.float32(-np.inf))
+        r, c, v = r[keep], c[keep], v[keep]
+        if r.size > cap:  # ties (copies): settle each row's canonical best so far
+            v = pair_dots_indexed(self.X, self.X, r, c)
+            order = np.lexsort((c, -v, r))
+            r, c, v = r[order], c[order], v[order]
+            first = np.ones(r.size, dtype=bool)
+            first[1:] = r[1:] != r[:-1]
+            r, c, v = r[first], c[first], v[first]
+        self.nn = [(r, c, v)]
+        self.n_nn = r.size
+
+    def add_pairs(self, i, j, s, max_kept, m2) -> None:
+        self.pairs.append((i, j, s))
+        self.n_stored += i.size
+        cap = 4 * max_kept + 65536
+        if self.n_stored <= cap:
+            return
+        i, j, s = _prune_pairs(self.pairs, max_kept, m2)
+        if i.size > cap:  # ties: keep the canonical best max_kept
+            s = pair_dots_indexed(self.X, self.X, i, j)
+            order = np.lexsort((j, i, -s))[:max_kept]
+            i, j, s = i[order], j[order], s[order]
+        self.pairs = [(i, j, s)]
+        self.n_stored = i.size
 
 
 def _row_candidates(S, best, rmax, m2, *, columns=False):
@@ -142,11 +167,7 @@ def _scan_pair(X, a0, a1, b0, b1, state, X_c, threshold, m, max_kept):
     i, j, s = i[ok], j[ok], s[ok]
     state.n_found += i.size
     if max_kept and i.size:
-        state.pairs.append((i, j, s))
-        state.n_stored += i.size
-        if state.n_stored > 4 * max_kept + 65536:
-            state.pairs = [_prune_pairs(state.pairs, max_kept, m2)]
-            state.n_stored = state.pairs[0][0].size
+        state.add_pairs(i, j, s, max_kept, m2)
 
 
 def _prune_pairs(pairs, max_kept, m2):
@@ -217,7 +238,7 @@ def neighbour_scan(
     tasks = [(a, b) for ia, a in enumerate(starts) for b in starts[ia:]]
     n_threads = (os.cpu_count() or 1) if n_jobs is None else max(1, n_jobs)
     n_threads = max(1, min(n_threads, len(tasks)))
-    states = [_ScanState(n) for _ in range(n_threads)]
+    states = [_ScanState(Xc) for _ in range(n_threads)]
 
     def run(t: int) -> None:
         for a0, b0 in tasks[t::n_threads]:

@@ -169,6 +169,27 @@ def _select(Q, C, rows, cols, k, n_rows):
     return out_i, out_s
 
 
+def _settle(Q, C, sure, found_r, found_c, found_s, vals, m2, k):
+    """Canonical top-k of the rows settled so far and of the new candidates.
+
+    ``sure`` holds each query's canonical top-k among the candidates settled
+    before (-1: none); a new candidate is kept if its BLAS score is within the
+    margin of the running BLAS k-th best. The canonical top-k of the union is the
+    canonical top-k of everything seen, so candidates never pile up (ties).
+    """
+    parts_r = [np.nonzero(sure >= 0)[0]]
+    parts_c = [sure[sure >= 0]]
+    if found_r:
+        r, c, s = (np.concatenate(v) for v in (found_r, found_c, found_s))
+        keep = s >= _below(vals[:, -1], m2)[r]
+        parts_r.append(r[keep])
+        parts_c.append(c[keep])
+    r, c = np.concatenate(parts_r), np.concatenate(parts_c)
+    sel_i, sel_s = _select(Q, C, r, c, k, Q.shape[0])
+    sure[:] = sel_i
+    return sel_i, sel_s
+
+
 def _top_k_into(Q, C, margin, ex_rows, ex_cols, indices, scores, memory_budget):
     """Fill ``indices``/``scores`` (views of the result) on the calling thread."""
     n_q, n_c = Q.shape[0], C.n
@@ -188,6 +209,8 @@ def _top_k_into(Q, C, margin, ex_rows, ex_cols, indices, scores, memory_budget):
         in_block = (ex_rows >= q0) & (ex_rows < q1)
         b_rows, b_cols = ex_rows[in_block] - q0, ex_cols[in_block]
         found_r, found_c, found_s = [], [], []
+        sure = np.full((q1 - q0, k), -1, dtype=np.intp)
+        stored, cap = 0, max(1 << 16, 32 * (q1 - q0) * k)
         for c0 in range(0, n_c, width):
             c1 = min(c0 + width, n_c)
             S = buffer[: q1 - q0, : c1 - c0]
@@ -220,13 +243,11 @@ def _top_k_into(Q, C, margin, ex_rows, ex_cols, indices, scores, memory_budget):
                 found_r.append(r)
                 found_c.append(c)
                 found_s.append(s)
-        if not found_r:
-            continue
-        r, c, s = (np.concatenate(v) for v in (found_r, found_c, found_s))
-        # Everything that can be in the canonical top-k scored at least the
-        # final BLAS k-th best minus twice the margin.
-        keep = s >= _below(vals[:, -1], m2)[r]
-        sel_i, sel_s = _select(Qb, C, r[keep], c[keep], k, q1 - q0)
+                stored += r.size
+            if stored > cap:  # many ties (copies): settle what was seen so far
+                _settle(Qb, C, sure, found_r, found_c, found_s, vals, m2, k)
+                found_r, found_c, found_s, stored = [], [], [], 0
+        sel_i, sel_s = _settle(Qb, C, sure, found_r, found_c, found_s, vals, m2, k)
         indices[q0:q1], scores[q0:q1] = sel_i, sel_s
 
 
