@@ -91,11 +91,11 @@ def test_memmap_search_holds_a_tile_not_the_file(tmp_path):
     """Peak memory of fit + search stays far below the mapped corpus's size."""
     path = tmp_path / "big.npy"
     rng = np.random.default_rng(0)
-    out = np.lib.format.open_memmap(path, "w+", np.float32, (160_000, 128))
-    for s in range(0, 160_000, 20_000):
-        out[s : s + 20_000] = l2_normalize(rng.standard_normal((20_000, 128)))
+    out = np.lib.format.open_memmap(path, "w+", np.float32, (400_000, 128))
+    for s in range(0, 400_000, 50_000):
+        out[s : s + 50_000] = l2_normalize(rng.standard_normal((50_000, 128)))
     out.flush()
-    del out  # an 80 MB file
+    del out  # a 205 MB file
     code = textwrap.dedent(f"""
         import numpy as np
         from embedtasks import DotProductNeighbors
@@ -112,7 +112,8 @@ def test_memmap_search_holds_a_tile_not_the_file(tmp_path):
     grown = int(subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout)  # fmt: skip
-    assert grown < 40e6, f"peak memory grew by {grown / 1e6:.0f} MB for an 80 MB file"
+    # One 32 MiB tile of the file is resident at a time, plus scratch buffers.
+    assert grown < 80e6, f"peak memory grew by {grown / 1e6:.0f} MB for a 205 MB file"
 
 
 def test_int8_storage_is_a_quarter_and_finds_the_float32_results():

@@ -50,14 +50,23 @@ class TopK(NamedTuple):
     scores: npt.NDArray[np.float32]
 
 
-def tile_shape(n_queries: int, n_corpus: int, memory_budget: int) -> tuple[int, int]:
+#: Bytes of a memory-mapped corpus one tile may hold resident (then released).
+_MAPPED_TILE_BYTES = 32 * 2**20
+
+
+def tile_shape(
+    n_queries: int, n_corpus: int, memory_budget: int, *, mapped_d: int = 0
+) -> tuple[int, int]:
     """The one block-size rule: (query rows, corpus rows) of a score tile.
 
     Up to 1,024 query rows by at least 256 corpus rows, within ``memory_budget``
-    bytes of float32 scores. Shapes only change speed, never a result.
+    bytes of float32 scores; for a memory-mapped corpus of width ``mapped_d``,
+    also at most 32 MiB of its rows. Shapes only change speed, never a result.
     """
     block = max(1, min(n_queries, 1024, memory_budget // (4 * 256)))
     width = max(256, memory_budget // (4 * block))
+    if mapped_d:
+        width = min(width, max(256, _MAPPED_TILE_BYTES // (4 * mapped_d)))
     return block, max(1, min(width, n_corpus))
 
 
@@ -194,7 +203,7 @@ def _top_k_into(Q, C, margin, ex_rows, ex_cols, indices, scores, memory_budget):
     """Fill ``indices``/``scores`` (views of the result) on the calling thread."""
     n_q, n_c = Q.shape[0], C.n
     k = indices.shape[1]
-    block, width = tile_shape(n_q, n_c, memory_budget)
+    block, width = tile_shape(n_q, n_c, memory_budget, mapped_d=C.mapped * C.d)
     width = max(width, k)
     buffer = np.empty((block, min(width, n_c)), dtype=np.float32)
     mask_buffer = np.empty(buffer.size, dtype=bool)
@@ -475,7 +484,7 @@ def above_threshold(
             corpus_max_norm = corpus_norm(C)
         margin = error_margin(Q.shape[1], row_norms(Q), corpus_max_norm)
     ex_rows, ex_cols = exclusion_pairs(n_q, n_c, None, self_offset)
-    block, width = tile_shape(n_q, n_c, memory_budget)
+    block, width = tile_shape(n_q, n_c, memory_budget, mapped_d=C.mapped * C.d)
     buffer = np.empty((block, width), dtype=np.float32)
     mask_buffer = np.empty(buffer.size, dtype=bool)
     tile_buffer = None if C.kind == "float32" else np.empty((width, C.d), np.float32)
