@@ -31,7 +31,7 @@ from embedtasks._similarity._exact import (
 DEFAULT_MEMORY_BUDGET = 8 * 2**20
 
 #: Columns of the first tile whose k-th best seeds the running threshold.
-_SEED_COLUMNS = 8192
+_SEED_COLUMNS = 1024
 
 #: Below this many queries per thread, one thread with multi-threaded BLAS wins.
 _MIN_QUERIES_PER_THREAD = 64
@@ -128,20 +128,20 @@ def _below(values: npt.NDArray[np.float32], margin: npt.NDArray[np.float32]):
     return np.nextafter(values - margin, np.float32(-np.inf))
 
 
-def _merge(vals, idx, rows, cols, cand) -> None:
-    """Merge candidates into the running top-k (in place), ties to the lower index."""
-    touched = np.unique(rows)
+def _merge(vals, rows, cand) -> None:
+    """Keep in ``vals`` each row's ``k`` largest of its values and new candidates.
+
+    Only the running k-th best *value* matters (it sets the next threshold; the
+    answer is chosen on canonical scores), so no indices are tracked. ``rows`` is
+    sorted (hits come out of the tile row by row).
+    """
     k = vals.shape[1]
-    local = np.searchsorted(touched, rows)
-    all_rows = np.concatenate([np.repeat(np.arange(touched.size), k), local])
-    all_vals = np.concatenate([vals[touched].ravel(), cand])
-    all_idx = np.concatenate([idx[touched].ravel(), cols])
-    order = np.lexsort((all_idx, -all_vals, all_rows))
-    counts = np.bincount(all_rows, minlength=touched.size)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    take = order[(starts[:, None] + np.arange(k)).ravel()]
-    vals[touched] = all_vals[take].reshape(-1, k)
-    idx[touched] = all_idx[take].reshape(-1, k)
+    touched, starts, counts = np.unique(rows, return_index=True, return_counts=True)
+    pad = np.full((touched.size, k + int(counts.max())), -np.inf, dtype=np.float32)
+    pad[:, :k] = vals[touched]
+    local = np.repeat(np.arange(touched.size), counts)
+    pad[local, k + np.arange(rows.size) - starts[local]] = cand
+    vals[touched] = np.partition(pad, pad.shape[1] - k, axis=1)[:, -k:]
 
 
 def _hits(S, threshold, mask_buffer):
@@ -190,7 +190,7 @@ def _settle(Q, C, sure, found_r, found_c, found_s, vals, m2, k):
     parts_c = [sure[sure >= 0]]
     if found_r:
         r, c, s = (np.concatenate(v) for v in (found_r, found_c, found_s))
-        keep = s >= _below(vals[:, -1], m2)[r]
+        keep = s >= _below(vals.min(axis=1), m2)[r]
         parts_r.append(r[keep])
         parts_c.append(c[keep])
     r, c = np.concatenate(parts_r), np.concatenate(parts_c)
@@ -208,13 +208,11 @@ def _top_k_into(Q, C, margin, ex_rows, ex_cols, indices, scores, memory_budget):
     buffer = np.empty((block, min(width, n_c)), dtype=np.float32)
     mask_buffer = np.empty(buffer.size, dtype=bool)
     tile_buffer = None if C.kind == "float32" else np.empty((width, C.d), np.float32)
-    sentinel = n_c  # sorts after every real index on equal scores
 
     for q0 in range(0, n_q, block):
         q1 = min(q0 + block, n_q)
         Qb, m2 = Q[q0:q1], 2 * margin[q0:q1]
         vals = np.full((q1 - q0, k), -np.inf, dtype=np.float32)
-        idx = np.full((q1 - q0, k), sentinel, dtype=np.intp)
         in_block = (ex_rows >= q0) & (ex_rows < q1)
         b_rows, b_cols = ex_rows[in_block] - q0, ex_cols[in_block]
         found_r, found_c, found_s = [], [], []
@@ -243,12 +241,12 @@ def _top_k_into(Q, C, margin, ex_rows, ex_cols, indices, scores, memory_budget):
                 else:
                     kth = np.full(S.shape[0], -np.inf, dtype=np.float32)
             else:
-                kth = vals[:, -1]
+                kth = vals.min(axis=1)
             r, c = _hits(S, _below(kth, m2), mask_buffer)
             if r.size:
                 s = S[r, c]
                 c = c + c0
-                _merge(vals, idx, r, c, s)
+                _merge(vals, r, s)
                 found_r.append(r)
                 found_c.append(c)
                 found_s.append(s)
