@@ -15,10 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from embedtasks._similarity._exact import _TREE_ELEMENTS, _squared_norms
-
-#: Rows per chunk of a streaming pass over a corpus (about 16 MiB at d=384).
-_STREAM_ROWS = 8192
+from embedtasks._similarity._exact import _squared_norms, chunk_rows
 
 
 def find_mmap(X: Any) -> mmap.mmap | None:
@@ -125,7 +122,7 @@ def as_corpus(corpus: Any) -> Dense | Quantized:
 def stream_norms(corpus: Dense | Quantized) -> npt.NDArray[np.float64]:
     """Canonical row norms, computed tile by tile (a mapped file stays unmapped)."""
     out = np.empty(corpus.n, dtype=np.float64)
-    step = max(1, min(_STREAM_ROWS, _TREE_ELEMENTS // max(corpus.d, 1) * 8))
+    step = chunk_rows(corpus.d)
     buffer = None
     for c0 in range(0, corpus.n, step):
         c1 = min(c0 + step, corpus.n)
@@ -136,7 +133,7 @@ def stream_norms(corpus: Dense | Quantized) -> npt.NDArray[np.float64]:
 
 
 def quantize(
-    X: Any, *, chunk: int = _STREAM_ROWS
+    X: Any,
 ) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     """Scalar-quantise rows to int8, per dimension over its observed range.
 
@@ -153,6 +150,7 @@ def quantize(
            [-127,    0]], dtype=int8)
     """
     src = as_corpus(X)
+    chunk = chunk_rows(src.d)
     lo = np.full(src.d, np.inf, dtype=np.float32)
     hi = np.full(src.d, -np.inf, dtype=np.float32)
     for c0 in range(0, src.n, chunk):

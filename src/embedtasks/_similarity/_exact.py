@@ -24,8 +24,19 @@ import numpy.typing as npt
 _U64 = 2.0**-53
 _U32 = 2.0**-24
 
-#: Rows per chunk of the tree (keeps the float64 scratch near 8 MiB).
+#: Elements of float64 scratch one chunk of canonical arithmetic may hold (8 MiB).
 _TREE_ELEMENTS = 1 << 20
+
+
+def chunk_rows(width: int) -> int:
+    """Rows per chunk when each row holds ``width`` float64 values of scratch.
+
+    The kernel's rule for streaming work (canonical dot products, norms, dense
+    similarity, passes over a corpus); score tiles follow
+    :func:`~embedtasks._similarity.tile_shape`. Chunks change memory, never a
+    result.
+    """
+    return max(1, _TREE_ELEMENTS // max(width, 1))
 
 
 def _tree_sum(P: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -79,7 +90,7 @@ def pair_dots(A: npt.ArrayLike, B: npt.ArrayLike) -> npt.NDArray[np.float32]:
         )
     n, d = A32.shape
     out = np.empty(n, dtype=np.float32)
-    step = max(1, _TREE_ELEMENTS // max(d, 1))
+    step = chunk_rows(d)
     for r0 in range(0, n, step):
         P = A32[r0 : r0 + step].astype(np.float64)
         P *= B32[r0 : r0 + step]
@@ -101,7 +112,7 @@ def pair_dots_indexed(
     gather = C.rows if hasattr(C, "rows") else C.__getitem__
     out = np.empty(rows.size, dtype=np.float32)
     d = Q.shape[1]
-    step = max(1, _TREE_ELEMENTS // max(d, 1))
+    step = chunk_rows(d)
     for p0 in range(0, rows.size, step):
         r, c = rows[p0 : p0 + step], cols[p0 : p0 + step]
         P = Q[r].astype(np.float64)
@@ -124,7 +135,7 @@ def _squared_norms(A: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
     """Canonical float64 squared norms (the tree's sum, before float32 rounding)."""
     n, d = A.shape
     out = np.empty(n, dtype=np.float64)
-    step = max(1, _TREE_ELEMENTS // max(d, 1))
+    step = chunk_rows(d)
     for r0 in range(0, n, step):
         P = A[r0 : r0 + step].astype(np.float64)
         P *= P
@@ -216,7 +227,7 @@ def similarity(
     # |BLAS float64 sum - tree sum| <= (gamma_d + gamma_log2d) * sum|q_i c_i|,
     # and sum|q_i c_i| <= |q| |c|; 2.5 * d * u64 covers both with room to spare.
     slack = 2.5 * max(d, 2) * _U64
-    step = max(1, (4 << 20) // max(C.shape[0], 1))
+    step = chunk_rows(C.shape[0])
     for r0 in range(0, Q.shape[0], step):
         r1 = min(r0 + step, Q.shape[0])
         R = Q[r0:r1].astype(np.float64) @ C64.T
