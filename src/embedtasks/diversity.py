@@ -18,14 +18,15 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
 from embedtasks._optional import import_optional
-from embedtasks._similarity import (
-    group_mean_similarity,
-    l2_normalize,
+from embedtasks._shard import (
+    ShardedCorpus,
+    is_dask_array,
     neighbour_scan,
     pairwise_mean_std,
     sample_pair_similarities,
     vendi_score,
 )
+from embedtasks._similarity import group_mean_similarity, l2_normalize
 from embedtasks._validation import (
     Integral,
     Interval,
@@ -164,14 +165,26 @@ class DiversityReport(BaseEstimator):
         self : DiversityReport
             The fitted report.
         """
-        X = check_embeddings(self, X, reset=True, ensure_min_samples=2)
+        if is_dask_array(X):  # sharded on the workers, see _shard
+            if groups is not None:
+                raise ValueError(
+                    "DiversityReport.fit on a dask array does not take groups yet: "
+                    "fit one report per group (X[mask]) or fit on X.compute()."
+                )
+            X = ShardedCorpus.from_dask(
+                X, normalize=True, owner="DiversityReport", min_rows=2
+            )
+            self.n_features_in_ = X.n_features
+        else:
+            X = l2_normalize(
+                check_embeddings(self, X, reset=True, ensure_min_samples=2)
+            )
         quantiles = np.asarray(self.quantiles, dtype=np.float64).ravel()
         if quantiles.size == 0 or (quantiles < 0).any() or (quantiles > 1).any():
             raise ValueError(
                 f"quantiles must be numbers in [0, 1], got {self.quantiles!r}. Pass "
                 "e.g. quantiles=(0.05, 0.5, 0.95)."
             )
-        X = l2_normalize(X)
         rng = check_random_state(self.random_state)
         self.bin_edges_ = np.linspace(-1.0, 1.0, self.n_bins + 1)
         overall = self._profile(X, quantiles, rng)

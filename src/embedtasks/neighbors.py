@@ -9,16 +9,14 @@ import pandas as pd
 from scipy import sparse
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from embedtasks import _faiss
+from embedtasks import _faiss, _shard
 from embedtasks._similarity import (
     DEFAULT_MEMORY_BUDGET,
-    above_threshold,
     corpus_norm,
     group_sum,
     l2_normalize,
     mmr_rerank,
     similarity,
-    top_k,
 )
 from embedtasks._validation import (
     Interval,
@@ -169,7 +167,17 @@ class DotProductNeighbors(TransformerMixin, BaseEstimator):
         self : DotProductNeighbors
             The fitted estimator.
         """
-        X = check_embeddings(self, X, reset=True)
+        if _shard.is_dask_array(X):  # sharded on the workers, see _shard
+            if self.backend != "exact":
+                raise ValueError(
+                    "backend='faiss' cannot shard a dask array; use backend='exact'."
+                )
+            X = _shard.ShardedCorpus.from_dask(
+                X, normalize=self.normalize, owner=type(self).__name__
+            )
+            self.n_features_in_ = X.n_features
+        else:
+            X = check_embeddings(self, X, reset=True)
         if y is not None:
             ids = np.asarray(y)
             if ids.ndim != 1 or ids.shape[0] != X.shape[0]:
@@ -180,8 +188,9 @@ class DotProductNeighbors(TransformerMixin, BaseEstimator):
             self.ids_ = ids
         else:
             self.ids_ = None
-        self.embeddings_ = l2_normalize(X) if self.normalize else X
-        self._max_norm = corpus_norm(self.embeddings_)
+        sharded = isinstance(X, _shard.ShardedCorpus)
+        self.embeddings_ = l2_normalize(X) if self.normalize and not sharded else X
+        self._max_norm = X.max_norm if sharded else corpus_norm(self.embeddings_)
         self.n_samples_fit_ = X.shape[0]
         self.index_ = None
         if self.backend == "faiss":
@@ -206,6 +215,22 @@ class DotProductNeighbors(TransformerMixin, BaseEstimator):
             _faiss.set_search_params(state["index_"], state.get("faiss_params"))
         super().__setstate__(state)
 
+    def to_local(self):
+        """An in-memory copy of an estimator fitted on a dask array.
+
+        Fitted on a dask array, the estimator keeps its corpus sharded on the Dask
+        workers and refuses to pickle; this gathers the shards into one ndarray on
+        the client (it must fit in memory). The copy pickles and answers exactly as
+        the sharded estimator does. An in-memory estimator is returned as a copy.
+
+        Returns
+        -------
+        estimator : DotProductNeighbors
+            A fitted copy holding its corpus in memory.
+        """
+        check_is_fitted(self)
+        return _shard.to_local(self)
+
     def _rank(self, Q, k, *, exclude=None, self_offset=None):
         """Top-k of the fitted vectors for each query, on the chosen backend."""
         if getattr(self, "index_", None) is not None:
@@ -218,7 +243,7 @@ class DotProductNeighbors(TransformerMixin, BaseEstimator):
                 n_jobs=self.n_jobs,
                 corpus=self.embeddings_,
             )
-        return top_k(
+        return _shard.top_k(
             Q,
             self.embeddings_,
             k,
@@ -433,7 +458,7 @@ class DotProductNeighbors(TransformerMixin, BaseEstimator):
         threshold = self.radius if radius is None else radius
         if not isinstance(threshold, Real) or not np.isfinite(threshold):
             raise ValueError(f"radius must be a finite similarity, got {threshold!r}.")
-        found = above_threshold(
+        found = _shard.above_threshold(
             Q,
             self.embeddings_,
             float(threshold),

@@ -21,7 +21,9 @@ from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.covariance import LedoitWolf
 from sklearn.utils.metaestimators import available_if
 
-from embedtasks._similarity import l2_normalize, quadratic_form, similarity, top_k
+from embedtasks import _shard
+from embedtasks._shard import ShardedCorpus, is_dask_array, top_k
+from embedtasks._similarity import l2_normalize, quadratic_form, similarity
 from embedtasks._validation import (
     Integral,
     Interval,
@@ -175,7 +177,16 @@ class OutlierScorer(OutlierMixin, BaseEstimator):
         self : OutlierScorer
             The fitted scorer.
         """
-        X = l2_normalize(check_embeddings(self, X, reset=True))
+        if is_dask_array(X):  # sharded on the workers: knn and lof only
+            if self.method not in ("knn", "lof"):
+                raise ValueError(
+                    f"OutlierScorer(method={self.method!r}) does not shard a dask "
+                    "array; use method='knn' or 'lof', or fit on X.compute()."
+                )
+            X = ShardedCorpus.from_dask(X, normalize=True, owner="OutlierScorer")
+            self.n_features_in_ = X.n_features
+        else:
+            X = l2_normalize(check_embeddings(self, X, reset=True))
         n = X.shape[0]
         if n < 2:
             raise ValueError(
@@ -206,6 +217,22 @@ class OutlierScorer(OutlierMixin, BaseEstimator):
         else:
             self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
         return self
+
+    def to_local(self):
+        """An in-memory copy of an estimator fitted on a dask array.
+
+        Fitted on a dask array, the estimator keeps its corpus sharded on the Dask
+        workers and refuses to pickle; this gathers the shards into one ndarray on
+        the client (it must fit in memory). The copy pickles and answers exactly as
+        the sharded estimator does. An in-memory estimator is returned as a copy.
+
+        Returns
+        -------
+        estimator : OutlierScorer
+            A fitted copy holding its corpus in memory.
+        """
+        check_is_fitted(self)
+        return _shard.to_local(self)
 
     # ----------------------------------------------------------- scoring
     def _local_density(self, indices: np.ndarray, dist: np.ndarray) -> np.ndarray:
