@@ -200,8 +200,13 @@ def test_sharded_radius_and_exclude_equal_in_memory(sharded, dup_data):
         sharded.search(Q, exclude=exclude), ref.search(Q, exclude=exclude), strict=True
     ):
         np.testing.assert_array_equal(g, w)
-    for g, w in zip(sharded.recommend(10), ref.recommend(10), strict=True):
-        np.testing.assert_array_equal(g, w)
+    for kwargs in [{}, {"diversity": 0.5, "exclude": [300]}]:
+        got, want = (
+            sharded.recommend([10, 11], **kwargs),
+            ref.recommend([10, 11], **kwargs),
+        )
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_array_equal(g, w)
 
 
 def test_sharded_estimator_refuses_to_pickle_until_local(sharded, dup_data):

@@ -152,8 +152,10 @@ class DiversityReport(BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Embeddings (at least 2 rows); normalised to unit length here.
+        X : array-like or dask.array of shape (n_samples, n_features)
+            Embeddings (at least 2 rows); normalised to unit length here. A dask
+            array stays sharded on the Dask workers (no ``groups``); see the
+            scale-out guide for which statistics are then exact.
         y : None
             Ignored; present for API consistency.
         groups : array-like of shape (n_samples,), optional

@@ -74,7 +74,9 @@ class DotProductNeighbors(TransformerMixin, BaseEstimator):
     Attributes
     ----------
     embeddings_ : ndarray of shape (n_samples_fit, n_features), dtype float32
-        The fitted vectors (unit rows when ``normalize=True``).
+        The fitted vectors (unit rows when ``normalize=True``); a
+        ``ShardedCorpus`` (shards held on the Dask workers) when fitted on a dask
+        array.
     ids_ : ndarray of shape (n_samples_fit,) or None
         The ``y`` given to :meth:`fit` (ids, titles or texts of the fitted rows),
         used to label results; None when ``fit`` got no ``y``.
@@ -155,8 +157,10 @@ class DotProductNeighbors(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Embeddings of the corpus.
+        X : array-like or dask.array of shape (n_samples, n_features)
+            Embeddings of the corpus. A dask array (chunked by rows) stays sharded
+            on the Dask workers; every method then gives the in-memory results
+            bit for bit (see the scale-out guide).
         y : array-like of shape (n_samples,), default=None
             Ids, titles or texts of the rows; they label :meth:`search` and
             :meth:`recommend` results. In a ``Pipeline`` pass the texts as ``y``:
@@ -387,7 +391,9 @@ class DotProductNeighbors(TransformerMixin, BaseEstimator):
         keep = result.indices[0] >= 0
         indices, scores = result.indices[0][keep], result.scores[0][keep]
         if diversity > 0 and indices.size:
-            indices = mmr_rerank(query, indices, self.embeddings_, k, diversity)
+            candidates = self.embeddings_[indices]  # rows only (a sharded corpus)
+            pool_order = np.arange(indices.size)
+            indices = indices[mmr_rerank(query, pool_order, candidates, k, diversity)]
             scores = similarity(self.embeddings_[indices], query[None, :])[:, 0]
         indices, scores = indices[:k], scores[:k]
         if as_frame:

@@ -167,8 +167,10 @@ class OutlierScorer(OutlierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Embeddings (at least 2 rows).
+        X : array-like or dask.array of shape (n_samples, n_features)
+            Embeddings (at least 2 rows). A dask array (``"knn"``/``"lof"``
+            only) stays sharded on the Dask workers; the scores equal the
+            in-memory ones bit for bit.
         y : None
             Ignored.
 
