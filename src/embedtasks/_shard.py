@@ -42,8 +42,10 @@ from embedtasks._similarity import (
     row_norms,
     similarity,
 )
+from embedtasks._validation import check_is_fitted
 
 __all__ = [
+    "LocalCopyMixin",
     "ShardedCorpus",
     "above_threshold",
     "is_dask_array",
@@ -86,7 +88,7 @@ def _prepare(block: Any, offset: int, normalize: bool, owner: str) -> np.ndarray
     return l2_normalize(A, copy=False) if normalize else A
 
 
-def _shard_top_k(Q, C, k, exclude, self_offset, max_norm, budget, n_jobs) -> TopK:
+def _shard_top_k(Q, C, self_offset, max_norm, k, exclude, budget, n_jobs) -> TopK:
     return kernel.top_k(
         Q,
         C,
@@ -99,11 +101,11 @@ def _shard_top_k(Q, C, k, exclude, self_offset, max_norm, budget, n_jobs) -> Top
     )
 
 
-def _merge_parts(parts: Sequence[TopK], offsets: Sequence[int], k: int) -> TopK:
+def _merge_parts(parts: Sequence[TopK], offsets: Sequence[int], k: int, *_) -> TopK:
     return merge_top_k(parts, offsets, k)
 
 
-def _shard_above(Q, C, threshold, self_offset, max_norm, budget):
+def _shard_above(Q, C, self_offset, max_norm, threshold, budget):
     return kernel.above_threshold(
         Q,
         C,
@@ -114,7 +116,7 @@ def _shard_above(Q, C, threshold, self_offset, max_norm, budget):
     )
 
 
-def _merge_above(parts, offsets):
+def _merge_above(parts, offsets, *_):
     """Merge per-shard threshold hits: by score, ties to the lower global row."""
     merged = []
     for hits in zip(*parts, strict=True):
@@ -323,7 +325,7 @@ class ShardedCorpus:
         jobs = 1 if n_jobs is None else n_jobs
         parts = [
             self.client.submit(
-                _shard_top_k, q, shard, k, ex, None, norm, memory_budget, jobs
+                _shard_top_k, q, shard, None, norm, k, ex, memory_budget, jobs
             )
             for shard, ex, norm in zip(
                 self.shards, per_shard, self.max_norms, strict=True
@@ -345,30 +347,28 @@ class ShardedCorpus:
             out.append([c[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
         return out
 
-    def _self_top_k(self, k, memory_budget, n_jobs) -> TopK:
-        """Each row's top-k among the other rows: (query block, shard) pairs."""
-        jobs = 1 if n_jobs is None else n_jobs
+    def _self_join(self, task, merge, *args):
+        """``task(query block i, shard j, self_offset, norm_j, *args)`` on every
+        pair, each row excluding itself; ``merge(parts, offsets, *args)`` per query
+        block on a worker. Returns the merged results, in query-block order."""
         submit = self.client.submit
         merged = []
         for i, query in enumerate(self.shards):
             parts = [
-                submit(
-                    _shard_top_k,
-                    query,
-                    shard,
-                    k,
-                    None,
-                    0 if i == j else None,
-                    norm,
-                    memory_budget,
-                    jobs,
-                )  # fmt: skip
+                submit(task, query, shard, 0 if i == j else None, norm, *args)
                 for j, (shard, norm) in enumerate(
                     zip(self.shards, self.max_norms, strict=True)
                 )
             ]
-            merged.append(submit(_merge_parts, parts, self.offsets[:-1], k))
-        results = self.client.gather(merged)
+            merged.append(submit(merge, parts, self.offsets[:-1], *args))
+        return self.client.gather(merged)
+
+    def _self_top_k(self, k, memory_budget, n_jobs) -> TopK:
+        """Each row's top-k among the other rows: (query block, shard) pairs."""
+        jobs = 1 if n_jobs is None else n_jobs
+        results = self._self_join(
+            _shard_top_k, _merge_parts, k, None, memory_budget, jobs
+        )
         return TopK(
             np.vstack([r.indices for r in results]),
             np.vstack([r.scores for r in results]),
@@ -378,28 +378,14 @@ class ShardedCorpus:
         """Every corpus row at least ``threshold`` similar to each query, merged."""
         submit = self.client.submit
         if Q is self:
-            results = []
-            for i, query in enumerate(self.shards):
-                parts = [
-                    submit(
-                        _shard_above,
-                        query,
-                        shard,
-                        threshold,
-                        0 if i == j else None,
-                        norm,
-                        memory_budget,
-                    )  # fmt: skip
-                    for j, (shard, norm) in enumerate(
-                        zip(self.shards, self.max_norms, strict=True)
-                    )
-                ]
-                results.append(submit(_merge_above, parts, self.offsets[:-1]))
-            return [hit for block in self.client.gather(results) for hit in block]
+            results = self._self_join(
+                _shard_above, _merge_above, threshold, memory_budget
+            )
+            return [hit for block in results for hit in block]
         Q = np.ascontiguousarray(Q, dtype=np.float32)
         q = self.client.scatter(Q, broadcast=True, hash=False)
         parts = [
-            submit(_shard_above, q, shard, threshold, None, norm, memory_budget)
+            submit(_shard_above, q, shard, None, norm, threshold, memory_budget)
             for shard, norm in zip(self.shards, self.max_norms, strict=True)
         ]
         return _merge_above(self.client.gather(parts), self.offsets[:-1])
@@ -557,6 +543,26 @@ def sample_pair_similarities(X, m, rng):
     size = min(n, int(np.ceil((1 + np.sqrt(1 + 8 * m)) / 2)))
     sub = X.take(np.sort(rng.choice(n, size=size, replace=False)))
     return similarity(sub, sub)[np.triu_indices(size, k=1)]
+
+
+class LocalCopyMixin:
+    """Adds ``to_local()`` to estimators that can hold a sharded corpus."""
+
+    def to_local(self):
+        """An in-memory copy of an estimator fitted on a dask array.
+
+        Fitted on a dask array, the estimator keeps its corpus sharded on the Dask
+        workers and refuses to pickle; this gathers the shards into one ndarray on
+        the client (it must fit in memory). The copy pickles and answers exactly as
+        the sharded estimator does. An in-memory estimator is returned as a copy.
+
+        Returns
+        -------
+        estimator : object
+            A fitted copy of the same class, holding its corpus in memory.
+        """
+        check_is_fitted(self)
+        return to_local(self)
 
 
 def to_local(estimator):

@@ -29,7 +29,7 @@ from embedtasks._validation import (
 __all__ = ["DotProductNeighbors", "search_pipeline"]
 
 
-class DotProductNeighbors(TransformerMixin, BaseEstimator):
+class DotProductNeighbors(_shard.LocalCopyMixin, TransformerMixin, BaseEstimator):
     """Exact nearest neighbours of embeddings by dot product (cosine on unit vectors).
 
     The search, recommendation and "more like this" estimator. It stores the fitted
@@ -218,22 +218,6 @@ class DotProductNeighbors(TransformerMixin, BaseEstimator):
             state = {**state, "index_": _faiss.deserialize_index(index)}
             _faiss.set_search_params(state["index_"], state.get("faiss_params"))
         super().__setstate__(state)
-
-    def to_local(self):
-        """An in-memory copy of an estimator fitted on a dask array.
-
-        Fitted on a dask array, the estimator keeps its corpus sharded on the Dask
-        workers and refuses to pickle; this gathers the shards into one ndarray on
-        the client (it must fit in memory). The copy pickles and answers exactly as
-        the sharded estimator does. An in-memory estimator is returned as a copy.
-
-        Returns
-        -------
-        estimator : DotProductNeighbors
-            A fitted copy holding its corpus in memory.
-        """
-        check_is_fitted(self)
-        return _shard.to_local(self)
 
     def _rank(self, Q, k, *, exclude=None, self_offset=None):
         """Top-k of the fitted vectors for each query, on the chosen backend."""

@@ -21,8 +21,7 @@ from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.covariance import LedoitWolf
 from sklearn.utils.metaestimators import available_if
 
-from embedtasks import _shard
-from embedtasks._shard import ShardedCorpus, is_dask_array, top_k
+from embedtasks._shard import LocalCopyMixin, ShardedCorpus, is_dask_array, top_k
 from embedtasks._similarity import l2_normalize, quadratic_form, similarity
 from embedtasks._validation import (
     Integral,
@@ -72,7 +71,7 @@ def _novelty_is(value: bool, method: str):
     return check
 
 
-class OutlierScorer(OutlierMixin, BaseEstimator):
+class OutlierScorer(LocalCopyMixin, OutlierMixin, BaseEstimator):
     """Flag items that are little related to the rest, by embedding similarity.
 
     Rows are normalised to unit length, so similarity is the dot product (cosine).
@@ -219,22 +218,6 @@ class OutlierScorer(OutlierMixin, BaseEstimator):
         else:
             self.offset_ = float(np.percentile(scores, 100.0 * self.contamination))
         return self
-
-    def to_local(self):
-        """An in-memory copy of an estimator fitted on a dask array.
-
-        Fitted on a dask array, the estimator keeps its corpus sharded on the Dask
-        workers and refuses to pickle; this gathers the shards into one ndarray on
-        the client (it must fit in memory). The copy pickles and answers exactly as
-        the sharded estimator does. An in-memory estimator is returned as a copy.
-
-        Returns
-        -------
-        estimator : OutlierScorer
-            A fitted copy holding its corpus in memory.
-        """
-        check_is_fitted(self)
-        return _shard.to_local(self)
 
     # ----------------------------------------------------------- scoring
     def _local_density(self, indices: np.ndarray, dist: np.ndarray) -> np.ndarray:
