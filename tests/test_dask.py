@@ -320,3 +320,11 @@ def test_sharded_fit_rejects_what_it_cannot_shard(client, dup_data):
         DiversityReport().fit(Xd, groups=np.zeros(700))
     with pytest.raises(TypeError, match="dtype <U1.*astype"):
         DotProductNeighbors().fit(da.from_array(np.full((4, 2), "a"), chunks=2))
+
+
+def test_sharded_fit_leaves_a_persisted_input_untouched(client, dup_data):
+    Xd = da.from_array(dup_data, chunks=(CHUNKS, -1)).persist()
+    before = Xd.compute()
+    nn = DotProductNeighbors().fit(Xd)
+    np.testing.assert_array_equal(Xd.compute(), before)  # not normalised in place
+    np.testing.assert_array_equal(nn.to_local().embeddings_, l2_normalize(before))

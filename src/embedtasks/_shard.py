@@ -75,9 +75,12 @@ def _prepare(block: Any, offset: int, normalize: bool, owner: str) -> np.ndarray
             f"{owner} needs numeric embeddings; the dask array's block at row "
             f"{offset} has dtype {A.dtype}. Cast it first: X.astype('float32')."
         )
+    source = A
     if A.dtype.kind != "f":
         A = A.astype(np.float64)
     A = np.ascontiguousarray(A, dtype=np.float32)
+    # Normalise in place only a copy of ours: the block may be a persisted array.
+    owned = not np.shares_memory(A, source)
     finite = np.isfinite(A).all(axis=1)
     if not finite.all():
         row = offset + int(np.flatnonzero(~finite)[0])
@@ -85,7 +88,7 @@ def _prepare(block: Any, offset: int, normalize: bool, owner: str) -> np.ndarray
             f"{owner} got NaN or infinity in row {row} of the dask array X. Drop or "
             "fill the rows with missing embeddings before fit (e.g. re-embed them)."
         )
-    return l2_normalize(A, copy=False) if normalize else A
+    return l2_normalize(A, copy=not owned) if normalize else A
 
 
 def _shard_top_k(Q, C, self_offset, max_norm, k, exclude, budget, n_jobs) -> TopK:
