@@ -328,3 +328,22 @@ def test_sharded_fit_leaves_a_persisted_input_untouched(client, dup_data):
     nn = DotProductNeighbors().fit(Xd)
     np.testing.assert_array_equal(Xd.compute(), before)  # not normalised in place
     np.testing.assert_array_equal(nn.to_local().embeddings_, l2_normalize(before))
+
+
+def test_sharded_fit_without_a_client_says_how_to_start_one():
+    import subprocess
+    import sys
+
+    code = (
+        "import dask.array as da\n"
+        "from embedtasks import DotProductNeighbors\n"
+        "try:\n"
+        "    DotProductNeighbors().fit(da.ones((4, 2), chunks=(2, 2)))\n"
+        "except ValueError as exc:\n"
+        "    print(exc)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert "no distributed Client is running" in run.stdout, run.stderr
+    assert "X.compute()" in run.stdout
