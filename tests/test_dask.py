@@ -302,6 +302,8 @@ def test_sharded_k_larger_than_the_corpus_is_refused(sharded, dup_data):
         sharded.search(dup_data[:2], n_neighbors=701)
     with pytest.raises(ValueError, match=r"n_neighbors <= 699"):
         sharded.kneighbors(n_neighbors=700)
+    with pytest.raises(ValueError, match=r"exclude=\.\.\.\) is not supported"):
+        sharded.search(exclude=[[]] * 700)
 
 
 def test_sharded_fit_rejects_what_it_cannot_shard(client, dup_data):

@@ -317,7 +317,11 @@ class ShardedCorpus:
         """Top-k of every query over the whole corpus: per shard, merged exactly."""
         if Q is self:
             if exclude is not None:
-                raise ValueError("exclude is not supported on a sharded self-join.")
+                raise ValueError(
+                    f"search(X=None, exclude=...) is not supported on a {self.owner} "
+                    "fitted on a dask array yet: search the rows you need as queries "
+                    "(with exclude listing each one's own row), or use to_local()."
+                )
             return self._self_top_k(k, memory_budget, n_jobs)
         if self_offset is not None:
             raise ValueError("self_offset needs the queries to be the corpus.")
