@@ -18,15 +18,19 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
 from embedtasks._optional import import_optional
+from embedtasks._shard import (
+    ShardedCorpus,
+    is_dask_array,
+    neighbour_scan,
+    pairwise_mean_std,
+    sample_pair_similarities,
+    vendi_score,
+)
 from embedtasks._similarity import (
     APPROXIMATE_ABOVE,
     approximate_scan,
     group_mean_similarity,
     l2_normalize,
-    neighbour_scan,
-    pairwise_mean_std,
-    sample_pair_similarities,
-    vendi_score,
 )
 from embedtasks._validation import (
     Integral,
@@ -166,8 +170,10 @@ class DiversityReport(BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Embeddings (at least 2 rows); normalised to unit length here.
+        X : array-like or dask.array of shape (n_samples, n_features)
+            Embeddings (at least 2 rows); normalised to unit length here. A dask
+            array stays sharded on the Dask workers (no ``groups``); see the
+            scale-out guide for which statistics are then exact.
         y : None
             Ignored; present for API consistency.
         groups : array-like of shape (n_samples,), optional
@@ -179,14 +185,26 @@ class DiversityReport(BaseEstimator):
         self : DiversityReport
             The fitted report.
         """
-        X = check_embeddings(self, X, reset=True, ensure_min_samples=2)
+        if is_dask_array(X):  # sharded on the workers, see _shard
+            if groups is not None:
+                raise ValueError(
+                    "DiversityReport.fit on a dask array does not take groups yet: "
+                    "fit one report per group (X[mask]) or fit on X.compute()."
+                )
+            X = ShardedCorpus.from_dask(
+                X, normalize=True, owner="DiversityReport", min_rows=2
+            )
+            self.n_features_in_ = X.n_features
+        else:
+            X = l2_normalize(
+                check_embeddings(self, X, reset=True, ensure_min_samples=2)
+            )
         quantiles = np.asarray(self.quantiles, dtype=np.float64).ravel()
         if quantiles.size == 0 or (quantiles < 0).any() or (quantiles > 1).any():
             raise ValueError(
                 f"quantiles must be numbers in [0, 1], got {self.quantiles!r}. Pass "
                 "e.g. quantiles=(0.05, 0.5, 0.95)."
             )
-        X = l2_normalize(X)
         rng = check_random_state(self.random_state)
         self.bin_edges_ = np.linspace(-1.0, 1.0, self.n_bins + 1)
         overall = self._profile(X, quantiles, rng)
@@ -242,7 +260,8 @@ class DiversityReport(BaseEstimator):
         mean, std = pairwise_mean_std(X)
         n_pairs = n * (n - 1) // 2
         exact = n_pairs <= self.max_pairs
-        if _approximate(self.neighbors, n):
+        sharded = isinstance(X, ShardedCorpus)  # scanned exactly, shard by shard
+        if not sharded and _approximate(self.neighbors, n):
             scan = approximate_scan(
                 X,
                 self.duplicate_threshold,

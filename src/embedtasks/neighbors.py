@@ -9,12 +9,11 @@ import pandas as pd
 from scipy import sparse
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from embedtasks import _faiss
+from embedtasks import _faiss, _shard
 from embedtasks._similarity import (
     DEFAULT_MEMORY_BUDGET,
     Dense,
     Quantized,
-    above_threshold,
     find_mmap,
     group_sum,
     l2_normalize,
@@ -23,7 +22,6 @@ from embedtasks._similarity import (
     quantize,
     similarity,
     stream_norms,
-    top_k,
     top_k_rescored,
 )
 from embedtasks._validation import (
@@ -37,7 +35,7 @@ from embedtasks._validation import (
 __all__ = ["DotProductNeighbors", "search_pipeline"]
 
 
-class DotProductNeighbors(TransformerMixin, BaseEstimator):
+class DotProductNeighbors(_shard.LocalCopyMixin, TransformerMixin, BaseEstimator):
     """Exact nearest neighbours of embeddings by dot product (cosine on unit vectors).
 
     The search, recommendation and "more like this" estimator. It stores the fitted
@@ -82,7 +80,9 @@ class DotProductNeighbors(TransformerMixin, BaseEstimator):
     Attributes
     ----------
     embeddings_ : ndarray of shape (n_samples_fit, n_features), dtype float32
-        The fitted vectors (unit rows when ``normalize=True``).
+        The fitted vectors (unit rows when ``normalize=True``); a
+        ``ShardedCorpus`` (shards held on the Dask workers) when fitted on a dask
+        array.
     ids_ : ndarray of shape (n_samples_fit,) or None
         The ``y`` given to :meth:`fit` (ids, titles or texts of the fitted rows),
         used to label results; None when ``fit`` got no ``y``.
@@ -169,8 +169,10 @@ class DotProductNeighbors(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Embeddings of the corpus.
+        X : array-like or dask.array of shape (n_samples, n_features)
+            Embeddings of the corpus. A dask array (chunked by rows) stays sharded
+            on the Dask workers; every method then gives the in-memory results
+            bit for bit (see the scale-out guide).
         y : array-like of shape (n_samples,), default=None
             Ids, titles or texts of the rows; they label :meth:`search` and
             :meth:`recommend` results. In a ``Pipeline`` pass the texts as ``y``:
@@ -188,7 +190,22 @@ class DotProductNeighbors(TransformerMixin, BaseEstimator):
             and X.flags.c_contiguous
             and find_mmap(X) is not None
         )
-        X = self._check_mapped(X) if mapped else check_embeddings(self, X, reset=True)
+        sharded = _shard.is_dask_array(X)
+        if sharded:  # sharded on the workers, see _shard
+            if self.backend != "exact" or self.storage != "float32":
+                raise ValueError(
+                    "A dask array is sharded on the workers with backend='exact' "
+                    "and storage='float32' only; got backend="
+                    f"{self.backend!r}, storage={self.storage!r}."
+                )
+            X = _shard.ShardedCorpus.from_dask(
+                X, normalize=self.normalize, owner=type(self).__name__
+            )
+            self.n_features_in_ = X.n_features
+        elif mapped:
+            X = self._check_mapped(X)
+        else:
+            X = check_embeddings(self, X, reset=True)
         if y is not None:
             ids = np.asarray(y)
             if ids.ndim != 1 or ids.shape[0] != X.shape[0]:
@@ -199,12 +216,15 @@ class DotProductNeighbors(TransformerMixin, BaseEstimator):
             self.ids_ = ids
         else:
             self.ids_ = None
-        if mapped:  # searched in place: _check_mapped proved the rows unit-length
+        if sharded:  # blocks normalised on their workers
             self.embeddings_ = X
+            self._max_norm = X.max_norm
+        elif mapped:  # searched in place: _check_mapped proved the rows unit-length
+            self.embeddings_ = X
+            self._max_norm = float(self._norms.max())
         else:
             self.embeddings_ = l2_normalize(X) if self.normalize else X
-        norms = self._norms if mapped else stream_norms(Dense(self.embeddings_))
-        self._max_norm = float(norms.max())
+            self._max_norm = float(stream_norms(Dense(self.embeddings_)).max())
         self.n_samples_fit_ = X.shape[0]
         self.codes_ = self._coarse = None
         if self.storage == "int8":
@@ -291,7 +311,7 @@ class DotProductNeighbors(TransformerMixin, BaseEstimator):
                 n_jobs=self.n_jobs,
                 corpus=self.embeddings_,
             )
-        return top_k(
+        return _shard.top_k(
             Q,
             self.embeddings_,
             k,
@@ -435,7 +455,9 @@ class DotProductNeighbors(TransformerMixin, BaseEstimator):
         keep = result.indices[0] >= 0
         indices, scores = result.indices[0][keep], result.scores[0][keep]
         if diversity > 0 and indices.size:
-            indices = mmr_rerank(query, indices, self.embeddings_, k, diversity)
+            candidates = self.embeddings_[indices]  # rows only (a sharded corpus)
+            pool_order = np.arange(indices.size)
+            indices = indices[mmr_rerank(query, pool_order, candidates, k, diversity)]
             scores = similarity(self.embeddings_[indices], query[None, :])[:, 0]
         indices, scores = indices[:k], scores[:k]
         if as_frame:
@@ -506,7 +528,7 @@ class DotProductNeighbors(TransformerMixin, BaseEstimator):
         threshold = self.radius if radius is None else radius
         if not isinstance(threshold, Real) or not np.isfinite(threshold):
             raise ValueError(f"radius must be a finite similarity, got {threshold!r}.")
-        found = above_threshold(
+        found = _shard.above_threshold(
             Q,
             self.embeddings_,
             float(threshold),

@@ -21,13 +21,13 @@ from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.covariance import LedoitWolf
 from sklearn.utils.metaestimators import available_if
 
+from embedtasks._shard import LocalCopyMixin, ShardedCorpus, is_dask_array, top_k
 from embedtasks._similarity import (
     APPROXIMATE_ABOVE,
     approximate_top_k,
     l2_normalize,
     quadratic_form,
     similarity,
-    top_k,
 )
 from embedtasks._validation import (
     Integral,
@@ -77,7 +77,7 @@ def _novelty_is(value: bool, method: str):
     return check
 
 
-class OutlierScorer(OutlierMixin, BaseEstimator):
+class OutlierScorer(LocalCopyMixin, OutlierMixin, BaseEstimator):
     """Flag items that are little related to the rest, by embedding similarity.
 
     Rows are normalised to unit length, so similarity is the dot product (cosine).
@@ -181,8 +181,10 @@ class OutlierScorer(OutlierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Embeddings (at least 2 rows).
+        X : array-like or dask.array of shape (n_samples, n_features)
+            Embeddings (at least 2 rows). A dask array (``"knn"``/``"lof"``
+            only) stays sharded on the Dask workers; the scores equal the
+            in-memory ones bit for bit.
         y : None
             Ignored.
 
@@ -191,7 +193,16 @@ class OutlierScorer(OutlierMixin, BaseEstimator):
         self : OutlierScorer
             The fitted scorer.
         """
-        X = l2_normalize(check_embeddings(self, X, reset=True))
+        if is_dask_array(X):  # sharded on the workers: knn and lof only
+            if self.method not in ("knn", "lof"):
+                raise ValueError(
+                    f"OutlierScorer(method={self.method!r}) does not shard a dask "
+                    "array; use method='knn' or 'lof', or fit on X.compute()."
+                )
+            X = ShardedCorpus.from_dask(X, normalize=True, owner="OutlierScorer")
+            self.n_features_in_ = X.n_features
+        else:
+            X = l2_normalize(check_embeddings(self, X, reset=True))
         n = X.shape[0]
         if n < 2:
             raise ValueError(

@@ -50,6 +50,8 @@ from embedtasks._similarity._exact import (
 )
 from embedtasks._similarity._pairs import (
     NeighbourScan,
+    cross_scan,
+    gram,
     group_mean_similarity,
     neighbour_scan,
     pairwise_mean_std,
@@ -86,9 +88,11 @@ __all__ = [
     "approximate_top_k",
     "as_corpus",
     "corpus_norm",
+    "cross_scan",
     "exclusion_pairs",
     "find_mmap",
     "from_bytes",
+    "gram",
     "group_mean_direction",
     "group_mean_similarity",
     "group_sum",
