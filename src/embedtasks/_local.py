@@ -45,6 +45,9 @@ __all__ = [
 BUNDLED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _BUNDLED_ALIASES = {BUNDLED_MODEL.lower(), "all-minilm-l6-v2"}
 
+#: Most padded tokens per batch (16 texts of 128 tokens), whatever ``batch_size``.
+BATCH_TOKENS = 2048
+
 Runner = Callable[[npt.NDArray[np.int64], npt.NDArray[np.int64]], npt.NDArray[Any]]
 
 _models: dict[tuple[str, str, str | None], LocalModel] = {}
@@ -312,8 +315,7 @@ def encode(
         stats.truncated += len(long_rows)
     lengths = np.fromiter((len(p.ids) for p in pieces), np.intp, count=len(pieces))
     stats.tokens += int(lengths.sum())
-    stats.batches += -(-len(pieces) // batch_size)
-    out = _run_batches(model, pieces, lengths, batch_size, progress, owners)
+    out = _run_batches(model, pieces, lengths, batch_size, progress, owners, stats)
     if len(pieces) == len(texts):
         return out
     return pool_chunks(out, owners, lengths, len(texts))
@@ -326,14 +328,24 @@ def _run_batches(
     batch_size: int,
     progress: Any,
     owners: Sequence[int],
+    stats: EncodeStats,
 ) -> npt.NDArray[np.float32]:
-    """Run pieces longest first in batches padded to their own longest piece."""
+    """Run pieces longest first in batches padded to their own longest piece.
+
+    A batch holds at most ``batch_size`` pieces and at most :data:`BATCH_TOKENS`
+    padded tokens: long pieces go in small batches (their activations stay in
+    the CPU caches), one-line texts in large ones (fewer, larger matrix products).
+    """
     order = np.argsort(-lengths, kind="stable")
     out: npt.NDArray[np.float32] | None = None
     last_piece = _last_piece_of_owner(owners)
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        width = int(lengths[rows[0]])
+    start = 0
+    while start < len(order):
+        width = int(lengths[order[start]])
+        size = max(1, min(batch_size, BATCH_TOKENS // width))
+        rows = order[start : start + size]
+        start += size
+        stats.batches += 1
         ids = np.zeros((len(rows), width), dtype=np.int64)
         mask = np.zeros((len(rows), width), dtype=np.int64)
         for j, r in enumerate(rows.tolist()):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from typing import Any
 
@@ -54,9 +55,11 @@ class LocalEmbedder(BaseEmbedder):
         average them weighted by token count (re-normalised), or raise
         :class:`~embedtasks.exceptions.TextTooLongError` naming the row. The same
         choices as :class:`~embedtasks.OpenAIEmbedder`'s ``long_text``.
-    batch_size : int, default=32
-        Most texts (or windows) per forward pass. Texts are sorted by token count
-        first and each batch is padded only to its own longest text.
+    batch_size : int, default=64
+        Most texts (or windows) per forward pass; a batch also holds at most
+        2,048 padded tokens (16 texts of 128 tokens), so long texts go in smaller
+        batches. Texts are sorted by token count first and each batch is padded
+        only to its own longest text.
     device : str, default=None
         ``backend="sentence-transformers"`` only: the torch device (``"cpu"``,
         ``"cuda"``, ``"mps"``); ``None`` lets sentence-transformers choose. The
@@ -111,7 +114,7 @@ class LocalEmbedder(BaseEmbedder):
         *,
         backend="onnx",
         long_text="truncate",
-        batch_size=32,
+        batch_size=64,
         device=None,
         cache_dir="default",
         progress="auto",
@@ -157,7 +160,7 @@ class LocalEmbedder(BaseEmbedder):
                 "embed them whole, or long_text='error' to refuse them; "
                 "usage_['truncated'] counts them.",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=_caller_level(),
             )
         return out
 
@@ -188,6 +191,18 @@ class LocalEmbedder(BaseEmbedder):
             "truncated": stats.truncated,
             "chunked": stats.chunked,
         }
+
+
+def _caller_level() -> int:
+    """``stacklevel`` of the first frame outside embedtasks and scikit-learn (so a
+    warning points at the user's line, through ``_fit_context``'s wrapper)."""
+    level, frame = 1, sys._getframe(1)
+    while frame.f_back is not None:
+        name = frame.f_globals.get("__name__", "")
+        if level > 1 and not name.startswith(("embedtasks.", "sklearn.")):
+            break
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _at_user_row(
