@@ -73,7 +73,7 @@ def _tensor(name: str, array: npt.NDArray[np.generic]) -> Chunks:
     data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
     head = b"".join(_int(1, d) for d in data.shape)
     head += _int(2, _DTYPES[data.dtype]) + _bytes(8, name)
-    raw = memoryview(data).cast("B")
+    raw = data.reshape(-1).view(np.uint8).data
     return [head, *_message(9, [raw])]
 
 
