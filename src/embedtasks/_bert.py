@@ -107,9 +107,8 @@ def read_spec(path: str | os.PathLike[str]) -> ModelSpec:
         "LocalEmbedder(backend='sentence-transformers') for other models."
     )
     if not where.is_dir():
-        raise UnsupportedModelError(
-            f"Model directory {str(where)!r} does not exist. {fix}"
-        )
+        what = "is a file, not a directory" if where.exists() else "does not exist"
+        raise UnsupportedModelError(f"Model directory {str(where)!r} {what}. {fix}")
     if not (where / "config.json").is_file():
         raise UnsupportedModelError(
             f"Model directory {str(where)!r} has no config.json, so it is not a "
@@ -247,6 +246,16 @@ def _build_graph(spec: ModelSpec) -> bytes:
     ]
     x = g.node("LayerNormalization", [x, *ln], axis=-1, epsilon=eps)
     mask = g.node("Cast", ["attention_mask"], to=6)  # INT32, as Attention wants
+
+    def dense_add_norm(h: str, residual: str, o: str) -> str:
+        """LayerNorm(h @ W + b + residual): BERT's output block, two fused nodes."""
+        h = g.node("MatMul", [h, g.const(o + "w", w(o + "dense.weight", True))])
+        norm = [g.const(o + n, w(o + "LayerNorm." + n)) for n in ("weight", "bias")]
+        bias = g.const(o + "b", w(o + "dense.bias"))
+        return g.node(
+            "SkipLayerNormalization", [h, residual, *norm, bias], domain=ms, epsilon=eps
+        )
+
     for i in range(int(cfg["num_hidden_layers"])):
         p = f"encoder.layer.{i}."
         qkv = [f"{p}attention.self.{n}" for n in ("query", "key", "value")]
@@ -258,23 +267,11 @@ def _build_graph(spec: ModelSpec) -> bytes:
             domain=ms,
             num_heads=heads,
         )
-        o = p + "attention.output."
-        a = g.node("MatMul", [a, g.const(o + "w", w(o + "dense.weight", True))])
-        norm = [g.const(o + n, w(o + "LayerNorm." + n)) for n in ("weight", "bias")]
-        bias = g.const(o + "b", w(o + "dense.bias"))
-        x = g.node(
-            "SkipLayerNormalization", [a, x, *norm, bias], domain=ms, epsilon=eps
-        )
+        x = dense_add_norm(a, x, p + "attention.output.")
         m = p + "intermediate.dense."
         h = g.node("MatMul", [x, g.const(m + "w", w(m + "weight", True))])
         h = g.node("BiasGelu", [h, g.const(m + "b", w(m + "bias"))], domain=ms)
-        o = p + "output."
-        f = g.node("MatMul", [h, g.const(o + "w", w(o + "dense.weight", True))])
-        norm = [g.const(o + n, w(o + "LayerNorm." + n)) for n in ("weight", "bias")]
-        bias = g.const(o + "b", w(o + "dense.bias"))
-        x = g.node(
-            "SkipLayerNormalization", [f, x, *norm, bias], domain=ms, epsilon=eps
-        )
+        x = dense_add_norm(h, x, p + "output.")
     g.node("Identity", [x], output="hidden")
     return model_bytes(
         g,

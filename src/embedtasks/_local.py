@@ -221,7 +221,14 @@ def _load_sentence_transformers(
             out = loaded(features)["sentence_embedding"]
         return np.asarray(out.float().cpu().numpy(), dtype=np.float32)
 
-    tokenizer = _tokenizer_from(loaded.tokenizer.backend_tokenizer, window)
+    fast = getattr(getattr(loaded, "tokenizer", None), "backend_tokenizer", None)
+    if fast is None:
+        raise EmbedTasksError(
+            f"LocalEmbedder needs a fast tokenizer (tokenizer.json) for model "
+            f"{model!r}; it has a slow one only. Save one into the model directory "
+            "(transformers: AutoTokenizer.from_pretrained(path).save_pretrained(path))."
+        )
+    tokenizer = _tokenizer_from(fast, window)
     return LocalModel(canonical_model_name(model), tokenizer, window, runner)
 
 

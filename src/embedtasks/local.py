@@ -95,7 +95,7 @@ class LocalEmbedder(BaseEmbedder):
     >>> bool(X[0] @ X[1] > X[0] @ X[2])  # the kitten is closer than tax law
     True
     >>> emb.usage_["truncated"], emb.usage_["tokens"]
-    (0, 17)
+    (0, 19)
     """
 
     _parameter_constraints: dict = {
