@@ -138,9 +138,9 @@ def test_bundled_aliases_and_backends_share_one_identity(name, backend):
         "backend": "sentence-transformers",
         "model": "sentence-transformers/all-MiniLM-L6-v2",
     }
-    assert LocalEmbedder(long_text="error")._cache_identity() == identity
-    chunked = LocalEmbedder(long_text="chunk")._cache_identity()
-    assert chunked == {**identity, "long_text": "chunk"}
+    for policy in ("chunk", "error"):  # "error" is never served a truncated row
+        other = LocalEmbedder(long_text=policy)._cache_identity()
+        assert other == {**identity, "long_text": policy}
 
 
 def test_model_directory_is_identified_by_absolute_path(tmp_path, monkeypatch):
@@ -364,6 +364,13 @@ def test_chunk_embeds_a_million_characters():
     assert len(huge) == 1_000_000 and X.shape == (1, 384) and np.isfinite(X).all()
     assert emb.usage_["chunked"] == 1
     assert emb.usage_["tokens"] == 5000 + 2 * -(-5000 // 254)
+
+
+def test_error_is_not_served_a_truncated_vector_from_the_cache(tmp_path):
+    with pytest.warns(UserWarning, match="truncated 1 of 1"):
+        LocalEmbedder(cache_dir=tmp_path).fit([HUGE])
+    with pytest.raises(TextTooLongError, match="row 0"):
+        LocalEmbedder(long_text="error", cache_dir=tmp_path).fit([HUGE])
 
 
 def test_error_names_the_users_row_and_the_fix(tmp_path):

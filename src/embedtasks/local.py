@@ -129,16 +129,16 @@ class LocalEmbedder(BaseEmbedder):
 
     def _cache_identity(self) -> dict[str, object]:
         # No model load here: a fully cached call imports no runtime. Both backends
-        # give the same vectors, so they share rows, under the identity that
-        # earlier releases (sentence-transformers only) wrote. "truncate" and
-        # "error" give the same vector for every text they embed; "chunk" differs
-        # for long texts.
+        # give the same vectors, so they share rows, under the identity earlier
+        # releases (sentence-transformers, which truncates) wrote. The other
+        # policies get rows of their own: "chunk" vectors differ for long texts,
+        # and "error" must never be served a truncated vector from the cache.
         identity: dict[str, object] = {
             "backend": "sentence-transformers",
             "model": _local.canonical_model_name(self.model),
         }
-        if self.long_text == "chunk":
-            identity["long_text"] = "chunk"
+        if self.long_text != "truncate":
+            identity["long_text"] = self.long_text
         return identity
 
     def _embed(self, X: Any, *, expected_dim: int | None) -> npt.NDArray[np.float32]:
