@@ -71,6 +71,15 @@ def _lists(X, centroids, n_probe):
     return [rows[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
+def _inverted_lists(X, n_lists, n_probe, random_state):
+    """(rows as float32, each list's members, the largest row norm)."""
+    A = np.ascontiguousarray(X, dtype=np.float32)
+    n = A.shape[0]
+    C = train_centroids(A, n_lists or default_lists(n), random_state=random_state)
+    max_norm = float(row_norms(A).max()) if n else 0.0
+    return A, _lists(A, C, n_probe), max_norm
+
+
 def _map_lists(fn, members, n_jobs):
     """``fn`` over the lists, largest first, spread over threads (BLAS on one)."""
     order = np.argsort([-m.size for m in members], kind="stable")
@@ -109,11 +118,8 @@ def approximate_scan(
     >>> scan.n_pairs, sorted(map(tuple, scan.pairs.tolist()))[:2]
     (10, [(0, 1000), (1, 1001)])
     """
-    A = np.ascontiguousarray(X, dtype=np.float32)
+    A, members, max_norm = _inverted_lists(X, n_lists, n_probe, random_state)
     n = A.shape[0]
-    C = train_centroids(A, n_lists or default_lists(n), random_state=random_state)
-    members = _lists(A, C, n_probe)
-    max_norm = float(row_norms(A).max()) if n else 0.0
 
     def scan(rows):
         found = neighbour_scan(
@@ -168,11 +174,8 @@ def approximate_top_k(
     n_jobs: int | None = None,
 ) -> TopK:
     """Each row's ``k`` most similar other rows, among the rows sharing a list."""
-    A = np.ascontiguousarray(X, dtype=np.float32)
+    A, members, max_norm = _inverted_lists(X, n_lists, n_probe, random_state)
     n = A.shape[0]
-    C = train_centroids(A, n_lists or default_lists(n), random_state=random_state)
-    members = _lists(A, C, n_probe)
-    max_norm = float(row_norms(A).max()) if n else 0.0
 
     def search(rows):
         B = A[rows]
