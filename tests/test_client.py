@@ -11,7 +11,6 @@ import pytest
 
 from embedtasks._client import (
     EmbeddingClient,
-    RateLimiter,
     TokenCounter,
     _retry_after,
     token_counter,
@@ -95,7 +94,7 @@ def test_token_counter_never_downloads(monkeypatch, tmp_path):
 def test_packing_respects_inputs_per_request():
     rec = Recorder()
     texts = [f"t{i}" for i in range(10)]
-    out = _client(httpx.MockTransport(rec), max_inputs_per_request=4).embed(texts)
+    out = _client(httpx.MockTransport(rec), batch_size=4).embed(texts)
     assert [len(p["input"]) for p in rec.payloads] == [4, 4, 2]
     np.testing.assert_array_equal(out, _expected(texts))
 
@@ -252,7 +251,7 @@ def test_retryable_statuses_are_retried(status):
 
 
 def test_network_errors_are_retried():
-    rec = Recorder([httpx.ConnectError("refused"), httpx.ReadTimeout("slow")])
+    rec = Recorder([httpx.RemoteProtocolError("dropped"), httpx.ReadTimeout("slow")])
     client = _client(httpx.MockTransport(rec))
     client.embed(["a"])
     assert client.last_stats.retries == 2 and client.last_stats.requests == 1
@@ -368,7 +367,7 @@ def test_long_text_with_byte_bound_lets_server_decide(fake_server):
 def test_server_shuffled_answers_come_back_in_order(fake_server):
     server = fake_server(shuffle=True)
     texts = [f"sentence {i}" for i in range(300)]
-    out = _client(base_url=server.url, max_inputs_per_request=64).embed(texts)
+    out = _client(base_url=server.url, batch_size=64).embed(texts)
     np.testing.assert_array_equal(out, _expected(texts))
 
 
@@ -393,7 +392,7 @@ def test_server_bad_item_is_isolated_by_splitting(fake_server):
 def test_server_drops_and_errors_are_survived(fake_server):
     server = fake_server(fault_rate=0.5, faults=("drop", "500", "malformed"))
     texts = [f"t{i}" for i in range(200)]
-    client = _client(base_url=server.url, max_inputs_per_request=10, max_retries=20)
+    client = _client(base_url=server.url, batch_size=10, max_retries=20)
     out = client.embed(texts)
     assert server.n_faults > 0
     assert client.last_stats.retries == server.n_faults
@@ -422,7 +421,7 @@ def test_pacing_to_configured_limits_avoids_429s(fake_server):
     server = fake_server(requests_per_minute=1200, burst_seconds=0.06)
     texts = [f"t{i}" for i in range(40)]
     client = _client(
-        base_url=server.url, max_inputs_per_request=2, requests_per_minute=1200
+        base_url=server.url, batch_size=2, requests_per_minute=1200
     )
     start = time.perf_counter()
     out = client.embed(texts)
@@ -435,25 +434,11 @@ def test_pacing_to_configured_limits_avoids_429s(fake_server):
 def test_limits_are_learned_from_429_headers(fake_server):
     server = fake_server(tokens_per_minute=30_000, burst_seconds=0.05)
     texts = [f"text {i:04d}" for i in range(120)]  # 3 tokens each for the server
-    client = _client(base_url=server.url, max_inputs_per_request=10)
+    client = _client(base_url=server.url, batch_size=10)
     out = client.embed(texts)
     np.testing.assert_array_equal(out, _expected(texts))
     assert server.n_rate_limited >= 1
     assert client.last_stats.rate_limited == server.n_rate_limited
-
-
-def test_rate_limiter_learns_and_adapts():
-    limiter = RateLimiter(None, None)
-    limiter.learn(
-        httpx.Headers(
-            {"x-ratelimit-limit-requests": "500", "x-ratelimit-limit-tokens": "bad"}
-        )
-    )
-    assert limiter.rpm == 500 and limiter.tpm is None
-    limiter.rate_limited(0.0)
-    assert limiter.factor == pytest.approx(0.8)
-    limiter.succeeded()
-    assert limiter.factor == pytest.approx(0.816)
 
 
 def test_sync_embed_works_inside_a_running_event_loop():
@@ -486,9 +471,9 @@ def test_twenty_thousand_texts_with_faults_and_rate_limit_are_exact(fake_server)
         f"review {i}: {'great' if i % 3 else 'meh'} product" for i in range(20_000)
     ]
     clean = fake_server()
-    reference = _client(base_url=clean.url, max_inputs_per_request=500).embed(texts)
+    reference = _client(base_url=clean.url, batch_size=500).embed(texts)
     faulty = fake_server(fault_rate=0.1, requests_per_minute=3000, burst_seconds=0.1)
-    client = _client(base_url=faulty.url, max_inputs_per_request=500, max_retries=30)
+    client = _client(base_url=faulty.url, batch_size=500, max_retries=30)
     out = client.embed(texts)
     assert faulty.n_faults > 0
     assert out.dtype == np.float32 and out.shape == (20_000, 8)

@@ -170,7 +170,8 @@ def test_width_change_after_fit_is_detected():
 def test_failure_keeps_finished_batches_in_cache(tmp_path):
     def handler(request):
         if "bad" in request.content.decode():
-            return httpx.Response(400, text="rejected")
+            error = {"message": "'$.input' is invalid: rejected", "param": None}
+            return httpx.Response(400, json={"error": error})
         return fake_openai_transport(4).handle_request(request)
 
     texts = [f"t{i}" for i in range(30)] + ["bad"]
@@ -230,7 +231,8 @@ def test_clone_and_pickle_round_trip_without_secrets(tmp_path):
         api_key="sk-top-secret", transport=fake_openai_transport(4), cache_dir=tmp_path
     )
     X = emb.fit_transform(["a", "b"])
-    assert clone(emb).get_params()["api_key"] == "sk-top-secret"
+    assert clone(emb).get_params()["api_key"].get() == "sk-top-secret"
+    assert repr(clone(emb).get_params()["api_key"]) == "'***'"
     blob = pickle.dumps(emb)
     assert b"sk-top-secret" not in blob
     restored = pickle.loads(blob)
@@ -248,7 +250,7 @@ def test_api_key_never_shown_in_repr_or_errors():
     assert "***" in repr(emb)
     assert "sk-top-secret" not in emb._repr_html_()
     assert "sk-top-secret" not in str(emb._repr_mimebundle_())
-    assert emb.api_key == "sk-top-secret"
+    assert emb.api_key.get() == "sk-top-secret"
     with pytest.raises(EmbeddingAPIError) as err:
         emb.set_params(cache_dir=None).fit(["a"])
     assert "sk-top-secret" not in str(err.value)
@@ -322,7 +324,11 @@ def test_long_text_chunk_policy_through_the_estimator(fake_server):
     pieces = _unit(["abc", "def", "ghi", "j"])
     mean = (pieces * np.array([3, 3, 3, 1])[:, None]).sum(axis=0)
     np.testing.assert_allclose(X[1], mean / np.linalg.norm(mean), atol=1e-6)
-    assert emb._cache_identity()["long_text"] == ["chunk", 3]
+    # Only the long text is keyed apart; "ok" keeps its key under "error".
+    identity = emb._cache_identity()
+    keys = emb._cache_keys(identity, ["ok", long])
+    plain = make_keys(identity, ["ok", long])
+    assert keys[0] == plain[0] and keys[1] != plain[1]
 
 
 def test_end_to_end_with_faults_then_zero_requests(fake_server, tmp_path):
