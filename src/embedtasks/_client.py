@@ -658,8 +658,8 @@ class _Run:
                 raise _Stop
             inputs = [self.piece_text[i] for i in batch.tolist()]
             try:
-                sent = await pacer.acquire(
-                    math.ceil(tokens * self._token_ratio()), self._deadline
+                ticket = await pacer.acquire(
+                    lambda: math.ceil(tokens * self._token_ratio()), self._deadline
                 )
             except TimeoutError:
                 raise self._deadline_error() from None
@@ -698,7 +698,7 @@ class _Run:
                     except _Malformed as exc:
                         failure = f"malformed response body ({exc})"
                     else:
-                        pacer.succeeded(sent, real)
+                        pacer.succeeded(ticket, real, response.headers)
                         self.n_done += len(batch)
                         await self._report(batch)
                         return
@@ -706,7 +706,13 @@ class _Run:
                     self.stats.rate_limited += 1
                     server_delay = _retry_after(response.headers)
                     delay = self._delay(attempt + 1, server_delay)
-                    pacer.rate_limited(sent, response.headers, response.text, delay)
+                    pacer.rate_limited(
+                        ticket,
+                        response.headers,
+                        response.text,
+                        delay,
+                        math.ceil(tokens * self._token_ratio()),
+                    )
                     if server_delay is not None:
                         # "Later", not a failure: the pacer waits it out.
                         if self._deadline is not None and time.time() > self._deadline:

@@ -14,7 +14,8 @@ directory and endpoint). It combines
 * a concurrency window (in flight at once) that halves on a 429 and grows by one
   per success, up to ``max_concurrency``;
 * fast recovery: after a cut the rate climbs 5% per success up to 97% of the
-  last estimate, then probes upward by 0.3% per success.
+  last estimate, then probes upward by 0.3% per success (2% while no limit is
+  known); it grows only while it holds requests back.
 
 Announced limits (``x-ratelimit-limit-*``) are adopted at once; a remaining
 count of 0 (``x-ratelimit-remaining-*``) pauses new starts until its reset.
@@ -37,7 +38,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 __all__ = [
     "PACING_FILENAME",
@@ -45,6 +46,7 @@ __all__ = [
     "PaceState",
     "Pacer",
     "SqlitePaceStore",
+    "Ticket",
     "parse_duration",
 ]
 
@@ -55,8 +57,31 @@ _WINDOW = 60.0  # seconds of successes kept for measuring the flow
 _CUT = 0.7  # multiplicative decrease when no better estimate exists
 _MARGIN = 0.95  # pace this far under an estimated limit
 _FAST, _SLOW = 0.05, 0.003  # growth per success below / above 97% of the estimate
+_PROBE = 0.02  # growth per success while no limit is known
+_RECENT = 20.0  # seconds of successes an estimate looks back over
 
 T = TypeVar("T")
+
+
+class Event(NamedTuple):
+    """A request the server accepted: start, tokens, and the server's clock.
+
+    ``clock_*`` is answer time + ``x-ratelimit-reset-*`` (when the bucket would
+    be full again), or None without the header or when the reset was 0.
+    """
+
+    sent: float
+    tokens: int
+    clock_req: float | None
+    clock_tok: float | None
+
+
+class Ticket(NamedTuple):
+    """A request's slot: when it was reserved, its start, whether it waited."""
+
+    reserved: float
+    start: float
+    waited: bool
 
 
 @dataclass
@@ -76,8 +101,6 @@ class PaceState:
     tat_tok: float = 0.0
     pause_until: float = 0.0
     last_cut: float = 0.0
-    mark_req: float | None = None
-    mark_tok: float | None = None
 
 
 class LocalPaceStore:
@@ -86,28 +109,25 @@ class LocalPaceStore:
     def __init__(self) -> None:
         self._state = PaceState()
         self._lock = threading.RLock()
-        self._events: deque[tuple[float, int]] = deque()
+        self._events: deque[Event] = deque()
 
     def update(self, fn: Callable[[PaceState], T]) -> T:
         """Apply ``fn`` to the state atomically and return its result."""
         with self._lock:
             return fn(self._state)
 
-    def log_success(self, sent: float, tokens: int) -> None:
-        """Record a request the server accepted (its start time and tokens)."""
+    def log_success(self, event: Event) -> None:
+        """Record a request the server accepted."""
         with self._lock:
-            self._events.append((sent, tokens))
+            self._events.append(event)
             horizon = time.time() - _WINDOW
-            while self._events and self._events[0][0] < horizon:
+            while self._events and self._events[0].sent < horizon:
                 self._events.popleft()
 
-    def flow(self, since: float) -> tuple[int, int, float | None]:
-        """(requests, tokens, first start) accepted since ``since``."""
+    def events(self, since: float) -> list[Event]:
+        """Accepted requests sent since ``since``, in order."""
         with self._lock:
-            picked = [e for e in self._events if e[0] >= since]
-        if not picked:
-            return 0, 0, None
-        return len(picked), sum(t for _, t in picked), picked[0][0]
+            return sorted(e for e in self._events if e.sent >= since)
 
     def close(self) -> None:
         """Nothing to close."""
@@ -140,7 +160,7 @@ class SqlitePaceStore:
                 )
                 self._conn.execute(
                     "CREATE TABLE IF NOT EXISTS events (scope TEXT, sent REAL, "
-                    "tokens INTEGER)"
+                    "tokens INTEGER, clock_req REAL, clock_tok REAL)"
                 )
                 break
             except sqlite3.OperationalError as exc:
@@ -171,11 +191,11 @@ class SqlitePaceStore:
             c.execute("COMMIT")
             return result
 
-    def log_success(self, sent: float, tokens: int) -> None:
-        """Record a request the server accepted (its start time and tokens)."""
+    def log_success(self, event: Event) -> None:
+        """Record a request the server accepted."""
         with self._lock:
             self._conn.execute(
-                "INSERT INTO events VALUES (?, ?, ?)", (self.scope, sent, tokens)
+                "INSERT INTO events VALUES (?, ?, ?, ?, ?)", (self.scope, *event)
             )
             self._n_logged += 1
             if self._n_logged % 50 == 0:
@@ -183,20 +203,54 @@ class SqlitePaceStore:
                     "DELETE FROM events WHERE sent < ?", (time.time() - _WINDOW,)
                 )
 
-    def flow(self, since: float) -> tuple[int, int, float | None]:
-        """(requests, tokens, first start) accepted since ``since``."""
+    def events(self, since: float) -> list[Event]:
+        """Accepted requests sent since ``since``, in order."""
         with self._lock:
-            n, tokens, first = self._conn.execute(
-                "SELECT COUNT(*), COALESCE(SUM(tokens), 0), MIN(sent) FROM events "
-                "WHERE scope = ? AND sent >= ?",
+            rows = self._conn.execute(
+                "SELECT sent, tokens, clock_req, clock_tok FROM events "
+                "WHERE scope = ? AND sent >= ? ORDER BY sent",
                 (self.scope, since),
-            ).fetchone()
-        return int(n), int(tokens), first
+            ).fetchall()
+        return [Event(*row) for row in rows]
 
     def close(self) -> None:
         """Close the database."""
         with self._lock:
             self._conn.close()
+
+
+def _estimate(
+    events: list[Event], kind: str, now: float, reset: float | None
+) -> tuple[float | None, bool]:
+    """The server's rate for ``kind`` from accepted requests; (rate, solid).
+
+    With reset headers: over the trailing stretch of answers whose bucket was
+    in debt (reset > 0, so the server's clock ran ahead of ours), the accepted
+    cost divided by how far the server's clock moved is its rate exactly
+    ("solid" with 3 answers or more). Without them: the flow we measured over
+    the stretch, a lower bound.
+    """
+    column = 2 if kind == "requests" else 3
+    cost = (lambda e: 1.0) if kind == "requests" else (lambda e: float(e.tokens))
+    if not events:
+        return None, False
+    if reset is not None:
+        stretch: list[Event] = []
+        for event in reversed(events):
+            if event[column] is None:
+                break
+            stretch.append(event)
+        stretch.reverse()
+        if len(stretch) >= 2:
+            origin = float(stretch[0][column] or 0.0)
+            span = now + reset - origin
+            if span > 0.05:
+                total = sum(cost(e) for e in stretch[1:])
+                return total / span, len(stretch) >= 3
+    span = now - events[0].sent
+    if span <= 0.05:
+        return None, False
+    return sum(cost(e) for e in events) / span, False
 
 
 _LOCAL_STORES: dict[str, LocalPaceStore] = {}
@@ -286,7 +340,7 @@ class Pacer:
     ...     pacer.release()
     ...     b = await pacer.acquire(1)
     ...     pacer.release()
-    ...     return round(b - a, 2) >= 0.01
+    ...     return round(b.start - a.start, 2) >= 0.01
     >>> asyncio.run(two())
     True
     """
@@ -318,10 +372,14 @@ class Pacer:
         return self.store.update(self._rates)
 
     # -- acquire / release -----------------------------------------------------
-    async def acquire(self, tokens: int, deadline: float | None = None) -> float:
-        """Wait until a request costing ``tokens`` may start; its start time.
+    async def acquire(
+        self, tokens: int | Callable[[], int], deadline: float | None = None
+    ) -> Ticket:
+        """Wait until a request costing ``tokens`` may start; its :class:`Ticket`.
 
-        Raises :class:`TimeoutError` if that is past ``deadline`` (a
+        ``tokens`` may be a callable, asked once a slot is free (the cost per
+        counted token is learned while requests wait). Raises
+        :class:`TimeoutError` if the start is past ``deadline`` (a
         ``time.time()`` value).
         """
         if self._wakeup is None:
@@ -332,9 +390,12 @@ class Pacer:
         self.in_flight += 1
         try:
             while True:
+                cost = tokens() if callable(tokens) else tokens
                 now = time.time()
 
-                def reserve(s: PaceState, now: float = now) -> tuple[bool, float]:
+                def reserve(
+                    s: PaceState, now: float = now, cost: int = cost
+                ) -> tuple[bool, float]:
                     if s.pause_until > now:
                         return False, s.pause_until
                     req, tok = self._rates(s)
@@ -342,7 +403,7 @@ class Pacer:
                     if req:
                         s.tat_req = start + 1.0 / req
                     if tok:
-                        s.tat_tok = start + min(tokens, tok * 60.0) / tok
+                        s.tat_tok = start + min(cost, tok * 60.0) / tok
                     return True, start
 
                 go, at = self.store.update(reserve)
@@ -353,9 +414,11 @@ class Pacer:
                     continue
                 if at > now:
                     await asyncio.sleep(at - now)
-                paused = self.store.update(lambda s: s.pause_until)
-                if paused <= time.time():
-                    return at
+                # A 429 since this slot was reserved: the slot was spaced for the
+                # old rate (or falls in a pause), so reserve again.
+                paused, cut = self.store.update(lambda s: (s.pause_until, s.last_cut))
+                if paused <= time.time() and cut <= now:
+                    return Ticket(now, at, at > now + 0.001)
         except BaseException:
             self.release()
             raise
@@ -393,10 +456,26 @@ class Pacer:
 
         self.store.update(apply)
 
-    def succeeded(self, sent: float, tokens: int) -> None:
-        """The server accepted a request sent at ``sent`` costing ``tokens``."""
-        self.store.log_success(sent, tokens)
+    def succeeded(
+        self, ticket: Ticket, tokens: int, headers: Mapping[str, str] | None = None
+    ) -> None:
+        """The server accepted the request of ``ticket``, costing ``tokens``.
+
+        The rates grow only when the pacer held this request back (a rate that
+        does not bind proves nothing).
+        """
+        now = time.time()
+        clocks = [  # None unless the bucket is in debt (reset > 0)
+            None if reset is None or reset <= 0.01 else now + reset
+            for reset in (
+                parse_duration((headers or {}).get(f"x-ratelimit-reset-{k}"))
+                for k in ("requests", "tokens")
+            )
+        ]
+        self.store.log_success(Event(ticket.start, tokens, *clocks))
         self.window = min(float(self.max_concurrency), self.window + 1.0)
+        if not ticket.waited:
+            return
 
         def grow(s: PaceState) -> None:
             for rate, ceiling in (
@@ -406,26 +485,29 @@ class Pacer:
                 value, top = getattr(s, rate), getattr(s, ceiling)
                 if value is None:
                     continue
-                fast = top is not None and value < 0.97 * top
-                value *= 1.0 + (_FAST if fast else _SLOW)
-                if fast and top is not None:
-                    value = min(value, 0.97 * top)
+                if top is None:
+                    value *= 1.0 + _PROBE
+                elif value < 0.97 * top:
+                    value = min(value * (1.0 + _FAST), 0.97 * top)
+                else:
+                    value *= 1.0 + _SLOW
                 setattr(s, rate, value)
 
         self.store.update(grow)
 
     def rate_limited(
         self,
-        sent: float,
+        ticket: Ticket,
         headers: Mapping[str, str],
         text: str,
         delay: float,
+        tokens: int = 1,
     ) -> bool:
-        """A request sent at ``sent`` got a 429; pause everyone for ``delay``.
+        """The request of ``ticket``, costing ``tokens``, got a 429.
 
-        Cuts the rates (once per episode: answers to requests sent before the
-        last cut do not compound it) to what the server is seen to accept.
-        Returns whether this answer cut the rate.
+        Pauses everyone for ``delay`` and cuts the rates (once per episode:
+        answers to requests sent before the last cut do not compound it) to what
+        the server is seen to accept. Returns whether this answer cut the rate.
         """
         now = time.time()
         kind = limit_kind(headers, text)
@@ -436,32 +518,25 @@ class Pacer:
 
         def apply(s: PaceState) -> bool:
             s.pause_until = max(s.pause_until, now + delay)
-            if sent < s.last_cut:
+            if ticket.reserved < s.last_cut:
                 return False
-            start = s.last_cut if s.last_cut > 0 else now - _WINDOW
-            n, tokens, first = self.store.flow(start)
-            for k, count in (("requests", n), ("tokens", tokens)):
+            recent = self.store.events(now - _RECENT)
+            for k, cost in (("requests", 1), ("tokens", tokens)):
                 if kind is not None and k != kind:
                     continue
                 short = "req" if k == "requests" else "tok"
                 reset = resets[k]
-                mark = getattr(s, f"mark_{short}")
-                clock = now + reset if reset is not None else now
-                origin = mark if (mark is not None and s.last_cut > 0) else first
-                estimate = None
-                if origin is not None and count > 0 and clock - origin > 0.05:
-                    estimate = count / (clock - origin)
+                estimate, solid = _estimate(recent, k, now, reset)
                 current = getattr(s, f"{short}_rate")
                 new = math.inf if current is None else current * _CUT
-                if estimate is not None:
-                    new = min(new, estimate * _MARGIN)
+                if estimate is not None and solid:
+                    new = estimate * _MARGIN  # the server's own clock says so
                     setattr(s, f"{short}_ceiling", estimate)
-                if new == math.inf:  # nothing accepted yet: a cautious start
-                    new = 1.0 / max(delay, 0.5) if k == "requests" else None
-                    if new is None:
-                        continue
+                elif estimate is not None:
+                    new = min(new, estimate * _MARGIN)
+                if new == math.inf:  # nothing accepted yet: one per pause
+                    new = max(cost, 1) / max(delay, 0.5)
                 setattr(s, f"{short}_rate", new)
-                setattr(s, f"mark_{short}", clock)
             s.last_cut = now
             s.tat_req = max(s.tat_req, s.pause_until)
             s.tat_tok = max(s.tat_tok, s.pause_until)

@@ -348,6 +348,18 @@ class FakeEmbeddingServer:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
+    def stats(self) -> dict[str, int]:
+        """The counters as a dict (also served at ``GET /stats``)."""
+        with self._lock:
+            return {
+                "requests": self.n_requests,
+                "faults": self.n_faults,
+                "rate_limited": self.n_rate_limited,
+                "answered_429": self.n_429,
+                "stalls": self.n_stalls,
+                "texts_embedded": self.n_texts_embedded,
+            }
+
     def reset_counters(self) -> None:
         """Zero the request counters."""
         with self._lock:
@@ -550,6 +562,22 @@ def _make_handler(server: FakeEmbeddingServer) -> type[BaseHTTPRequestHandler]:
                     self.close_connection = True
                     return
                 status, headers, body = answer
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            """``/stats``: the counters as JSON (for benchmarks in other processes)."""
+            if self.path.split("?")[0] != "/stats":
+                status, headers, body = _error(404, f"Unknown path {self.path}.")
+            else:
+                status, headers = 200, {"content-type": "application/json"}
+                body = json.dumps(server.stats()).encode()
+                if "reset" in self.path:
+                    server.reset_counters()
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)
