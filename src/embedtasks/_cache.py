@@ -740,7 +740,7 @@ class EmbeddingCache:
         -------
         dict
             ``path``, ``vectors``, ``files``, ``index_bytes``, ``data_bytes``,
-            ``live_bytes`` (bytes of indexed vectors), ``reclaimable_bytes``,
+            ``live_bytes`` (bytes of indexed vectors and their file headers), ``reclaimable_bytes``,
             ``orphan_files`` (data files no index row points to) and ``models``
             (one dict per identity: its ``label``, ``dim`` and ``vectors``).
         """
@@ -770,6 +770,7 @@ class EmbeddingCache:
                 size = p.stat().st_size
                 data_bytes += size
                 orphans += p.stem not in known
+                live += _HEADER if p.stem in known else 0
         else:
             data_bytes = sum(a.nbytes for a in self._arrays.values())
         return {
