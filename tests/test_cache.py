@@ -407,7 +407,9 @@ def test_cache_info_verify_compact_clear(tmp_path):
     keys = make_keys(identity, texts)
     with EmbeddingCache(tmp_path) as cache:
         for value in (1.0, 2.0):  # the second write replaces the first
-            cache.put_many(keys, np.full((100, 4), value, np.float32), identity=identity)
+            cache.put_many(
+                keys, np.full((100, 4), value, np.float32), identity=identity
+            )
         info = cache.info()
         assert info["vectors"] == 100 and info["reclaimable_bytes"] >= 1600
         (model,) = info["models"]
@@ -420,7 +422,9 @@ def test_cache_info_verify_compact_clear(tmp_path):
             "missing_files": 0,
         }
         report = cache.compact()
-        assert report["vectors"] == 100 and report["bytes_after"] < report["bytes_before"]
+        assert (
+            report["vectors"] == 100 and report["bytes_after"] < report["bytes_before"]
+        )
         found, got = cache.get_many(keys)
         assert found.all() and (got == 2.0).all()
         assert cache.info()["reclaimable_bytes"] == 0

@@ -435,6 +435,7 @@ class _Run:
         self.n_done = 0
         self.budget_used = 0
         self.budget_stop = False
+        self._reserved: dict[int, int] = {}  # first piece of a batch -> tokens
         self._ever_connected = False
         self._started = time.perf_counter()
         self._deadline = (
@@ -591,7 +592,11 @@ class _Run:
         return await self._finish()
 
     def _within_budget(self, batch: npt.NDArray[np.intp]) -> bool:
-        """Reserve the batch's tokens; False (and stop) if the budget is spent."""
+        """Reserve the batch's tokens; False (and stop) if the budget is spent.
+
+        A reservation becomes the real count (the server's ``usage``) once the
+        batch is answered.
+        """
         if self.s.max_tokens is None:
             return True
         cost = math.ceil(int(self.piece_tokens[batch].sum()) * self._token_ratio())
@@ -599,6 +604,7 @@ class _Run:
             self.budget_stop = True
             return False
         self.budget_used += cost
+        self._reserved[int(batch[0])] = cost
         return True
 
     async def _guarded_send(
@@ -663,6 +669,9 @@ class _Run:
                 )
             except TimeoutError:
                 raise self._deadline_error() from None
+            if self.fatal is not None:  # failed while this one waited its turn
+                pacer.release()
+                raise _Stop
             failure: str
             response: httpx.Response | None = None
             server_delay: float | None = None
@@ -699,6 +708,9 @@ class _Run:
                         failure = f"malformed response body ({exc})"
                     else:
                         pacer.succeeded(ticket, real, response.headers)
+                        if self.s.max_tokens is not None:
+                            held = self._reserved.pop(int(batch[0]), 0)
+                            self.budget_used += real - held
                         self.n_done += len(batch)
                         await self._report(batch)
                         return
@@ -736,6 +748,8 @@ class _Run:
                     continue
                 elif status in SPLIT_STATUSES and self._about_inputs(response):
                     if len(batch) > 1:
+                        if self.s.max_tokens is not None:  # halves pay as they go
+                            self.budget_used -= self._reserved.pop(int(batch[0]), 0)
                         self.stats.split_batches += 1
                         half = len(batch) // 2
                         await self._send(http, batch[:half])

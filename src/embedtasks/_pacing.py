@@ -529,13 +529,15 @@ class Pacer:
                 estimate, solid = _estimate(recent, k, now, reset)
                 current = getattr(s, f"{short}_rate")
                 new = math.inf if current is None else current * _CUT
+                if estimate is None and current is not None:
+                    continue  # no evidence of the rate: the pause is enough
                 if estimate is not None and solid:
                     new = estimate * _MARGIN  # the server's own clock says so
                     setattr(s, f"{short}_ceiling", estimate)
                 elif estimate is not None:
                     new = min(new, estimate * _MARGIN)
                 if new == math.inf:  # nothing accepted yet: one per pause
-                    new = max(cost, 1) / max(delay, 0.5)
+                    new = max(cost, 1) / max(delay, 0.05)
                 setattr(s, f"{short}_rate", new)
             s.last_cut = now
             s.tat_req = max(s.tat_req, s.pause_until)
