@@ -35,7 +35,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from typing import Any
 
@@ -52,13 +51,21 @@ BURST = 1.0  # seconds of quota the bucket holds
 
 
 def texts_for(prefix: str, n: int) -> list[str]:
-    return [f"{prefix} review {i:05d}: the product works as described" for i in range(n)]
+    return [
+        f"{prefix} review {i:05d}: the product works as described" for i in range(n)
+    ]
 
 
 class Server:
     def __init__(self, **kwargs: Any) -> None:
-        self.kwargs = {"dim": DIM, "burst_seconds": BURST, "announce_limits": False,
-                       "misleading_remaining": True, "latency": 0.05, **kwargs}
+        self.kwargs = {
+            "dim": DIM,
+            "burst_seconds": BURST,
+            "announce_limits": False,
+            "misleading_remaining": True,
+            "latency": 0.05,
+            **kwargs,
+        }
         self.proc = subprocess.Popen(
             [sys.executable, "-c", SERVE, json.dumps(self.kwargs)],
             stdout=subprocess.PIPE,
@@ -132,15 +139,24 @@ def run_clients(
     for k, texts in enumerate(batches):
         out = os.path.join(cache_dir, f"{which}-{k}.npy")
         outs.append(out)
-        args = {"url": url, "texts": texts, "batch_size": batch_size,
-                "cache_dir": cache_dir, "out": out}
+        args = {
+            "url": url,
+            "texts": texts,
+            "batch_size": batch_size,
+            "cache_dir": cache_dir,
+            "out": out,
+        }
         arg_file = os.path.join(cache_dir, f"{which}-{k}.json")
         with open(arg_file, "w") as handle:
             json.dump(args, handle)
-        procs.append(subprocess.Popen(
-            [sys.executable, "-c", code, arg_file],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        ))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", code, arg_file],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     results, error = [], None
     for p in procs:
         stdout, stderr = p.communicate()
@@ -158,8 +174,11 @@ def run_clients(
 
 
 def run_case(name: str, case: dict[str, Any], which: str) -> dict[str, Any]:
-    server_kwargs = {k: v for k, v in case.items() if k in
-                     ("fault_rate", "faults", "stall_rate", "stall_seconds", "seed")}
+    server_kwargs = {
+        k: v
+        for k, v in case.items()
+        if k in ("fault_rate", "faults", "stall_rate", "stall_seconds", "seed")
+    }
     if case.get("rpm"):
         server_kwargs["requests_per_minute"] = case["rpm"]
     if case.get("tpm"):
@@ -180,9 +199,17 @@ def run_case(name: str, case: dict[str, Any], which: str) -> dict[str, Any]:
     )
     ideal = ideal_seconds(case, all_texts)
     share = stats["answered_429"] / max(stats["requests"], 1)
-    return {"case": name, "client": which, "wall": wall, "ideal": ideal,
-            "ratio": wall / ideal if ideal else float("nan"), "share_429": share,
-            "requests": stats["requests"], "exact": ok, "error": error}
+    return {
+        "case": name,
+        "client": which,
+        "wall": wall,
+        "ideal": ideal,
+        "ratio": wall / ideal if ideal else float("nan"),
+        "share_429": share,
+        "requests": stats["requests"],
+        "exact": ok,
+        "error": error,
+    }
 
 
 def main() -> None:
@@ -194,9 +221,15 @@ def main() -> None:
     scale = 0.5 if args.quick else 1.0
     faults = ("500", "503", "429", "drop", "malformed", "bad_index")
     cases = {
-        "rpm120": {"rpm": 120, "n": int(1200 * scale), "batch_size": 50,
-                   "fault_rate": 0.1, "faults": faults, "stall_rate": 0.1,
-                   "stall_seconds": 2.0},
+        "rpm120": {
+            "rpm": 120,
+            "n": int(1200 * scale),
+            "batch_size": 50,
+            "fault_rate": 0.1,
+            "faults": faults,
+            "stall_rate": 0.1,
+            "stall_seconds": 2.0,
+        },
         "tpm60k": {"tpm": 60_000, "n": int(2400 * scale), "batch_size": 100},
         "rpm300": {"rpm": 300, "n": int(3000 * scale), "batch_size": 100},
         "4proc": {"rpm": 300, "n": int(1500 * scale), "batch_size": 50, "procs": 4},
@@ -208,20 +241,28 @@ def main() -> None:
     except ImportError:
         clients = ["ours"]
         print("openai is not installed: reference skipped (pip install openai)")
-    print(f"{'case':8} {'client':7} {'wall s':>7} {'ideal s':>7} {'wall/ideal':>10} "
-          f"{'429 share':>9} {'requests':>8} {'exact':>5}  bar")
+    print(
+        f"{'case':8} {'client':7} {'wall s':>7} {'ideal s':>7} {'wall/ideal':>10} "
+        f"{'429 share':>9} {'requests':>8} {'exact':>5}  bar"
+    )
     for name, case in cases.items():
         if args.only and name != args.only:
             continue
         for which in clients:
             r = run_case(name, case, which)
-            bar_time = (r["wall"] <= 1.3 * r["ideal"] if name == "4proc"
-                        else r["wall"] <= 1.5 * r["ideal"] + 5)
+            bar_time = (
+                r["wall"] <= 1.3 * r["ideal"]
+                if name == "4proc"
+                else r["wall"] <= 1.5 * r["ideal"] + 5
+            )
             met = r["exact"] and r["share_429"] <= 0.25 and bar_time
-            print(f"{name:8} {which:7} {r['wall']:7.1f} {r['ideal']:7.1f} "
-                  f"{r['ratio']:10.2f} {r['share_429']:9.0%} {r['requests']:8d} "
-                  f"{'yes' if r['exact'] else 'NO':>5}  {'met' if met else 'MISSED'}"
-                  + (f"  ({r['error']})" if r["error"] else ""), flush=True)
+            print(
+                f"{name:8} {which:7} {r['wall']:7.1f} {r['ideal']:7.1f} "
+                f"{r['ratio']:10.2f} {r['share_429']:9.0%} {r['requests']:8d} "
+                f"{'yes' if r['exact'] else 'NO':>5}  {'met' if met else 'MISSED'}"
+                + (f"  ({r['error']})" if r["error"] else ""),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from embedtasks import _cache
-from embedtasks.exceptions import CacheError
 from embedtasks._cache import (
     CACHE_FILENAME,
     EmbeddingCache,
@@ -18,6 +17,7 @@ from embedtasks._cache import (
     make_key,
     make_keys,
 )
+from embedtasks.exceptions import CacheError
 
 IDENTITY = {"endpoint": "http://x", "model": "m", "dimensions": None}
 

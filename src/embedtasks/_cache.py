@@ -740,7 +740,8 @@ class EmbeddingCache:
         -------
         dict
             ``path``, ``vectors``, ``files``, ``index_bytes``, ``data_bytes``,
-            ``live_bytes`` (bytes of indexed vectors and their file headers), ``reclaimable_bytes``,
+            ``live_bytes`` (indexed vectors and their file headers),
+            ``reclaimable_bytes``,
             ``orphan_files`` (data files no index row points to) and ``models``
             (one dict per identity: its ``label``, ``dim`` and ``vectors``).
         """
