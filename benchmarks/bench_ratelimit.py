@@ -106,6 +106,8 @@ from embedtasks import OpenAIEmbedder
 args = json.load(open(sys.argv[1]))
 emb = OpenAIEmbedder(base_url=args["url"], model="m", batch_size=args["batch_size"],
                      cache_dir=args["cache_dir"], progress=False)
+print("ready", flush=True)
+sys.stdin.readline()  # all processes start together
 start = time.time()
 X = emb.fit_transform(args["texts"])
 np.save(args["out"], X)
@@ -117,6 +119,8 @@ import json, sys, time, numpy as np, openai
 args = json.load(open(sys.argv[1]))
 client = openai.OpenAI(base_url=args["url"], api_key="x")
 texts, b = args["texts"], args["batch_size"]
+print("ready", flush=True)
+sys.stdin.readline()  # all processes start together
 start = time.time()
 rows, error = [], None
 try:

@@ -29,16 +29,13 @@ works inside a running event loop (Jupyter) by running in a worker thread.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import math
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, fields, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -46,10 +43,27 @@ import numpy as np
 import numpy.typing as npt
 
 from embedtasks._pacing import Pacer, SqlitePaceStore, open_store
-from embedtasks._secrets import Secret, mask_headers, mask_url, redact, reveal
+from embedtasks._secrets import mask_url, redact, reveal
 from embedtasks._secrets import secrets_of as _secrets_of
+from embedtasks._settings import (
+    DEFAULT_BASE_URL,
+    LONG_TEXT_POLICIES,
+    ClientSettings,
+    UsageStats,
+)
 from embedtasks._similarity import pool_chunks
 from embedtasks._tokens import BYTES_PER_TOKEN, TokenCounter, token_counter
+from embedtasks._transport import (
+    RETRY_STATUSES,
+    SPLIT_STATUSES,
+    Malformed,
+    SyncTransportAdapter,
+    about_inputs,
+    asks_for_floats,
+    decode_body,
+    retry_after,
+    sanitized,
+)
 from embedtasks.exceptions import (
     BudgetExceededError,
     EmbeddingAPIError,
@@ -58,6 +72,7 @@ from embedtasks.exceptions import (
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "LONG_TEXT_POLICIES",
     "ClientSettings",
     "EmbeddingClient",
     "TokenCounter",
@@ -65,182 +80,8 @@ __all__ = [
     "token_counter",
 ]
 
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
-RETRY_STATUSES = frozenset({408, 409, 429})
-SPLIT_STATUSES = frozenset({400, 413, 422})
-LONG_TEXT_POLICIES = ("error", "truncate", "chunk")
-_INPUT_WORDS = ("input", "token", "context length", "content", "too long", "string")
-
 OnBatch = Callable[[npt.NDArray[np.intp], npt.NDArray[np.float32]], None]
-
-
-@dataclass(frozen=True)
-class ClientSettings:
-    """Everything that configures an :class:`EmbeddingClient`, documented once.
-
-    The fields share the names (and meaning) of
-    :class:`~embedtasks.OpenAIEmbedder`'s parameters.
-
-    Parameters
-    ----------
-    model : str
-        Model name sent in each request.
-    base_url : str, default="https://api.openai.com/v1"
-        Endpoint root (``http://`` or ``https://``); requests go to
-        ``{base_url}/embeddings``.
-    api_key : str or Secret, optional
-        Sent as ``Authorization: Bearer`` (or ``api-key`` with ``api_version``).
-        Never shown in ``repr``, messages or exceptions.
-    dimensions : int, optional
-        Ask text-embedding-3 models for shorter vectors.
-    api_version : str, optional
-        Azure-style ``api-version`` query parameter.
-    headers : mapping, optional
-        Extra HTTP headers (values of key-like names are masked in messages).
-    batch_size, max_tokens_per_request, max_tokens_per_input : int
-        Packing limits: inputs per request, tokens per request, tokens per input.
-    long_text : {"error", "truncate", "chunk"}, default="error"
-        What to do with a text over ``max_tokens_per_input``.
-    max_concurrency : int, default=8
-        Most requests in flight (the pacer shrinks it after 429s).
-    requests_per_minute, tokens_per_minute : float, optional
-        Known limits; unknown ones are learned from 429s and headers.
-    max_retries : int, default=8
-        Retries per request for 5xx, timeouts, drops and malformed bodies (a 429
-        with Retry-After does not count).
-    timeout : float, default=60.0
-        Seconds per request.
-    backoff, max_backoff : float, default=0.5, 30.0
-        First retry delay (doubled per attempt, full jitter) and its cap (also
-        the cap on a server's Retry-After).
-    deadline : float, optional
-        Seconds the whole call may take; past it the call stops (finished rows
-        are kept) with :class:`~embedtasks.exceptions.EmbeddingAPIError`.
-    max_tokens : int, optional
-        Token budget of the call; it stops with
-        :class:`~embedtasks.exceptions.BudgetExceededError` before sending a
-        request that would exceed it.
-    pacing_dir : Path, optional
-        Folder of the shared pacing state (the cache directory), so that
-        processes using the same endpoint and model pace together.
-    """
-
-    model: str = "text-embedding-3-small"
-    base_url: str = DEFAULT_BASE_URL
-    api_key: str | Secret | None = field(default=None, repr=False)
-    dimensions: int | None = None
-    api_version: str | None = None
-    headers: Mapping[str, Any] | None = field(default=None, repr=False)
-    batch_size: int = 2048
-    max_tokens_per_request: int = 300_000
-    max_tokens_per_input: int = 8192
-    long_text: str = "error"
-    max_concurrency: int = 8
-    requests_per_minute: float | None = None
-    tokens_per_minute: float | None = None
-    max_retries: int = 8
-    timeout: float = 60.0
-    backoff: float = 0.5
-    max_backoff: float = 30.0
-    deadline: float | None = None
-    max_tokens: int | None = None
-    pacing_dir: Path | None = None
-
-    def __post_init__(self) -> None:
-        if self.long_text not in LONG_TEXT_POLICIES:
-            raise ValueError(
-                f"long_text must be one of {LONG_TEXT_POLICIES}, got "
-                f"{self.long_text!r}."
-            )
-        url = (self.base_url or DEFAULT_BASE_URL).rstrip("/")
-        if not url.lower().startswith(("http://", "https://")):
-            raise ValueError(
-                f"base_url must start with http:// or https://, got "
-                f"{mask_url(url)!r}. Write it in full, e.g. "
-                "'http://localhost:8000/v1'."
-            )
-        object.__setattr__(self, "base_url", url)
-
-    @classmethod
-    def names(cls) -> tuple[str, ...]:
-        """The field names (shared with the estimator's parameters)."""
-        return tuple(f.name for f in fields(cls))
-
-    def __getstate__(self) -> dict[str, Any]:
-        raise TypeError("ClientSettings is not picklable (it may hold an API key).")
-
-
-# ----------------------------------------------------------------------- stats
-@dataclass
-class UsageStats:
-    """Counters of one :meth:`EmbeddingClient.embed` call."""
-
-    texts: int = 0
-    requests: int = 0
-    tokens: int = 0
-    retries: int = 0
-    rate_limited: int = 0
-    split_batches: int = 0
-    seconds: float = 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        """The counters as a plain dict."""
-        return asdict(self)
-
-
-class _Malformed(Exception):
-    """A 2xx answer that cannot be trusted (retried like a 5xx)."""
-
-
-class _SyncTransportAdapter(httpx.AsyncBaseTransport):
-    """Run a sync-only transport (``handle_request``) from the async client."""
-
-    def __init__(self, transport: httpx.BaseTransport) -> None:
-        self._transport = transport
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        await request.aread()
-
-        def call() -> httpx.Response:
-            response = self._transport.handle_request(request)
-            response.read()
-            return response
-
-        response = await asyncio.to_thread(call)
-        return httpx.Response(
-            response.status_code,
-            headers=response.headers,
-            content=response.content,
-            request=request,
-        )
-
-
-def _retry_after(headers: httpx.Headers) -> float | None:
-    """Seconds the server asks us to wait (``retry-after-ms`` or ``retry-after``)."""
-    try:
-        if "retry-after-ms" in headers:
-            return max(0.0, float(headers["retry-after-ms"]) / 1000.0)
-        if "retry-after" in headers:
-            return max(0.0, float(headers["retry-after"]))
-    except ValueError:  # an HTTP date: not worth parsing, use our backoff
-        return None
-    return None
-
-
-def sanitized(response: httpx.Response, secrets: Sequence[str]) -> httpx.Response:
-    """A copy of ``response`` safe to keep in an exception: no key anywhere.
-
-    Its request keeps the method and a masked URL, no headers and no body.
-    """
-    request = httpx.Request(
-        response.request.method, redact(mask_url(str(response.request.url)), secrets)
-    )
-    return httpx.Response(
-        response.status_code,
-        headers=mask_headers(response.headers),
-        content=redact(response.text, secrets).encode(),
-        request=request,
-    )
+_retry_after = retry_after  # the name older tests import
 
 
 # ---------------------------------------------------------------------- client
@@ -379,7 +220,7 @@ class EmbeddingClient:
                 headers[name] = plain
         transport = self.transport
         if transport is not None and not hasattr(transport, "handle_async_request"):
-            transport = _SyncTransportAdapter(transport)
+            transport = SyncTransportAdapter(transport)
         return {
             "base_url": s.base_url + "/",
             "headers": headers,
@@ -704,7 +545,7 @@ class _Run:
                 if 200 <= status < 300:
                     try:
                         real = self._decode(response, batch)
-                    except _Malformed as exc:
+                    except Malformed as exc:
                         failure = f"malformed response body ({exc})"
                     else:
                         pacer.succeeded(ticket, real, response.headers)
@@ -716,7 +557,7 @@ class _Run:
                         return
                 elif status == 429:
                     self.stats.rate_limited += 1
-                    server_delay = _retry_after(response.headers)
+                    server_delay = retry_after(response.headers)
                     delay = self._delay(attempt + 1, server_delay)
                     pacer.rate_limited(
                         ticket,
@@ -738,15 +579,15 @@ class _Run:
                     continue
                 elif status in RETRY_STATUSES or status >= 500:
                     failure = f"{status} {response.reason_phrase}"
-                    server_delay = _retry_after(response.headers)
+                    server_delay = retry_after(response.headers)
                 elif (
                     status in SPLIT_STATUSES
                     and not c._float_format
-                    and self._asks_for_floats(response)
+                    and asks_for_floats(response)
                 ):
                     c._float_format = True
                     continue
-                elif status in SPLIT_STATUSES and self._about_inputs(response):
+                elif status in SPLIT_STATUSES and about_inputs(response):
                     if len(batch) > 1:
                         if self.s.max_tokens is not None:  # halves pay as they go
                             self.budget_used -= self._reserved.pop(int(batch[0]), 0)
@@ -794,31 +635,12 @@ class _Run:
             response=response,
         )
 
-    @staticmethod
-    def _asks_for_floats(response: httpx.Response) -> bool:
-        return "encoding_format" in response.text and "base64" in response.text
-
-    @staticmethod
-    def _about_inputs(response: httpx.Response) -> bool:
-        """Whether a 4xx blames the inputs (split to find one) or the request."""
-        if response.status_code == 413:
-            return True
-        try:
-            error = response.json()["error"]
-            message = str(error.get("message", ""))
-            param = error.get("param")
-        except (ValueError, KeyError, TypeError, AttributeError):
-            message, param = response.text, None
-        if param is not None:
-            return "input" in str(param)
-        return any(word in message.lower() for word in _INPUT_WORDS)
-
     def _api_error(
         self, response: httpx.Response, batch: npt.NDArray[np.intp]
     ) -> EmbeddingAPIError:
         c, s = self.c, self.s
         status = response.status_code
-        about_input = status in SPLIT_STATUSES and self._about_inputs(response)
+        about_input = status in SPLIT_STATUSES and about_inputs(response)
         row = self._row(batch[0]) if len(batch) == 1 and about_input else None
         if status in (401, 403):
             hint = (
@@ -850,59 +672,15 @@ class _Run:
 
     def _decode(self, response: httpx.Response, batch: npt.NDArray[np.intp]) -> int:
         """Check a 2xx body, write its vectors into ``self.out``; real tokens."""
-        try:
-            body = response.json()
-            data = body["data"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise _Malformed(f"no JSON 'data' list: {type(exc).__name__}") from exc
-        if not isinstance(data, list) or len(data) != len(batch):
-            raise _Malformed(
-                f"{len(data) if isinstance(data, list) else 'no'} items for "
-                f"{len(batch)} inputs"
-            )
         width = None if self.out is None else self.out.shape[1]
-        vectors: list[npt.NDArray[np.float32] | None] = [None] * len(batch)
-        for item in data:
-            try:
-                index, embedding = item["index"], item["embedding"]
-            except (KeyError, TypeError) as exc:
-                raise _Malformed("an item lacks 'index' or 'embedding'") from exc
-            if not isinstance(index, int) or not 0 <= index < len(batch):
-                raise _Malformed(f"index {index!r} out of range")
-            if vectors[index] is not None:
-                raise _Malformed(f"index {index} arrived twice")
-            if isinstance(embedding, str):
-                try:
-                    raw = base64.b64decode(embedding, validate=True)
-                except (binascii.Error, ValueError) as exc:
-                    raise _Malformed("bad base64") from exc
-                if len(raw) % 4:
-                    raise _Malformed("base64 is not whole float32 values")
-                vector = np.frombuffer(raw, dtype="<f4")
-            elif isinstance(embedding, list):
-                try:
-                    vector = np.asarray(embedding, dtype=np.float32)
-                except (TypeError, ValueError) as exc:
-                    raise _Malformed("non-numeric embedding") from exc
-            else:
-                raise _Malformed(f"embedding of type {type(embedding).__name__}")
-            if width is None:
-                width = vector.size
-            if vector.ndim != 1 or vector.size != width or width == 0:
-                raise _Malformed(f"vector of {vector.size} values, expected {width}")
-            if not np.isfinite(vector).all():
-                raise _Malformed("non-finite values")
-            vectors[index] = vector
+        vectors, prompt_tokens = decode_body(response, len(batch), width)
         if self.out is None:
-            assert width is not None  # the batch held at least one vector
-            self.out = np.empty((len(self.piece_text), width), dtype=np.float32)
-        matrix = self.out
-        for row, filled in zip(batch.tolist(), vectors, strict=True):
-            matrix[row] = filled
-        usage = body.get("usage") if isinstance(body, dict) else None
-        prompt_tokens = usage.get("prompt_tokens") if isinstance(usage, dict) else None
+            self.out = np.empty(
+                (len(self.piece_text), vectors[0].size), dtype=np.float32
+            )
+        self.out[batch] = np.stack(vectors)
         counted = int(self.piece_tokens[batch].sum())
-        if isinstance(prompt_tokens, int):
+        if prompt_tokens is not None:
             self.stats.tokens += prompt_tokens
             self._counted_estimate += counted
             self._counted_real += prompt_tokens

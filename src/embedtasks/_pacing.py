@@ -57,7 +57,8 @@ _WINDOW = 60.0  # seconds of successes kept for measuring the flow
 _CUT = 0.7  # multiplicative decrease when no better estimate exists
 _MARGIN = 0.95  # pace this far under an estimated limit
 _FAST, _SLOW = 0.05, 0.003  # growth per success below / above 97% of the estimate
-_PROBE = 0.02  # growth per success while no limit is known
+_PROBE = 0.04  # growth per success while no limit is known
+_AHEAD = 0.5  # seconds ahead a request may book its start
 _RECENT = 20.0  # seconds of successes an estimate looks back over
 
 T = TypeVar("T")
@@ -400,6 +401,10 @@ class Pacer:
                         return False, s.pause_until
                     req, tok = self._rates(s)
                     start = max(now, s.tat_req, s.tat_tok)
+                    if start > now + _AHEAD:
+                        # Do not book slots far ahead at today's rate: a rate
+                        # that climbs would leave them spaced at the old one.
+                        return False, start - _AHEAD
                     if req:
                         s.tat_req = start + 1.0 / req
                     if tok:
@@ -409,7 +414,7 @@ class Pacer:
                 go, at = self.store.update(reserve)
                 if deadline is not None and at > deadline:
                     raise TimeoutError
-                if not go:  # paused: resume staggered, with jitter
+                if not go:  # paused or busy: come back staggered, with jitter
                     await asyncio.sleep(at - now + random.uniform(0.0, 0.05))
                     continue
                 if at > now:
