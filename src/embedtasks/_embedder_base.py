@@ -42,7 +42,8 @@ How to subclass
 5. Optionally define ``_usage_details()`` returning extra counters (requests,
    tokens, ...) of the last call, merged into ``usage_``.
 6. Optionally override ``_cache_keys(identity, texts)`` (e.g. to key texts that
-   a ``long_text`` policy changes apart from the others) and
+   a ``long_text`` policy changes apart from the others, with
+   ``_keys_with_policy(identity, texts, long_rows, policy)``) and
    ``_estimate_uncached(texts)`` (extra figures for :meth:`BaseEmbedder.estimate`).
    While ``_embed_uncached*`` runs, ``self._fetch_rows[i]`` is the row of the
    user's input that ``texts[i]`` came from, for error messages.
@@ -140,6 +141,27 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         self, identity: dict[str, object], texts: Sequence[str]
     ) -> list[bytes]:
         return make_keys(identity, texts)
+
+    @staticmethod
+    def _keys_with_policy(
+        identity: dict[str, object],
+        texts: Sequence[str],
+        long_rows: Sequence[int],
+        policy: object,
+    ) -> list[bytes]:
+        """Cache keys where only ``long_rows`` carry a ``long_text`` policy.
+
+        A text the policy does not change (it fits the model) keeps the key, and
+        so the cached vector, it has under any policy; ``policy`` (e.g.
+        ``["truncate", 8192]``) keys the texts it cuts or chunks apart.
+        """
+        keys = make_keys(identity, texts)
+        if long_rows:
+            marked = {**identity, "long_text": policy}
+            cut = make_keys(marked, [texts[r] for r in long_rows])
+            for row, key in zip(long_rows, cut, strict=True):
+                keys[row] = key
+        return keys
 
     def _estimate_uncached(self, texts: list[str]) -> dict[str, object]:
         return {}

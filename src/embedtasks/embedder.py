@@ -253,21 +253,12 @@ class OpenAIEmbedder(BaseEmbedder):
     ) -> list[bytes]:
         # Only the texts a long_text policy changes get their own keys: every
         # other text keeps the key (and the cached vector) it has under "error".
-        keys = make_keys(identity, texts)
         if self.long_text == "error":
-            return keys
+            return make_keys(identity, texts)
         counts = token_counter(self.model).count(texts)
         long_rows = np.flatnonzero(counts > self.max_tokens_per_input).tolist()
-        if long_rows:
-            policy = {
-                **identity,
-                "long_text": [self.long_text, self.max_tokens_per_input],
-            }
-            for row, key in zip(
-                long_rows, make_keys(policy, [texts[r] for r in long_rows]), strict=True
-            ):
-                keys[row] = key
-        return keys
+        policy = [self.long_text, self.max_tokens_per_input]
+        return self._keys_with_policy(identity, texts, long_rows, policy)
 
     def _settings(self) -> ClientSettings:
         key = self.api_key if self.api_key else os.environ.get(self.api_key_env)

@@ -562,12 +562,7 @@ def _make_handler(server: FakeEmbeddingServer) -> type[BaseHTTPRequestHandler]:
                     self.close_connection = True
                     return
                 status, headers, body = answer
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self._reply(status, headers, body)
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             """``/stats``: the counters as JSON (for benchmarks in other processes)."""
@@ -578,6 +573,9 @@ def _make_handler(server: FakeEmbeddingServer) -> type[BaseHTTPRequestHandler]:
                 body = json.dumps(server.stats()).encode()
                 if "reset" in self.path:
                     server.reset_counters()
+            self._reply(status, headers, body)
+
+        def _reply(self, status: int, headers: dict[str, str], body: bytes) -> None:
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)
