@@ -20,6 +20,10 @@ def _isolated_environment(
     )
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
+    # Each test starts with no learned rate limits (they are kept per process).
+    from embedtasks import _pacing
+
+    monkeypatch.setattr(_pacing, "_LOCAL_STORES", {})
 
 
 @pytest.fixture

@@ -11,12 +11,15 @@ import pytest
 
 from embedtasks._client import (
     EmbeddingClient,
-    RateLimiter,
     TokenCounter,
     _retry_after,
     token_counter,
 )
-from embedtasks.exceptions import EmbeddingAPIError, TextTooLongError
+from embedtasks.exceptions import (
+    BudgetExceededError,
+    EmbeddingAPIError,
+    TextTooLongError,
+)
 from embedtasks.testing import (
     FakeEmbeddingServer,
     fake_embedding,
@@ -95,7 +98,7 @@ def test_token_counter_never_downloads(monkeypatch, tmp_path):
 def test_packing_respects_inputs_per_request():
     rec = Recorder()
     texts = [f"t{i}" for i in range(10)]
-    out = _client(httpx.MockTransport(rec), max_inputs_per_request=4).embed(texts)
+    out = _client(httpx.MockTransport(rec), batch_size=4).embed(texts)
     assert [len(p["input"]) for p in rec.payloads] == [4, 4, 2]
     np.testing.assert_array_equal(out, _expected(texts))
 
@@ -252,7 +255,7 @@ def test_retryable_statuses_are_retried(status):
 
 
 def test_network_errors_are_retried():
-    rec = Recorder([httpx.ConnectError("refused"), httpx.ReadTimeout("slow")])
+    rec = Recorder([httpx.RemoteProtocolError("dropped"), httpx.ReadTimeout("slow")])
     client = _client(httpx.MockTransport(rec))
     client.embed(["a"])
     assert client.last_stats.retries == 2 and client.last_stats.requests == 1
@@ -368,7 +371,7 @@ def test_long_text_with_byte_bound_lets_server_decide(fake_server):
 def test_server_shuffled_answers_come_back_in_order(fake_server):
     server = fake_server(shuffle=True)
     texts = [f"sentence {i}" for i in range(300)]
-    out = _client(base_url=server.url, max_inputs_per_request=64).embed(texts)
+    out = _client(base_url=server.url, batch_size=64).embed(texts)
     np.testing.assert_array_equal(out, _expected(texts))
 
 
@@ -393,7 +396,7 @@ def test_server_bad_item_is_isolated_by_splitting(fake_server):
 def test_server_drops_and_errors_are_survived(fake_server):
     server = fake_server(fault_rate=0.5, faults=("drop", "500", "malformed"))
     texts = [f"t{i}" for i in range(200)]
-    client = _client(base_url=server.url, max_inputs_per_request=10, max_retries=20)
+    client = _client(base_url=server.url, batch_size=10, max_retries=20)
     out = client.embed(texts)
     assert server.n_faults > 0
     assert client.last_stats.retries == server.n_faults
@@ -421,9 +424,7 @@ def test_fake_server_rejects_unknown_fault():
 def test_pacing_to_configured_limits_avoids_429s(fake_server):
     server = fake_server(requests_per_minute=1200, burst_seconds=0.06)
     texts = [f"t{i}" for i in range(40)]
-    client = _client(
-        base_url=server.url, max_inputs_per_request=2, requests_per_minute=1200
-    )
+    client = _client(base_url=server.url, batch_size=2, requests_per_minute=1200)
     start = time.perf_counter()
     out = client.embed(texts)
     elapsed = time.perf_counter() - start
@@ -435,25 +436,11 @@ def test_pacing_to_configured_limits_avoids_429s(fake_server):
 def test_limits_are_learned_from_429_headers(fake_server):
     server = fake_server(tokens_per_minute=30_000, burst_seconds=0.05)
     texts = [f"text {i:04d}" for i in range(120)]  # 3 tokens each for the server
-    client = _client(base_url=server.url, max_inputs_per_request=10)
+    client = _client(base_url=server.url, batch_size=10)
     out = client.embed(texts)
     np.testing.assert_array_equal(out, _expected(texts))
     assert server.n_rate_limited >= 1
     assert client.last_stats.rate_limited == server.n_rate_limited
-
-
-def test_rate_limiter_learns_and_adapts():
-    limiter = RateLimiter(None, None)
-    limiter.learn(
-        httpx.Headers(
-            {"x-ratelimit-limit-requests": "500", "x-ratelimit-limit-tokens": "bad"}
-        )
-    )
-    assert limiter.rpm == 500 and limiter.tpm is None
-    limiter.rate_limited(0.0)
-    assert limiter.factor == pytest.approx(0.8)
-    limiter.succeeded()
-    assert limiter.factor == pytest.approx(0.816)
 
 
 def test_sync_embed_works_inside_a_running_event_loop():
@@ -486,11 +473,322 @@ def test_twenty_thousand_texts_with_faults_and_rate_limit_are_exact(fake_server)
         f"review {i}: {'great' if i % 3 else 'meh'} product" for i in range(20_000)
     ]
     clean = fake_server()
-    reference = _client(base_url=clean.url, max_inputs_per_request=500).embed(texts)
+    reference = _client(base_url=clean.url, batch_size=500).embed(texts)
     faulty = fake_server(fault_rate=0.1, requests_per_minute=3000, burst_seconds=0.1)
-    client = _client(base_url=faulty.url, max_inputs_per_request=500, max_retries=30)
+    client = _client(base_url=faulty.url, batch_size=500, max_retries=30)
     out = client.embed(texts)
     assert faulty.n_faults > 0
     assert out.dtype == np.float32 and out.shape == (20_000, 8)
     np.testing.assert_array_equal(out, reference)
     np.testing.assert_array_equal(out[:5], _expected(texts[:5]))
+
+
+# -- issue 10: pacing that learns ------------------------------------------------
+from embedtasks._pacing import (  # noqa: E402
+    Event,
+    Pacer,
+    PaceState,
+    SqlitePaceStore,
+    Ticket,
+    _estimate,
+    parse_duration,
+)
+
+
+def _quota_server(fake_server, **kwargs):
+    kwargs.setdefault("announce_limits", False)
+    kwargs.setdefault("misleading_remaining", True)
+    kwargs.setdefault("burst_seconds", 0.2)
+    return fake_server(**kwargs)
+
+
+def test_fake_server_hides_its_limit_and_sends_reset_headers(fake_server):
+    server = _quota_server(fake_server, requests_per_minute=60)
+    answers = [
+        httpx.post(server.url + "/embeddings", json={"input": ["a"]}) for _ in range(3)
+    ]
+    assert [a.status_code for a in answers][0] == 200 and answers[-1].status_code == 429
+    for answer in answers:
+        assert "x-ratelimit-limit-requests" not in answer.headers
+        assert answer.headers["x-ratelimit-remaining-requests"] == "59"  # stuck
+        assert answer.headers["x-ratelimit-reset-requests"].endswith("s")
+    assert float(answers[-1].headers["retry-after-ms"]) > 0
+    assert "retry-after" in answers[-1].headers
+    assert "for requests" in answers[-1].json()["error"]["message"]
+    stats = httpx.get(server.url.replace("/v1", "/stats")).json()
+    assert stats["requests"] == 3 and stats["answered_429"] >= 1
+
+
+def test_fake_server_stalls_and_request_level_errors(fake_server):
+    server = fake_server(stall_rate=1.0, stall_seconds=0.01, max_dimensions=4)
+    ok = httpx.post(server.url + "/embeddings", json={"input": ["a"]})
+    bad = httpx.post(server.url + "/embeddings", json={"input": ["a"], "dimensions": 8})
+    assert ok.status_code == 200 and server.n_stalls == 1
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "dimensions"
+
+
+def test_unannounced_request_limit_completes_with_default_settings(fake_server):
+    # The issue's case, scaled to seconds: the default 8 workers used to abort.
+    server = _quota_server(fake_server, requests_per_minute=1200, latency=0.01)
+    texts = [f"text {i}" for i in range(300)]
+    client = _client(base_url=server.url, batch_size=10, backoff=0.5)
+    out = client.embed(texts)
+    np.testing.assert_array_equal(out, _expected(texts))
+    assert client.last_stats.rate_limited == server.n_rate_limited
+    assert server.n_rate_limited <= 0.5 * server.n_requests  # learned, not hammered
+
+
+def test_unannounced_token_limit_completes_with_default_settings(fake_server):
+    server = _quota_server(fake_server, tokens_per_minute=60_000, latency=0.01)
+    texts = [f"a longer text number {i:04d}" for i in range(200)]  # 7 tokens
+    client = _client(base_url=server.url, batch_size=20, backoff=0.5)
+    out = client.embed(texts)
+    np.testing.assert_array_equal(out, _expected(texts))
+    assert server.n_rate_limited >= 1
+    assert server.n_rate_limited <= 0.5 * server.n_requests
+
+
+def test_429_with_retry_after_does_not_consume_retries():
+    later = httpx.Response(429, headers={"retry-after-ms": "1"}, json={})
+    rec = Recorder([later] * 12)
+    client = _client(httpx.MockTransport(rec), max_retries=0)
+    np.testing.assert_array_equal(client.embed(["a"]), _expected(["a"]))
+    assert client.last_stats.rate_limited == 12 and client.last_stats.retries == 0
+
+
+def test_429_without_retry_after_counts_as_a_retry():
+    rec = Recorder([httpx.Response(429, json={})] * 3)
+    with pytest.raises(EmbeddingAPIError, match="after 1 retries; last error: 429"):
+        _client(httpx.MockTransport(rec), max_retries=1).embed(["a"])
+
+
+def test_deadline_bounds_a_run_that_is_always_told_later():
+    always = httpx.MockTransport(
+        lambda r: httpx.Response(429, headers={"retry-after": "1"}, json={})
+    )
+    client = _client(always, deadline=0.3)
+    with pytest.raises(EmbeddingAPIError, match=r"within deadline=0.3 s \(0 of 1"):
+        client.embed(["a"])
+    assert client.last_stats.requests == 1  # it did not wait a second to find out
+
+
+def _run(coro):
+    return asyncio.run(coro)
+
+
+def test_pacer_resumes_workers_staggered_after_a_429():
+    pacer = Pacer(max_concurrency=8)
+    pacer.store.update(lambda s: setattr(s, "req_rate", 50.0))
+
+    async def burst():
+        first = await pacer.acquire(1)
+        pacer.release()
+        pacer.rate_limited(first, {}, "", 0.05)
+        pacer.window = 8.0
+        tickets = await asyncio.gather(*(pacer.acquire(1) for _ in range(4)))
+        for _ in tickets:
+            pacer.release()
+        return first, sorted(t.start for t in tickets)
+
+    first, starts = _run(burst())
+    state = pacer.store.update(lambda s: (s.req_rate, s.pause_until))
+    assert state[0] == pytest.approx(50.0)  # no reading of the rate: kept
+    assert starts[0] >= state[1] - 1e-6  # nobody starts during the pause
+    gaps = np.diff(starts)
+    assert (gaps >= 1 / 50.0 - 1e-3).all()  # one after another, not at once
+
+
+def test_pacer_429_halves_the_window_once_per_episode():
+    pacer = Pacer(max_concurrency=8)
+    pacer.window = 8.0
+    old = Ticket(reserved=0.0, start=0.0, waited=False)
+    assert pacer.rate_limited(Ticket(time.time(), time.time(), False), {}, "", 0.0)
+    assert pacer.window == 4.0
+    assert not pacer.rate_limited(old, {}, "", 0.0)  # sent before the cut
+    assert pacer.window == 4.0
+
+
+def test_pacer_reads_the_limit_from_reset_headers():
+    now = time.time()
+    # The server's clock (answer time + reset) moved 2 s while it accepted 10
+    # more requests, each answer in debt: 5 requests/s exactly.
+    events = [Event(now - 2 + 0.2 * i, 7, now + 0.2 * i - 1.0, None) for i in range(11)]
+    rate, solid = _estimate(events, "requests", now, reset=1.0 + 1e-9)
+    assert solid and rate == pytest.approx(5.0, rel=0.01)
+    rate, solid = _estimate(events, "tokens", now, reset=None)  # measured flow
+    assert not solid and rate == pytest.approx(77 / 2, rel=0.05)
+
+
+def test_pacer_recovers_fast_after_a_cut_then_probes_slowly():
+    pacer = Pacer()
+    pacer.store.update(
+        lambda s: (setattr(s, "req_rate", 50.0), setattr(s, "req_ceiling", 100.0))
+    )
+    waited = Ticket(time.time(), time.time(), True)
+    for _ in range(10):
+        pacer.succeeded(waited, 1)
+    rate = pacer.rates()[0]
+    assert rate == pytest.approx(50 * 1.05**10, rel=1e-6)  # 5% a success
+    for _ in range(4):
+        pacer.succeeded(waited, 1)
+    assert pacer.rates()[0] == pytest.approx(97.0)  # capped at 97% of the limit
+    for _ in range(3):
+        pacer.succeeded(waited, 1)
+    assert pacer.rates()[0] == pytest.approx(97.0 * 1.003**3)  # then 0.3% each
+    pacer.succeeded(Ticket(time.time(), time.time(), False), 1)
+    assert pacer.rates()[0] < 100.0  # a rate that did not bind does not grow
+
+
+def test_pacer_pauses_when_remaining_is_zero_and_ignores_stuck_counts():
+    pacer = Pacer()
+    pacer.learn(
+        {"x-ratelimit-remaining-requests": "59", "x-ratelimit-reset-requests": "5s"}
+    )
+    assert pacer.store.update(lambda s: s.pause_until) == 0.0
+    pacer.learn({"x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "1m"})
+    assert pacer.store.update(lambda s: s.pause_until) == pytest.approx(
+        time.time() + 60, abs=1
+    )
+    pacer.learn({"x-ratelimit-limit-requests": "600"})
+    assert pacer.rates()[0] == pytest.approx(10.0)
+
+
+def test_pacing_state_is_shared_by_processes_using_one_cache_dir(tmp_path):
+    one = Pacer(store=SqlitePaceStore(tmp_path / "pacing.sqlite3", "scope"))
+    two = Pacer(store=SqlitePaceStore(tmp_path / "pacing.sqlite3", "scope"))
+    other = Pacer(store=SqlitePaceStore(tmp_path / "pacing.sqlite3", "another"))
+    one.rate_limited(Ticket(time.time(), time.time(), False), {}, "", 0.5)
+    assert two.rates()[0] == one.rates()[0] == pytest.approx(2.0)  # 1 per 0.5 s
+    assert two.store.update(lambda s: s.pause_until) > time.time()
+    assert other.rates() == (None, None)
+    state = PaceState(**two.store.update(lambda s: vars(s).copy()))
+    assert state.last_cut > 0
+
+
+def test_parse_duration_formats():
+    assert parse_duration("1m30s") == 90.0 and parse_duration("250ms") == 0.25
+    assert parse_duration(None) is None and parse_duration("1x") is None
+
+
+# -- issue 10: the right cause, fast ---------------------------------------------
+def test_request_level_400_is_reported_at_once(fake_server):
+    server = fake_server(max_dimensions=4)
+    client = _client(base_url=server.url, dimensions=8, batch_size=2)
+    with pytest.raises(EmbeddingAPIError, match="request itself was refused") as err:
+        client.embed([f"t{i}" for i in range(50)])
+    assert server.n_requests <= 2  # not split into dozens of requests
+    assert err.value.row is None and "dimensions" in str(err.value)
+    assert "long_text" not in str(err.value)
+
+
+def test_connection_refused_fails_fast():
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = _client(base_url=f"http://127.0.0.1:{port}/v1", backoff=5.0)
+    with pytest.raises(
+        EmbeddingAPIError, match="Cannot connect to .* server is running"
+    ):
+        client.embed(["a"])
+    assert client.last_stats.retries == 0
+
+
+@pytest.mark.parametrize("url", ["api.openai.com/v1", "localhost:8000", "ftp://x"])
+def test_url_without_scheme_is_rejected_before_sending(url):
+    with pytest.raises(ValueError, match="must start with http:// or https://"):
+        _client(base_url=url)
+
+
+def test_errors_name_the_users_row():
+    def handler(request):
+        body = json.loads(request.content)
+        if "bad" in body["input"]:
+            return httpx.Response(
+                400, json={"error": {"message": "'$.input' is invalid"}}
+            )
+        return fake_openai_transport().handle_request(request)
+
+    client = _client(httpx.MockTransport(handler), batch_size=4)
+    texts = ["x", "y", "bad", "z"]
+    with pytest.raises(EmbeddingAPIError, match="text at row 120") as err:
+        client.embed(texts, rows=[7, 50, 120, 121])
+    assert err.value.row == 120 and type(err.value.row) is int
+
+
+def test_text_too_long_names_the_users_row():
+    client = _client(fake_openai_transport(), tokens=WORDS, max_tokens_per_input=2)
+    with pytest.raises(TextTooLongError, match="row 42") as err:
+        client.embed(["a b", "a b c"], rows=[3, 42])
+    assert err.value.row == 42 and type(err.value.row) is int
+
+
+def test_served_results_are_handed_over_before_a_fatal_error(fake_server):
+    server = fake_server(latency=0.2, reject=lambda t: t == "bad")
+    stored = []
+    texts = [f"t{i}" for i in range(80)] + ["bad"]
+    client = _client(base_url=server.url, batch_size=9, max_concurrency=8)
+    with pytest.raises(EmbeddingAPIError, match="row 80"):
+        client.embed(texts, on_batch=lambda p, v: stored.extend(p.tolist()))
+    # Everything the server answered (and billed) reached on_batch (the cache).
+    assert len(stored) == server.n_texts_embedded > 0
+    assert len(set(stored)) == len(stored)
+
+
+def test_max_tokens_budget_stops_before_exceeding_it(fake_server):
+    server = fake_server()
+    texts = [f"{i:04d}" for i in range(100)]  # 4 bytes: 1 server token, 4 counted
+    stored = []
+    client = _client(base_url=server.url, batch_size=10, max_tokens=50)
+    with pytest.raises(BudgetExceededError, match="max_tokens=50") as err:
+        client.embed(texts, on_batch=lambda p, v: stored.extend(p.tolist()))
+    # The probe (40 counted, 10 real) teaches 1 real token per 4 counted: four
+    # more requests of 10 fit, a fifth would exceed the budget.
+    assert err.value.tokens_used == 50 and err.value.n_embedded == len(stored) == 50
+    assert server.n_texts_embedded == 50
+
+
+def test_estimate_counts_tokens_requests_and_time():
+    client = _client(
+        fake_openai_transport(), batch_size=10, requests_per_minute=60, tokens=WORDS
+    )
+    est = client.estimate(["a b c"] * 25)
+    assert est == {"tokens": 75, "tokens_exact": True, "requests": 3, "seconds": 3.0}
+
+
+def test_truncate_without_tokenizer_keeps_about_the_window(fake_server):
+    server = fake_server(max_tokens_per_input=5)  # 5 server tokens = 20 bytes
+    calls = []
+    client = _client(base_url=server.url, max_tokens_per_input=5, long_text="truncate")
+    text = "abcdefghij" * 4  # 40 bytes
+    client.embed([text], on_batch=lambda p, v: calls.append(v))
+    np.testing.assert_array_equal(calls[0][0], fake_embedding(text[:20]))
+
+
+def test_truncate_halves_a_piece_the_server_still_finds_too_long(fake_server):
+    server = fake_server(max_tokens_per_input=3)  # 12 bytes
+    client = _client(base_url=server.url, max_tokens_per_input=5, long_text="truncate")
+    out = client.embed(["abcdefghij" * 4])  # 20 bytes refused, then 10 accepted
+    np.testing.assert_array_equal(out[0], fake_embedding("abcdefghij"))
+
+
+def test_secrets_never_reach_errors_or_their_pickles(fake_server):
+    import pickle
+
+    server = fake_server(api_key="right-key")
+    client = _client(
+        base_url=server.url.replace("http://", "http://user:sk-in-url@"),
+        api_key="sk-wrong-secret",
+        headers={"X-Api-Token": "tok-in-header"},
+    )
+    with pytest.raises(EmbeddingAPIError) as err:
+        client.embed(["a"])
+    blob = pickle.dumps(err.value)
+    for secret in ("sk-wrong-secret", "sk-in-url", "tok-in-header"):
+        assert secret not in str(err.value) and secret.encode() not in blob
+        assert secret not in repr(client)
+    request = err.value.response.request
+    assert "authorization" not in request.headers and request.content == b""
+    again = pickle.loads(blob)
+    assert again.status_code == 401 and str(again) == str(err.value)

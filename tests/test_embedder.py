@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import pickle
 
 import httpx
@@ -21,7 +23,12 @@ from sklearn.utils.fixes import parse_version
 from embedtasks import OpenAIEmbedder
 from embedtasks._cache import EmbeddingCache, make_keys
 from embedtasks._embedder_base import BaseEmbedder
-from embedtasks.exceptions import EmbeddingAPIError, EmbedTasksError, InvalidTextError
+from embedtasks.exceptions import (
+    BudgetExceededError,
+    EmbeddingAPIError,
+    EmbedTasksError,
+    InvalidTextError,
+)
 from embedtasks.testing import fake_embedding, fake_openai_transport
 
 
@@ -170,7 +177,8 @@ def test_width_change_after_fit_is_detected():
 def test_failure_keeps_finished_batches_in_cache(tmp_path):
     def handler(request):
         if "bad" in request.content.decode():
-            return httpx.Response(400, text="rejected")
+            error = {"message": "'$.input' is invalid: rejected", "param": None}
+            return httpx.Response(400, json={"error": error})
         return fake_openai_transport(4).handle_request(request)
 
     texts = [f"t{i}" for i in range(30)] + ["bad"]
@@ -230,7 +238,8 @@ def test_clone_and_pickle_round_trip_without_secrets(tmp_path):
         api_key="sk-top-secret", transport=fake_openai_transport(4), cache_dir=tmp_path
     )
     X = emb.fit_transform(["a", "b"])
-    assert clone(emb).get_params()["api_key"] == "sk-top-secret"
+    assert clone(emb).get_params()["api_key"].get() == "sk-top-secret"
+    assert repr(clone(emb).get_params()["api_key"]) == "'***'"
     blob = pickle.dumps(emb)
     assert b"sk-top-secret" not in blob
     restored = pickle.loads(blob)
@@ -248,7 +257,7 @@ def test_api_key_never_shown_in_repr_or_errors():
     assert "***" in repr(emb)
     assert "sk-top-secret" not in emb._repr_html_()
     assert "sk-top-secret" not in str(emb._repr_mimebundle_())
-    assert emb.api_key == "sk-top-secret"
+    assert emb.api_key.get() == "sk-top-secret"
     with pytest.raises(EmbeddingAPIError) as err:
         emb.set_params(cache_dir=None).fit(["a"])
     assert "sk-top-secret" not in str(err.value)
@@ -322,7 +331,11 @@ def test_long_text_chunk_policy_through_the_estimator(fake_server):
     pieces = _unit(["abc", "def", "ghi", "j"])
     mean = (pieces * np.array([3, 3, 3, 1])[:, None]).sum(axis=0)
     np.testing.assert_allclose(X[1], mean / np.linalg.norm(mean), atol=1e-6)
-    assert emb._cache_identity()["long_text"] == ["chunk", 3]
+    # Only the long text is keyed apart; "ok" keeps its key under "error".
+    identity = emb._cache_identity()
+    keys = emb._cache_keys(identity, ["ok", long])
+    plain = make_keys(identity, ["ok", long])
+    assert keys[0] == plain[0] and keys[1] != plain[1]
 
 
 def test_end_to_end_with_faults_then_zero_requests(fake_server, tmp_path):
@@ -379,3 +392,189 @@ def test_base_normalises_and_stores_in_chunks():
     assert emb.sizes_ == [2, 2, 1]
     np.testing.assert_allclose(X, np.tile([0.6, 0.8], (5, 1)))
     assert emb.transform(["e"]).shape == (1, 2) and emb.usage_["cache_hits"] == 1
+
+
+# -- issue 10 ----------------------------------------------------------------------
+class _KeyChecker:
+    """A picklable MockTransport handler that wants one key."""
+
+    def __init__(self, key):
+        self.digest = hashlib.sha256(f"Bearer {key}".encode()).digest()
+        self.seen = []  # digests: the test pickles this handler too
+        self.fake = fake_openai_transport(4)
+
+    def __call__(self, request):
+        given = request.headers.get("authorization", "").encode()
+        self.seen.append(hashlib.sha256(given).digest())
+        if self.seen[-1] != self.digest:
+            return httpx.Response(401, json={"error": {"message": "bad key"}})
+        return self.fake.handle_request(request)
+
+
+def test_no_key_in_get_params_clone_pickle_or_repr():
+    checker = _KeyChecker("sk-param-secret")
+    emb = OpenAIEmbedder(
+        api_key="sk-param-secret",
+        headers={"api-key": "hdr-secret", "X-Team": "blue"},
+        transport=httpx.MockTransport(checker),
+        cache_dir=None,
+    )
+    emb.fit(["a", "b"])
+    twin = clone(emb)
+    twin.fit(["c"])  # the clone still sends the key, in this process
+    assert checker.seen[-1] == checker.digest
+    checker.seen.clear()
+    for thing in (emb, emb.get_params(), twin, twin.get_params(), emb.headers):
+        blob = pickle.dumps(thing)
+        assert b"sk-param-secret" not in blob and b"hdr-secret" not in blob
+    for text in (repr(emb), str(emb.get_params()), repr(twin)):
+        assert "sk-param-secret" not in text and "hdr-secret" not in text
+    assert emb.get_params()["headers"]["X-Team"] == "blue"
+    assert pickle.loads(pickle.dumps(emb)).api_key is None
+
+
+def test_key_inside_base_url_is_masked_in_repr_and_errors():
+    emb = OpenAIEmbedder(
+        base_url="http://user:sk-url-secret@127.0.0.1:9/v1", cache_dir=None
+    )
+    assert "sk-url-secret" not in repr(emb)
+    with pytest.raises(EmbeddingAPIError) as err:
+        emb.fit(["a"])
+    assert "sk-url-secret" not in str(err.value)
+    assert b"sk-url-secret" not in pickle.dumps(err.value)
+
+
+def test_errors_name_the_row_of_the_users_input(tmp_path):
+    def handler(request):
+        if "bad" in json.loads(request.content)["input"]:
+            error = {"message": "'$.input' is invalid", "param": None}
+            return httpx.Response(400, json={"error": error})
+        return fake_openai_transport(4).handle_request(request)
+
+    texts = [f"t{i}" for i in range(100)]
+    emb = OpenAIEmbedder(transport=httpx.MockTransport(handler), cache_dir=tmp_path)
+    emb.fit(texts)  # all cached: the next call only sends rows 100 onwards
+    more = texts + texts[:20] + ["bad", "x"]  # "bad" is row 120 of this input
+    with pytest.raises(EmbeddingAPIError, match="text at row 120") as err:
+        emb.fit(more)
+    assert err.value.row == 120 and type(err.value.row) is int
+
+
+def test_vectors_served_before_a_fatal_error_are_cached(fake_server, tmp_path):
+    server = fake_server(dim=4, latency=0.2, reject=lambda t: t == "bad")
+    emb = OpenAIEmbedder(
+        base_url=server.url, batch_size=9, cache_dir=tmp_path, backoff=0
+    )
+    with pytest.raises(EmbeddingAPIError, match="row 80"):
+        emb.fit([f"t{i}" for i in range(80)] + ["bad"])
+    assert len(EmbeddingCache(tmp_path)) == server.n_texts_embedded > 0
+
+
+def test_long_text_policy_keeps_the_cache_of_short_texts(tmp_path):
+    calls = []
+    emb = OpenAIEmbedder(
+        transport=fake_openai_transport(4, calls),
+        cache_dir=tmp_path,
+        max_tokens_per_input=20,
+    )
+    emb.fit(["short one", "short two"])
+    emb.set_params(long_text="truncate").fit(["short one", "short two", "x" * 30])
+    assert calls == [["short one", "short two"], ["x" * 30]]
+
+
+def test_lone_surrogate_names_the_row():
+    emb = OpenAIEmbedder(transport=fake_openai_transport(4), cache_dir=None)
+    with pytest.raises(InvalidTextError, match="row 1 .*lone surrogate") as err:
+        emb.fit(["fine", "bad \ud800 text"])
+    assert err.value.row == 1
+
+
+def test_dict_input_is_rejected_not_its_keys_embedded():
+    emb = OpenAIEmbedder(transport=fake_openai_transport(4), cache_dir=None)
+    with pytest.raises(
+        TypeError, match="got a dict; iterating it would embed its keys"
+    ):
+        emb.fit({"a": "text a", "b": "text b"})
+
+
+def test_estimate_reports_rows_unique_cached_tokens_requests_and_time(tmp_path):
+    emb = OpenAIEmbedder(
+        transport=fake_openai_transport(4),
+        cache_dir=tmp_path,
+        batch_size=2,
+        requests_per_minute=60,
+    )
+    emb.fit(["aaaa", "bbbb"])
+    est = emb.estimate(["aaaa", "bbbb", "cccc", "dddd", "eeee", "cccc"])
+    assert est["texts"] == 6 and est["unique_texts"] == 5
+    assert est["cached"] == 2 and est["to_embed"] == 3
+    assert est["requests"] == 2 and est["tokens"] == 12 and est["seconds"] == 2.0
+    assert emb.usage_["texts"] == 2  # estimating embeds nothing
+
+
+def test_max_tokens_stops_cleanly_and_a_rerun_continues(tmp_path):
+    calls = []
+    texts = [f"{i:04d}" for i in range(100)]  # 1 real token, 4 counted, each
+    emb = OpenAIEmbedder(
+        transport=fake_openai_transport(4, calls),
+        cache_dir=tmp_path,
+        batch_size=10,
+        max_tokens=42,
+    )
+    with pytest.raises(BudgetExceededError, match="max_tokens=42") as err:
+        emb.fit(texts)
+    assert err.value.n_embedded == 40 == sum(map(len, calls))
+    assert err.value.tokens_used == 40
+    calls.clear()
+    emb.set_params(max_tokens=None).fit(texts)
+    assert sum(map(len, calls)) == 60  # the rest only
+
+
+def test_damaged_cached_vector_is_refetched_not_served(tmp_path):
+    calls = []
+    emb = OpenAIEmbedder(transport=fake_openai_transport(4, calls), cache_dir=tmp_path)
+    X = emb.fit_transform(["a", "b", "c"])
+    (data_file,) = (tmp_path / "embeddings.vectors").iterdir()
+    raw = bytearray(data_file.read_bytes())
+    raw[32 + 16 + 3] ^= 0x80  # a bit of the vector of "b"
+    data_file.write_bytes(bytes(raw))
+    calls.clear()
+    again = OpenAIEmbedder(
+        transport=fake_openai_transport(4, calls), cache_dir=tmp_path
+    )
+    np.testing.assert_array_equal(again.fit_transform(["a", "b", "c"]), X)
+    assert calls == [["b"]]
+
+
+def test_cli_embed_dry_run_sends_nothing(fake_server, tmp_path, capsys):
+    from embedtasks.cli import main
+
+    server = fake_server(dim=4)
+    data = tmp_path / "texts.csv"
+    pd.DataFrame({"text": ["a cat", "a dog", "a cat"]}).to_csv(data, index=False)
+    argv = ["embed", str(data), "--base-url", server.url, "--cache-dir", str(tmp_path)]
+    assert main([*argv, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "3 rows, 2 unique, 0 already cached, 2 to embed" in out
+    assert "tokens" in out and "1 requests" in out
+    assert server.n_requests == 0
+    assert main([*argv, "-o", str(tmp_path / "v.npy"), "-q"]) == 0
+    assert main([*argv, "--dry-run"]) == 0
+    assert "2 already cached, 0 to embed" in capsys.readouterr().out
+
+
+def test_every_error_pickles_with_its_attributes():
+    from embedtasks.exceptions import CacheError, TextTooLongError
+
+    errors = [
+        EmbeddingAPIError("m", status_code=400, row=np.int64(3)),
+        TextTooLongError("m", row=1, n_tokens=9, limit=8),
+        BudgetExceededError("m", max_tokens=5, tokens_used=4, n_embedded=2),
+        CacheError("m", path="/x"),
+        InvalidTextError("m", row=2, value=None),
+    ]
+    for error in errors:
+        again = pickle.loads(pickle.dumps(error))
+        assert type(again) is type(error) and str(again) == "m"
+        assert vars(again) == vars(error)
+    assert type(errors[0].row) is int

@@ -7,6 +7,7 @@ compose with an embedder in one :class:`~sklearn.pipeline.Pipeline`.
 
 from __future__ import annotations
 
+from embedtasks._cache import EmbeddingCache
 from embedtasks.classify import NearestLabelClassifier
 from embedtasks.cluster import EmbeddingClusterer
 from embedtasks.diversity import DiversityReport
@@ -22,6 +23,7 @@ __all__ = [
     "DiversityReport",
     "DotProductNeighbors",
     "EmbedTasksError",
+    "EmbeddingCache",
     "EmbeddingClusterer",
     "InvalidTextError",
     "LocalEmbedder",

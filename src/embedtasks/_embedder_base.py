@@ -41,6 +41,12 @@ How to subclass
    ``store(positions, vectors)`` for each finished group of texts.
 5. Optionally define ``_usage_details()`` returning extra counters (requests,
    tokens, ...) of the last call, merged into ``usage_``.
+6. Optionally override ``_cache_keys(identity, texts)`` (e.g. to key texts that
+   a ``long_text`` policy changes apart from the others, with
+   ``_keys_with_policy(identity, texts, long_rows, policy)``) and
+   ``_estimate_uncached(texts)`` (extra figures for :meth:`BaseEmbedder.estimate`).
+   While ``_embed_uncached*`` runs, ``self._fetch_rows[i]`` is the row of the
+   user's input that ``texts[i]`` came from, for error messages.
 
 Caching: ``cache_dir="default"`` uses :func:`~embedtasks._cache.default_cache_dir`
 (``$EMBEDTASKS_CACHE_DIR`` or ``~/.cache/embedtasks``); a path uses that directory;
@@ -53,7 +59,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +79,7 @@ from embedtasks._validation import (
     check_is_fitted,
     check_texts,
 )
-from embedtasks.exceptions import EmbedTasksError
+from embedtasks.exceptions import EmbedTasksError, InvalidTextError
 
 __all__ = ["BaseEmbedder", "NoProgress"]
 
@@ -129,6 +135,35 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         raise NotImplementedError
 
     def _usage_details(self) -> dict[str, object]:
+        return {}
+
+    def _cache_keys(
+        self, identity: dict[str, object], texts: Sequence[str]
+    ) -> list[bytes]:
+        return make_keys(identity, texts)
+
+    @staticmethod
+    def _keys_with_policy(
+        identity: dict[str, object],
+        texts: Sequence[str],
+        long_rows: Sequence[int],
+        policy: object,
+    ) -> list[bytes]:
+        """Cache keys where only ``long_rows`` carry a ``long_text`` policy.
+
+        A text the policy does not change (it fits the model) keeps the key, and
+        so the cached vector, it has under any policy; ``policy`` (e.g.
+        ``["truncate", 8192]``) keys the texts it cuts or chunks apart.
+        """
+        keys = make_keys(identity, texts)
+        if long_rows:
+            marked = {**identity, "long_text": policy}
+            cut = make_keys(marked, [texts[r] for r in long_rows])
+            for row, key in zip(long_rows, cut, strict=True):
+                keys[row] = key
+        return keys
+
+    def _estimate_uncached(self, texts: list[str]) -> dict[str, object]:
         return {}
 
     # -- scikit-learn API ------------------------------------------------------
@@ -197,9 +232,44 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         tags.transformer_tags.preserves_dtype = ["float32"]
         return tags
 
+    def estimate(self, X: Any) -> dict[str, object]:
+        """What embedding ``X`` would cost, without embedding anything.
+
+        Parameters
+        ----------
+        X : list of str, ndarray, pandas Series or one-column DataFrame
+            Texts, none empty.
+
+        Returns
+        -------
+        dict
+            ``texts`` (rows), ``unique_texts``, ``cached`` (served by the cache),
+            ``to_embed``, plus what the subclass knows of the rest (for
+            :class:`~embedtasks.OpenAIEmbedder`: ``tokens``, ``requests`` and
+            ``seconds`` implied by the known rate limits).
+        """
+        texts, unique, _ = self._distinct(X)
+        cache = self._open_cache()
+        identity = self._cache_identity()
+        missing = list(unique)
+        if cache is not None:
+            dims = identity.get("dimensions")
+            dim = dims if isinstance(dims, int) else cache.identity_dim(identity)
+            found, _ = cache.get_many(self._cache_keys(identity, unique), dim=dim)
+            missing = [
+                t for t, hit in zip(unique, found.tolist(), strict=True) if not hit
+            ]
+        return {
+            "texts": len(texts),
+            "unique_texts": len(unique),
+            "cached": len(unique) - len(missing),
+            "to_embed": len(missing),
+            **(self._estimate_uncached(missing) if missing else {}),
+        }
+
     def __getstate__(self) -> dict[str, Any]:
         state = dict(super().__getstate__())
-        for name in ("_cache_handle", *self._transient_attributes):
+        for name in ("_cache_handle", "_fetch_rows", *self._transient_attributes):
             state.pop(name, None)
         return state
 
@@ -238,18 +308,43 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             ) from exc
         return tqdm(total=n_texts, unit="text", desc=type(self).__name__)
 
-    def _embed(self, X: Any, *, expected_dim: int | None) -> npt.NDArray[np.float32]:
-        start = time.perf_counter()
+    def _distinct(
+        self, X: Any
+    ) -> tuple[list[str], list[str], npt.NDArray[np.intp] | None]:
+        """(texts, distinct texts, inverse or None when all are distinct)."""
         name = type(self).__name__
+        if isinstance(X, Mapping):
+            raise TypeError(
+                f"{name} got a {type(X).__name__}; iterating it would embed its "
+                "keys. Pass a list of texts, e.g. list(d.values())."
+            )
         texts = check_texts(X, estimator_name=name)
+        for row, text in enumerate(texts):
+            if not text.isascii():
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError as exc:
+                    raise InvalidTextError(
+                        f"{name} got a text at row {row} that is not valid Unicode "
+                        f"(a lone surrogate {text[exc.start]!r} at character "
+                        f"{exc.start}); it cannot be sent as UTF-8. Decode the "
+                        "source with errors='replace', or drop the row.",
+                        row=row,
+                        value=text,
+                    ) from None
         n = len(texts)
         distinct = dict.fromkeys(texts)
         if len(distinct) == n:  # no repeats (the usual case): no remapping
-            unique, inverse = texts, None
-        else:
-            position = {t: i for i, t in enumerate(distinct)}
-            unique = list(distinct)
-            inverse = np.fromiter((position[t] for t in texts), np.intp, count=n)
+            return texts, texts, None
+        position = {t: i for i, t in enumerate(distinct)}
+        inverse = np.fromiter((position[t] for t in texts), np.intp, count=n)
+        return texts, list(distinct), inverse
+
+    def _embed(self, X: Any, *, expected_dim: int | None) -> npt.NDArray[np.float32]:
+        start = time.perf_counter()
+        name = type(self).__name__
+        texts, unique, inverse = self._distinct(X)
+        n = len(texts)
         cache = self._open_cache()
         identity = self._cache_identity()
         if expected_dim is None:
@@ -262,7 +357,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
 
         keys: list[bytes] = []
         if cache is not None:
-            keys = make_keys(identity, unique)
+            keys = self._cache_keys(identity, unique)
             found, matrix = cache.get_many(keys, dim=expected_dim)
             missing = np.flatnonzero(~found)
         else:
@@ -270,10 +365,17 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             missing = np.arange(len(unique))
 
         if missing.size:
+            if inverse is None:
+                self._fetch_rows = missing
+            else:  # the first row of the user's input holding each text
+                first = np.empty(len(unique), dtype=np.intp)
+                first[inverse[::-1]] = np.arange(n - 1, -1, -1, dtype=np.intp)
+                self._fetch_rows = first[missing]
             fresh = self._fetch(
                 [unique[i] for i in missing],
                 [keys[i] for i in missing] if cache is not None else None,
                 cache,
+                identity,
             )
             if cache is not None and expected_dim is None:
                 cache.record_identity_dim(identity, fresh.shape[1])
@@ -304,6 +406,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         texts: list[str],
         keys: Sequence[bytes] | None,
         cache: EmbeddingCache | None,
+        identity: dict[str, object] | None = None,
     ) -> npt.NDArray[np.float32]:
         """Embed ``texts`` (all misses), writing each finished group to the cache."""
         progress = self._make_progress(len(texts))
@@ -314,7 +417,9 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             ) -> None:
                 if cache is not None and keys is not None and len(positions):
                     vectors = l2_normalize(vectors)
-                    cache.put_many([keys[p] for p in positions], vectors)
+                    cache.put_many(
+                        [keys[p] for p in positions], vectors, identity=identity
+                    )
 
             stream = getattr(self, "_embed_uncached_stream", None)
             if stream is not None:

@@ -168,6 +168,10 @@ def cmd_embed(args: argparse.Namespace) -> int:
     """Embed a column and write the vectors (.npy, or a table with a vector column)."""
     frame = read_table(args.input)
     texts = _texts(frame, args)
+    if args.dry_run:
+        return _dry_run(args, texts)
+    if not args.output:
+        raise CLIError("-o/--output is required (or pass --dry-run).")
     out = Path(args.output)
     if out.suffix.lower() != ".npy":
         _format(out, "output file")
@@ -183,6 +187,88 @@ def cmd_embed(args: argparse.Namespace) -> int:
         write_table(frame, out)
     _note(args, f"wrote {X.shape[0]:,} x {X.shape[1]} float32 vectors to '{out}'")
     return 0
+
+
+def _dry_run(args: argparse.Namespace, texts: list[str]) -> int:
+    """Print what embedding would cost; send nothing."""
+    figures = _embedder(args).estimate(texts)
+    seconds = figures.get("seconds")
+    tokens = figures.get("tokens")
+    print(
+        f"{figures['texts']:,} rows, {figures['unique_texts']:,} unique, "
+        f"{figures['cached']:,} already cached, {figures['to_embed']:,} to embed"
+    )
+    if tokens is not None:
+        kind = "" if figures.get("tokens_exact") else " (upper bound: no tokenizer)"
+        print(f"{tokens:,} tokens{kind} in {figures['requests']:,} requests")
+    if seconds is not None:
+        print(f"at least {seconds:,.0f} s at the known rate limits")
+    return 0
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    """Inspect, check, compact or clear the embedding cache."""
+    from embedtasks._cache import EmbeddingCache, default_cache_dir
+    from embedtasks.exceptions import CacheError
+
+    where = Path(args.cache_dir).expanduser() if args.cache_dir else default_cache_dir()
+    if args.action == "clear":
+        try:
+            with EmbeddingCache(where) as cache:
+                n = cache.clear()
+            print(f"cleared {n:,} vectors from {cache.path}")
+        except CacheError:
+            removed = EmbeddingCache.remove_files(where)
+            print(f"removed the damaged cache ({len(removed)} files) in {where}")
+        return 0
+    with EmbeddingCache(where) as cache:
+        if args.action == "info":
+            info = cache.info()
+            mib = 2.0**20
+            print(f"cache: {info['path']}")
+            print(
+                f"{info['vectors']:,} vectors in {info['files']} data files; "
+                f"{info['data_bytes'] / mib:,.1f} MiB of data "
+                f"({info['reclaimable_bytes'] / mib:,.1f} MiB reclaimable by "
+                f"`embedtasks cache compact`), index {info['index_bytes'] / mib:,.1f}"
+                " MiB"
+            )
+            for model in info["models"]:
+                label = model["label"]
+                name = label.get("model", "?")
+                where_from = label.get("endpoint") or label.get("kind", "")
+                print(
+                    f"  {name} ({where_from}, {model['dim']}-d): "
+                    f"{model['vectors']:,} vectors"
+                )
+            return 0
+        if args.action == "verify":
+            report = cache.verify(repair=args.repair)
+            print(
+                f"checked {report['checked']:,} vectors: {report['ok']:,} ok, "
+                f"{report['damaged']:,} damaged"
+                + (
+                    f", {report['missing_files']} data files missing"
+                    if report["missing_files"]
+                    else ""
+                )
+            )
+            if report["damaged"] and not args.repair:
+                print(
+                    "damaged vectors are never served (they are fetched again); "
+                    "drop them with `embedtasks cache verify --repair` or "
+                    "`embedtasks cache compact`"
+                )
+                return 1
+            return 0
+        report = cache.compact()
+        mib = 2.0**20
+        print(
+            f"compacted {report['vectors']:,} vectors ({report['dropped']:,} damaged "
+            f"dropped): {report['bytes_before'] / mib:,.1f} MiB -> "
+            f"{report['bytes_after'] / mib:,.1f} MiB"
+        )
+        return 0
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -463,12 +549,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("embed", cmd_embed, "embed a text column; write vectors (.npy or a table)")
     _common(p)
+    p.add_argument("-o", "--output", help=".npy, or .parquet/.jsonl/.csv table")
     p.add_argument(
-        "-o", "--output", required=True, help=".npy, or .parquet/.jsonl/.csv table"
+        "--dry-run",
+        action="store_true",
+        help="print rows, unique, cached, tokens, requests and time; send nothing",
     )
     p.add_argument(
         "--vector-column", default="embedding", help="table output column (embedding)"
     )
+
+    p = add("cache", cmd_cache, "inspect, check, compact or clear the vector cache")
+    p.add_argument("action", choices=["info", "verify", "compact", "clear"])
+    p.add_argument(
+        "--cache-dir",
+        help="embedding cache ($EMBEDTASKS_CACHE_DIR or ~/.cache/embedtasks)",
+    )
+    p.add_argument("--repair", action="store_true", help="verify: drop damaged vectors")
 
     p = add("search", cmd_search, "rank the rows of a file for each query (top k)")
     _common(p)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from embedtasks._client import DEFAULT_BASE_URL, EmbeddingClient
+from embedtasks._cache import make_keys
+from embedtasks._client import DEFAULT_BASE_URL, ClientSettings, EmbeddingClient
 from embedtasks._embedder_base import BaseEmbedder, Store
+from embedtasks._secrets import Secret, is_sensitive, mask_headers, mask_url
+from embedtasks._tokens import token_counter
 from embedtasks._validation import HasMethods, Integral, Interval, Real, StrOptions
 
 __all__ = ["OpenAIEmbedder"]
@@ -36,9 +39,11 @@ class OpenAIEmbedder(BaseEmbedder):
         Endpoint root (``{base_url}/embeddings``). ``None`` reads
         ``$OPENAI_BASE_URL``, else ``https://api.openai.com/v1``. Any compatible
         server works: Azure, vLLM, Ollama, TEI, infinity.
-    api_key : str, optional
-        The key. Prefer ``api_key_env``: a key passed here is masked in ``repr``
-        and dropped when pickling (the unpickled copy reads ``api_key_env``).
+    api_key : str or Secret, optional
+        The key. Prefer ``api_key_env``. A key passed here is kept wrapped in a
+        :class:`~embedtasks._secrets.Secret`: ``repr``, ``get_params()`` and
+        ``clone()`` show ``'***'``, and pickles (joblib, Dask) never hold it (the
+        unpickled copy reads ``api_key_env``).
     api_key_env : str, default="OPENAI_API_KEY"
         Environment variable read for the key at each call, when ``api_key`` is
         None. No key is sent if it is unset (local servers need none).
@@ -46,7 +51,8 @@ class OpenAIEmbedder(BaseEmbedder):
         Azure-style ``api-version`` query parameter; the key is then sent as the
         ``api-key`` header.
     headers : dict, optional
-        Extra HTTP headers.
+        Extra HTTP headers. Values of key-like names (``api-key``,
+        ``Authorization``, ``X-Token``, ...) are kept as secrets like ``api_key``.
     batch_size : int, default=2048
         Most inputs per request.
     max_tokens_per_request : int, default=300_000
@@ -63,16 +69,28 @@ class OpenAIEmbedder(BaseEmbedder):
     max_concurrency : int, default=8
         Requests in flight at once.
     requests_per_minute, tokens_per_minute : float, optional
-        Pace requests to these limits (learned from the server's
-        ``x-ratelimit-limit-*`` headers when None).
+        Pace requests to these limits. Unknown limits are learned: from
+        ``x-ratelimit-limit-*`` headers when the server announces them, else
+        from its 429s and ``x-ratelimit-reset-*`` headers. Processes sharing a
+        ``cache_dir`` and endpoint share what is learned.
     max_retries : int, default=8
-        Retries per request (408/409/429/5xx, timeouts, dropped connections,
-        malformed answers) before raising.
+        Retries per request (408/409/5xx, timeouts, dropped connections,
+        malformed answers, a 429 without Retry-After) before raising. A 429
+        that says when to come back is waited out without spending a retry.
     timeout : float, default=60.0
         Seconds per request.
     backoff : float, default=0.5
         First retry delay in seconds, doubled per attempt with jitter; a
         server's ``retry-after`` takes precedence.
+    deadline : float, optional
+        Seconds one ``fit``/``transform`` may take; past it, it stops with
+        :class:`~embedtasks.exceptions.EmbeddingAPIError` (finished rows are
+        cached, so running again continues).
+    max_tokens : int, optional
+        Token budget of one call: it stops with
+        :class:`~embedtasks.exceptions.BudgetExceededError` before sending a
+        request that would exceed it (finished rows are cached). See
+        :meth:`estimate` for the price first.
     cache_dir : str, PathLike or None, default="default"
         Where vectors are cached: "default" is ``$EMBEDTASKS_CACHE_DIR`` or
         ``~/.cache/embedtasks``; ":memory:" keeps them in memory; None disables
@@ -121,7 +139,7 @@ class OpenAIEmbedder(BaseEmbedder):
         "model": [str],
         "dimensions": [Interval(Integral, 1, None, closed="left"), None],
         "base_url": [str, None],
-        "api_key": [str, None],
+        "api_key": [str, Secret, None],
         "api_key_env": [str],
         "api_version": [str, None],
         "headers": [dict, None],
@@ -135,6 +153,8 @@ class OpenAIEmbedder(BaseEmbedder):
         "max_retries": [Interval(Integral, 0, None, closed="left")],
         "timeout": [Interval(Real, 0, None, closed="neither")],
         "backoff": [Interval(Real, 0, None, closed="left")],
+        "deadline": [Interval(Real, 0, None, closed="neither"), None],
+        "max_tokens": [Interval(Integral, 1, None, closed="left"), None],
         "transport": [
             HasMethods(["handle_async_request"]),
             HasMethods(["handle_request"]),
@@ -162,6 +182,8 @@ class OpenAIEmbedder(BaseEmbedder):
         max_retries: int = 8,
         timeout: float = 60.0,
         backoff: float = 0.5,
+        deadline: float | None = None,
+        max_tokens: int | None = None,
         cache_dir: str | os.PathLike[str] | None = "default",
         progress: bool | str = "auto",
         transport: Any = None,
@@ -183,9 +205,35 @@ class OpenAIEmbedder(BaseEmbedder):
         self.max_retries = max_retries
         self.timeout = timeout
         self.backoff = backoff
+        self.deadline = deadline
+        self.max_tokens = max_tokens
         self.cache_dir = cache_dir
         self.progress = progress
         self.transport = transport
+
+    # -- secrets: kept wrapped, so get_params/clone/pickle never hold them -------
+    @property
+    def api_key(self) -> Secret | None:  # type: ignore[override]
+        return self.__dict__.get("api_key")
+
+    @api_key.setter
+    def api_key(self, value: Any) -> None:
+        self.__dict__["api_key"] = Secret(value) if isinstance(value, str) else value
+
+    @property
+    def headers(self) -> dict[str, Any] | None:  # type: ignore[override]
+        return self.__dict__.get("headers")
+
+    @headers.setter
+    def headers(self, value: Any) -> None:
+        if isinstance(value, dict) and any(
+            is_sensitive(str(k)) and isinstance(v, str) for k, v in value.items()
+        ):
+            value = {
+                k: (Secret(v) if is_sensitive(str(k)) and isinstance(v, str) else v)
+                for k, v in value.items()
+            }
+        self.__dict__["headers"] = value
 
     # -- BaseEmbedder hooks ----------------------------------------------------
     def _resolved_base_url(self) -> str:
@@ -193,39 +241,44 @@ class OpenAIEmbedder(BaseEmbedder):
         return url.rstrip("/")
 
     def _cache_identity(self) -> dict[str, object]:
-        identity: dict[str, object] = {
+        return {
             "kind": "openai",
             "endpoint": self._resolved_base_url(),
             "model": self.model,
             "dimensions": self.dimensions,
         }
-        if self.long_text != "error":  # truncated/averaged vectors differ
-            identity["long_text"] = [self.long_text, self.max_tokens_per_input]
-        return identity
+
+    def _cache_keys(
+        self, identity: dict[str, object], texts: Sequence[str]
+    ) -> list[bytes]:
+        # Only the texts a long_text policy changes get their own keys: every
+        # other text keeps the key (and the cached vector) it has under "error".
+        if self.long_text == "error":
+            return make_keys(identity, texts)
+        counts = token_counter(self.model).count(texts)
+        long_rows = np.flatnonzero(counts > self.max_tokens_per_input).tolist()
+        policy = [self.long_text, self.max_tokens_per_input]
+        return self._keys_with_policy(identity, texts, long_rows, policy)
+
+    def _settings(self) -> ClientSettings:
+        key = self.api_key if self.api_key else os.environ.get(self.api_key_env)
+        cache = self._open_cache()
+        shared = {
+            name: getattr(self, name)
+            for name in ClientSettings.names()
+            if name in self._parameter_constraints
+        }
+        shared.update(
+            base_url=self._resolved_base_url(),
+            api_key=key or None,
+            pacing_dir=None
+            if cache is None or cache.path is None
+            else cache.path.parent,
+        )
+        return ClientSettings(**shared)
 
     def _client(self) -> EmbeddingClient:
-        key = self.api_key
-        if key is None:
-            key = os.environ.get(self.api_key_env) or None
-        return EmbeddingClient(
-            self.model,
-            base_url=self._resolved_base_url(),
-            api_key=key,
-            dimensions=self.dimensions,
-            api_version=self.api_version,
-            headers=self.headers,
-            max_inputs_per_request=self.batch_size,
-            max_tokens_per_request=self.max_tokens_per_request,
-            max_tokens_per_input=self.max_tokens_per_input,
-            max_concurrency=self.max_concurrency,
-            requests_per_minute=self.requests_per_minute,
-            tokens_per_minute=self.tokens_per_minute,
-            max_retries=self.max_retries,
-            timeout=self.timeout,
-            long_text=self.long_text,
-            backoff=self.backoff,
-            transport=self.transport,
-        )
+        return EmbeddingClient(self._settings(), transport=self.transport)
 
     def _embed_uncached_stream(
         self, texts: list[str], progress: Any, store: Store
@@ -238,8 +291,11 @@ class OpenAIEmbedder(BaseEmbedder):
             store(positions, vectors)
             progress.update(len(positions))
 
+        rows = getattr(self, "_fetch_rows", None)
+        if rows is not None and len(rows) != len(texts):
+            rows = None
         try:
-            return client.embed(texts, on_batch=on_batch)
+            return client.embed(texts, on_batch=on_batch, rows=rows)
         finally:
             self._last_stats = client.last_stats.as_dict()
 
@@ -248,37 +304,44 @@ class OpenAIEmbedder(BaseEmbedder):
     ) -> npt.NDArray[np.float32]:
         return self._embed_uncached_stream(texts, progress, lambda p, v: None)
 
+    def _estimate_uncached(self, texts: list[str]) -> dict[str, object]:
+        return self._client().estimate(texts)
+
     def _usage_details(self) -> dict[str, object]:
         stats = dict(getattr(self, "_last_stats", {}))
         stats.pop("texts", None)
         stats.pop("seconds", None)
         return stats
 
-    # -- secrets ---------------------------------------------------------------
+    # -- repr: no key in the endpoint either -------------------------------------
     @contextmanager
-    def _masked_key(self) -> Iterator[None]:
-        key = self.api_key
-        if key is not None:
-            self.api_key = "***"
+    def _masked(self) -> Iterator[None]:
+        url = self.base_url
+        headers = self.__dict__.get("headers")
+        if url is not None:
+            self.base_url = mask_url(url)
+        if headers is not None:
+            self.__dict__["headers"] = mask_headers(headers)
         try:
             yield
         finally:
-            self.api_key = key
+            self.base_url = url
+            self.__dict__["headers"] = headers
 
     def __repr__(self, N_CHAR_MAX: int = 700) -> str:
-        with self._masked_key():
+        with self._masked():
             return super().__repr__(N_CHAR_MAX)
 
     def _repr_html_inner(self) -> str:
-        with self._masked_key():
+        with self._masked():
             return str(super()._repr_html_inner())
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        with self._masked_key():
+        with self._masked():
             return dict(super()._repr_mimebundle_(**kwargs))
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
-        state["api_key"] = None  # never pickle a secret
+        state["api_key"] = None  # never pickle a secret (Secret would hold None)
         state.pop("_last_stats", None)
         return state

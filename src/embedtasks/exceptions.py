@@ -2,11 +2,18 @@
 
 Every error subclasses :class:`EmbedTasksError`, and also the builtin it refines
 (``ValueError``, ``TypeError``, ...) so existing ``except`` clauses keep working.
+Every error pickles (to cross joblib or Dask boundaries) with its attributes, and
+none holds an API key: an HTTP answer kept as evidence carries a sanitised
+request (no ``Authorization``/``api-key`` header, key-free URL, no body).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
+    "BudgetExceededError",
+    "CacheError",
     "EmbedTasksError",
     "EmbeddingAPIError",
     "InvalidTextError",
@@ -14,12 +21,23 @@ __all__ = [
 ]
 
 
+def _rebuild(cls: type[EmbedTasksError], message: str, attrs: dict[str, Any]) -> Any:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(attrs)
+    return error
+
+
 class EmbedTasksError(Exception):
     """Base class of every error raised on purpose by embedtasks."""
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        message = str(self.args[0]) if self.args else ""
+        return (_rebuild, (type(self), message, dict(self.__dict__)))
+
 
 class InvalidTextError(EmbedTasksError, ValueError):
-    """A text input is missing, empty, or not a string.
+    """A text input is missing, empty, not a string, or not encodable.
 
     Attributes
     ----------
@@ -30,7 +48,7 @@ class InvalidTextError(EmbedTasksError, ValueError):
     """
 
     def __init__(self, message: str, *, row: int, value: object) -> None:
-        self.row = row
+        self.row = int(row)
         self.value = value
         super().__init__(message)
 
@@ -47,9 +65,10 @@ class EmbeddingAPIError(EmbedTasksError, RuntimeError):
         HTTP status of the last answer (``None`` for a network error or an
         unreadable body).
     response : httpx.Response or None
-        The last answer, if there was one.
+        The last answer, if there was one; its ``request`` is sanitised.
     row : int or None
-        Position of the offending text in the input, when a single text caused it.
+        Position of the offending text in the user's input, when a single text
+        caused it.
     """
 
     def __init__(
@@ -62,7 +81,7 @@ class EmbeddingAPIError(EmbedTasksError, RuntimeError):
     ) -> None:
         self.status_code = status_code
         self.response = response
-        self.row = row
+        self.row = None if row is None else int(row)
         super().__init__(message)
 
 
@@ -72,7 +91,7 @@ class TextTooLongError(EmbedTasksError, ValueError):
     Attributes
     ----------
     row : int
-        Position of the text in the input.
+        Position of the text in the user's input.
     n_tokens : int
         Its token count.
     limit : int
@@ -80,7 +99,43 @@ class TextTooLongError(EmbedTasksError, ValueError):
     """
 
     def __init__(self, message: str, *, row: int, n_tokens: int, limit: int) -> None:
-        self.row = row
-        self.n_tokens = n_tokens
-        self.limit = limit
+        self.row = int(row)
+        self.n_tokens = int(n_tokens)
+        self.limit = int(limit)
+        super().__init__(message)
+
+
+class BudgetExceededError(EmbedTasksError, RuntimeError):
+    """Embedding stopped before exceeding ``max_tokens``; finished rows are cached.
+
+    Attributes
+    ----------
+    max_tokens : int
+        The budget.
+    tokens_used : int
+        Tokens spent before stopping.
+    n_embedded : int
+        Texts embedded (and cached) before stopping.
+    """
+
+    def __init__(
+        self, message: str, *, max_tokens: int, tokens_used: int, n_embedded: int
+    ) -> None:
+        self.max_tokens = int(max_tokens)
+        self.tokens_used = int(tokens_used)
+        self.n_embedded = int(n_embedded)
+        super().__init__(message)
+
+
+class CacheError(EmbedTasksError, RuntimeError):
+    """The embedding cache cannot be opened or read.
+
+    Attributes
+    ----------
+    path : str
+        The cache file concerned.
+    """
+
+    def __init__(self, message: str, *, path: str) -> None:
+        self.path = path
         super().__init__(message)

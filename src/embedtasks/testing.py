@@ -191,9 +191,25 @@ class FakeEmbeddingServer:
         closed without an answer), "malformed" (truncated JSON), "bad_index"
         (an index repeated).
     requests_per_minute, tokens_per_minute : float, optional
-        Rate limits (429 with ``retry-after-ms`` and ``x-ratelimit-*`` headers).
+        Rate limits, enforced as a token bucket (GCRA) refilling continuously:
+        429 with ``retry-after``, ``retry-after-ms`` and
+        ``x-ratelimit-reset-requests``/``-tokens`` (time until the bucket is
+        full again, e.g. ``"1.25s"``).
     burst_seconds : float, default=0.25
-        How far ahead of its rate a client may be before a 429.
+        How far ahead of its rate a client may be before a 429 (bucket depth).
+    announce_limits : bool, default=True
+        Send ``x-ratelimit-limit-*`` headers; False makes the limit unannounced,
+        as many gateways do.
+    misleading_remaining : bool, default=False
+        Send ``x-ratelimit-remaining-*`` headers stuck at a constant value that
+        says nothing about the real budget.
+    stall_rate : float, default=0.0
+        Probability that a request stalls ``stall_seconds`` before answering.
+    stall_seconds : float, default=2.0
+        Length of a stall.
+    max_dimensions : int, optional
+        A request asking for more ``dimensions`` gets a request-level 400
+        (``param: "dimensions"``).
     max_inputs, max_tokens_per_request, max_tokens_per_input : int
         Limits answered with 400, in OpenAI's words.
     shuffle : bool, default=True
@@ -213,6 +229,10 @@ class FakeEmbeddingServer:
         Requests received (all outcomes).
     n_faults, n_rate_limited : int
         Injected faults and 429s for rate limits.
+    n_429 : int
+        Every 429 answered (rate limits and injected faults).
+    n_stalls : int
+        Stalled requests.
     n_texts_embedded : int
         Inputs of successful answers.
     headers_seen : list of dict
@@ -238,6 +258,11 @@ class FakeEmbeddingServer:
         requests_per_minute: float | None = None,
         tokens_per_minute: float | None = None,
         burst_seconds: float = 0.25,
+        announce_limits: bool = True,
+        misleading_remaining: bool = False,
+        stall_rate: float = 0.0,
+        stall_seconds: float = 2.0,
+        max_dimensions: int | None = None,
         max_inputs: int = 2048,
         max_tokens_per_request: int = 300_000,
         max_tokens_per_input: int = 8192,
@@ -263,6 +288,11 @@ class FakeEmbeddingServer:
         self.float_only = float_only
         self.requests_per_minute = requests_per_minute
         self.tokens_per_minute = tokens_per_minute
+        self.announce_limits = announce_limits
+        self.misleading_remaining = misleading_remaining
+        self.stall_rate = stall_rate
+        self.stall_seconds = stall_seconds
+        self.max_dimensions = max_dimensions
         self._rpm = (
             _Gcra(requests_per_minute, burst_seconds) if requests_per_minute else None
         )
@@ -275,6 +305,8 @@ class FakeEmbeddingServer:
         self.n_faults = 0
         self.n_rate_limited = 0
         self.n_texts_embedded = 0
+        self.n_429 = 0
+        self.n_stalls = 0
         self.headers_seen: list[dict[str, str]] = []
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _make_handler(self))
         self._httpd.daemon_threads = True
@@ -316,11 +348,23 @@ class FakeEmbeddingServer:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
+    def stats(self) -> dict[str, int]:
+        """The counters as a dict (also served at ``GET /stats``)."""
+        with self._lock:
+            return {
+                "requests": self.n_requests,
+                "faults": self.n_faults,
+                "rate_limited": self.n_rate_limited,
+                "answered_429": self.n_429,
+                "stalls": self.n_stalls,
+                "texts_embedded": self.n_texts_embedded,
+            }
+
     def reset_counters(self) -> None:
         """Zero the request counters."""
         with self._lock:
             self.n_requests = self.n_faults = self.n_rate_limited = 0
-            self.n_texts_embedded = 0
+            self.n_texts_embedded = self.n_429 = self.n_stalls = 0
             self.headers_seen.clear()
 
     # -- request handling (called from handler threads) --------------------------
@@ -337,10 +381,28 @@ class FakeEmbeddingServer:
                 else None
             )
             seed = self._rng.random()
+            stall = bool(self.stall_rate) and self._rng.random() < self.stall_rate
+        answer = self._answer_inner(headers, raw, fault, seed, stall)
+        if answer is not None and answer[0] == 429:
+            with self._lock:
+                self.n_429 += 1
+        return answer
+
+    def _answer_inner(
+        self,
+        headers: dict[str, str],
+        raw: bytes,
+        fault: str | None,
+        seed: float,
+        stall: bool,
+    ) -> tuple[int, dict[str, str], bytes] | None:
         if self.api_key is not None and headers.get("authorization") != (
             f"Bearer {self.api_key}"
         ):
-            return _error(401, "Incorrect API key provided.", "invalid_api_key")
+            given = headers.get("authorization", "").removeprefix("Bearer ")
+            return _error(  # echoes the key it got, as some servers do
+                401, f"Incorrect API key provided: {given}.", "invalid_api_key"
+            )
         try:
             payload = json.loads(raw)
         except ValueError:
@@ -348,6 +410,15 @@ class FakeEmbeddingServer:
         inputs = _inputs(payload)
         if isinstance(inputs, str):
             return _error(400, inputs)
+        wanted = payload.get("dimensions")
+        if self.max_dimensions is not None and isinstance(wanted, int):
+            if not 1 <= wanted <= self.max_dimensions:
+                return _error(
+                    400,
+                    f"Invalid value for 'dimensions' = {wanted}. Must be between "
+                    f"1 and {self.max_dimensions}.",
+                    param="dimensions",
+                )
         if len(inputs) > self.max_inputs:
             return _error(
                 400,
@@ -386,6 +457,10 @@ class FakeEmbeddingServer:
                 )
             if fault != "bad_index":
                 return _error(int(fault), "The server had an error.")
+        if stall:
+            with self._lock:
+                self.n_stalls += 1
+            time.sleep(self.stall_seconds)
         if self.latency:
             time.sleep(self.latency)
         order = list(range(len(inputs)))
@@ -405,10 +480,18 @@ class FakeEmbeddingServer:
 
     def _limit_headers(self) -> dict[str, str]:
         headers = {}
-        if self.requests_per_minute:
-            headers["x-ratelimit-limit-requests"] = f"{self.requests_per_minute:g}"
-        if self.tokens_per_minute:
-            headers["x-ratelimit-limit-tokens"] = f"{self.tokens_per_minute:g}"
+        now = time.monotonic()
+        for kind, limit, gcra in (
+            ("requests", self.requests_per_minute, self._rpm),
+            ("tokens", self.tokens_per_minute, self._tpm),
+        ):
+            if not limit or gcra is None:
+                continue
+            if self.announce_limits:
+                headers[f"x-ratelimit-limit-{kind}"] = f"{limit:g}"
+            if self.misleading_remaining:
+                headers[f"x-ratelimit-remaining-{kind}"] = f"{limit - 1:g}"
+            headers[f"x-ratelimit-reset-{kind}"] = f"{max(0.0, gcra.tat - now):.3f}s"
         return headers
 
     def _rate_limit(self, tokens: int) -> tuple[int, dict[str, str], bytes] | None:
@@ -416,18 +499,28 @@ class FakeEmbeddingServer:
             return None
         with self._lock:
             now = time.monotonic()
-            limits = [(g, c) for g, c in ((self._rpm, 1.0), (self._tpm, tokens)) if g]
-            wait = max(max(g.tat, now) - now - g.tolerance for g, _ in limits)
+            limits = [
+                (name, g, c)
+                for name, g, c in (
+                    ("requests", self._rpm, 1.0),
+                    ("tokens", self._tpm, tokens),
+                )
+                if g
+            ]
+            waits = [(max(g.tat, now) - now - g.tolerance, n) for n, g, _ in limits]
+            wait, kind = max(waits)
             if wait <= 0:
-                for gcra, cost in limits:
+                for _, gcra, cost in limits:
                     gcra.check(cost, now)
                 return None
             self.n_rate_limited += 1
+            limit_headers = self._limit_headers()
         headers = {
+            "retry-after": str(math.ceil(wait)),
             "retry-after-ms": str(math.ceil(wait * 1000)),
-            **self._limit_headers(),
+            **limit_headers,
         }
-        return _error(429, "Rate limit reached for requests.", headers=headers)
+        return _error(429, f"Rate limit reached for {kind}.", headers=headers)
 
 
 def _error(
@@ -436,9 +529,15 @@ def _error(
     code: str | None = None,
     *,
     headers: dict[str, str] | None = None,
+    param: str | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
     body = {
-        "error": {"message": message, "type": "invalid_request_error", "code": code}
+        "error": {
+            "message": message,
+            "type": "invalid_request_error",
+            "param": param,
+            "code": code,
+        }
     }
     return (
         status,
@@ -463,6 +562,20 @@ def _make_handler(server: FakeEmbeddingServer) -> type[BaseHTTPRequestHandler]:
                     self.close_connection = True
                     return
                 status, headers, body = answer
+            self._reply(status, headers, body)
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            """``/stats``: the counters as JSON (for benchmarks in other processes)."""
+            if self.path.split("?")[0] != "/stats":
+                status, headers, body = _error(404, f"Unknown path {self.path}.")
+            else:
+                status, headers = 200, {"content-type": "application/json"}
+                body = json.dumps(server.stats()).encode()
+                if "reset" in self.path:
+                    server.reset_counters()
+            self._reply(status, headers, body)
+
+        def _reply(self, status: int, headers: dict[str, str], body: bytes) -> None:
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)
