@@ -490,24 +490,15 @@ def pairwise_mean_std(X) -> tuple[float, float]:
     """
     if not isinstance(X, ShardedCorpus):
         return kernel.pairwise_mean_std(X)
-    total, self_sq, gram = X.moments()
-    n = X.shape[0]
-    n_pairs = n * (n - 1)
-    mean = (float(total @ total) - float(self_sq.sum())) / n_pairs
-    sum_sq = float((gram**2).sum() - (self_sq**2).sum())
-    return float(mean), float(np.sqrt(max(sum_sq / n_pairs - mean**2, 0.0)))
+    total, self_sq, G = X.moments()
+    return kernel.mean_std_from_moments(total, self_sq, G, X.shape[0])
 
 
 def vendi_score(X) -> float:
     """:func:`~embedtasks._similarity.vendi_score`; sharded: from the summed Gram."""
     if not isinstance(X, ShardedCorpus):
         return kernel.vendi_score(X)
-    eigenvalues = np.clip(np.linalg.eigvalsh(X.moments()[2]), 0.0, None)
-    total = eigenvalues.sum()
-    if total <= 0:
-        return 0.0
-    p = eigenvalues[eigenvalues > 0] / total
-    return float(np.exp(-(p * np.log(p)).sum()))
+    return kernel.vendi_from_gram(X.moments()[2])
 
 
 def sample_pair_similarities(X, m, rng):

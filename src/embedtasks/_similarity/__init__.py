@@ -53,9 +53,11 @@ from embedtasks._similarity._pairs import (
     cross_scan,
     gram,
     group_mean_similarity,
+    mean_std_from_moments,
     neighbour_scan,
     pairwise_mean_std,
     sample_pair_similarities,
+    vendi_from_gram,
     vendi_score,
 )
 from embedtasks._similarity._place import (
@@ -99,6 +101,7 @@ __all__ = [
     "l2_normalize",
     "mapped_file",
     "matrix_from_bytes",
+    "mean_std_from_moments",
     "merge_top_k",
     "mmr_rerank",
     "neighbour_scan",
@@ -118,5 +121,6 @@ __all__ = [
     "to_bytes",
     "top_k",
     "top_k_rescored",
+    "vendi_from_gram",
     "vendi_score",
 ]

@@ -397,12 +397,35 @@ def pairwise_mean_std(X: npt.ArrayLike) -> tuple[float, float]:
             f"pairwise_mean_std needs at least 2 rows, got shape {A.shape}."
         )
     total = group_sum(A, np.zeros(n, dtype=np.intp), 1)[0]
-    self_sq = row_norms(A) ** 2
+    return mean_std_from_moments(total, row_norms(A) ** 2, gram(A), n)
+
+
+def mean_std_from_moments(
+    total: npt.NDArray[np.float64],
+    self_sq: npt.NDArray[np.float64],
+    G: npt.NDArray[np.float64],
+    n: int,
+) -> tuple[float, float]:
+    """Pairwise mean and std from the row sum, squared norms and Gram matrix.
+
+    The formulas of :func:`pairwise_mean_std`, for moments summed elsewhere
+    (shard by shard on Dask workers).
+    """
     n_pairs = n * (n - 1)
     mean = (float(np.sum(total * total)) - float(self_sq.sum())) / n_pairs
-    sum_sq = float((gram(A) ** 2).sum() - (self_sq**2).sum())
+    sum_sq = float((G**2).sum() - (self_sq**2).sum())
     var = max(sum_sq / n_pairs - mean**2, 0.0)
     return float(mean), float(np.sqrt(var))
+
+
+def vendi_from_gram(G: npt.NDArray[np.float64]) -> float:
+    """Vendi score from ``X.T @ X`` (or ``X @ X.T``): exp of the eigen-entropy."""
+    eigenvalues = np.clip(np.linalg.eigvalsh(G), 0.0, None)
+    total = eigenvalues.sum()
+    if total <= 0:
+        return 0.0
+    p = eigenvalues[eigenvalues > 0] / total
+    return float(np.exp(-(p * np.log(p)).sum()))
 
 
 def group_mean_similarity(
@@ -469,9 +492,4 @@ def vendi_score(X: npt.ArrayLike, *, method: str = "auto") -> float:
         B = A.astype(np.float64)
         with threadpool_limits(limits=1, user_api="blas"):
             M = B @ B.T
-    eigenvalues = np.clip(np.linalg.eigvalsh(M), 0.0, None)
-    total = eigenvalues.sum()
-    if total <= 0:
-        return 0.0
-    p = eigenvalues[eigenvalues > 0] / total
-    return float(np.exp(-(p * np.log(p)).sum()))
+    return vendi_from_gram(M)
