@@ -66,6 +66,10 @@ class Dense:
     def rows(self, idx: npt.NDArray[np.intp]) -> npt.NDArray[np.float32]:
         return self.C[idx]
 
+    def rows_slice(self, c0: int, c1: int) -> Dense:
+        """Rows [c0, c1) as a corpus of their own (a view, no copy)."""
+        return Dense(self.C[c0:c1])
+
     def done(self, c0: int, c1: int) -> None:
         """Hand the pages of rows [c0, c1) of a mapped file back to the OS."""
         if self._mm is None or c1 <= c0:
@@ -102,6 +106,10 @@ class Quantized:
 
     def rows(self, idx: npt.NDArray[np.intp]) -> npt.NDArray[np.float32]:
         return self.codes[idx].astype(np.float32) * self.scale + self.zero
+
+    def rows_slice(self, c0: int, c1: int) -> Quantized:
+        """Rows [c0, c1) as a corpus of their own (a view, no copy)."""
+        return Quantized(self.codes[c0:c1], self.scale, self.zero)
 
     def done(self, c0: int, c1: int) -> None:
         return None

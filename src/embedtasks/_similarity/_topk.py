@@ -33,8 +33,11 @@ DEFAULT_MEMORY_BUDGET = 8 * 2**20
 #: Columns of the first tile whose k-th best seeds the running threshold.
 _SEED_COLUMNS = 1024
 
-#: Below this many queries per thread, one thread with multi-threaded BLAS wins.
+#: Below this many queries, one thread with multi-threaded BLAS wins (gemv).
 _MIN_QUERIES_PER_THREAD = 64
+
+#: Corpus rows per thread below which the corpus is not split between threads.
+_MIN_ROWS_PER_THREAD = 4096
 
 
 class TopK(NamedTuple):
@@ -342,25 +345,34 @@ def top_k(
     if n_threads <= 1:
         _top_k_into(Q, C, margin, ex_rows, ex_cols, indices, scores, memory_budget)
         return result
-    bounds = np.linspace(0, n_q, n_threads + 1).astype(int)
+    # Threads split the corpus: each tile is read once, by one thread; each
+    # part's canonical top-k merges exactly (canonical scores, same tie rule).
+    n_threads = min(n_threads, max(1, n_c // _MIN_ROWS_PER_THREAD))
+    if n_threads <= 1:
+        _top_k_into(Q, C, margin, ex_rows, ex_cols, indices, scores, memory_budget)
+        return result
+    bounds = np.linspace(0, n_c, n_threads + 1).astype(int)
+    width = indices.shape[1]
 
-    def run(part: int) -> None:
-        q0, q1 = bounds[part], bounds[part + 1]
-        sel = (ex_rows >= q0) & (ex_rows < q1)
-        _top_k_into(
-            Q[q0:q1],
-            C,
-            margin[q0:q1],
-            ex_rows[sel] - q0,
-            ex_cols[sel],
-            indices[q0:q1],
-            scores[q0:q1],
-            memory_budget,
+    def run(part: int) -> TopK:
+        c0, c1 = bounds[part], bounds[part + 1]
+        sel = (ex_cols >= c0) & (ex_cols < c1)
+        kk = min(width, c1 - c0)
+        out = TopK(
+            np.full((n_q, kk), -1, dtype=np.intp),
+            np.full((n_q, kk), -np.inf, dtype=np.float32),
         )
+        _top_k_into(
+            Q, C.rows_slice(c0, c1), margin, ex_rows[sel], ex_cols[sel] - c0,
+            out.indices, out.scores, memory_budget,
+        )  # fmt: skip
+        return out
 
     with threadpool_limits(limits=1, user_api="blas"):
         with ThreadPoolExecutor(n_threads) as pool:
-            list(pool.map(run, range(n_threads)))
+            parts = list(pool.map(run, range(n_threads)))
+    merged = merge_top_k(parts, bounds[:-1].tolist(), width)
+    indices[:], scores[:] = merged.indices, merged.scores
     return result
 
 
