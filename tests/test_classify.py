@@ -101,9 +101,14 @@ def test_knn_follows_classes_that_are_not_one_blob():
     X = np.vstack([a, b])
     y = np.array(["a"] * 20 + ["b"] * 20)
     queries = np.array([[0.95, 0.3, 0.0], [-0.95, 0.3, 0.0]])
-    assert NearestLabelClassifier().fit(X, y).predict(queries).tolist() == ["b", "b"]
+    centroid = NearestLabelClassifier(method="centroid").fit(X, y)
+    assert centroid.predict(queries).tolist() == ["b", "b"]
     knn = NearestLabelClassifier(method="knn", n_neighbors=3).fit(X, y)
     assert knn.predict(queries).tolist() == ["a", "a"]
+    auto = NearestLabelClassifier().fit(X, y)  # the evidence says knn or linear
+    assert auto.cv_scores_["centroid"] < max(auto.cv_scores_.values())
+    assert auto.method_ != "centroid"
+    assert auto.predict(queries).tolist() == ["a", "a"]
 
 
 def test_knn_class_score_is_mean_of_top_similarities():
@@ -134,13 +139,13 @@ def test_temperature_is_fitted_and_calibrates():
     assert log_loss(fitted) < log_loss(soft)
 
 
-def test_leave_one_out_keeps_singleton_classes_out_of_calibration():
-    X = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
-    clf = NearestLabelClassifier().fit(X, ["a", "a", "b"])
-    loo = clf._loo_similarity(np.arange(3))
-    assert np.isnan(loo[2, 1])  # "b" has no other example
-    assert np.isfinite(loo[:2]).all()
-    assert np.isfinite(clf.temperature_)
+def test_singleton_class_stays_out_of_calibration():
+    # "b" has one example: held out, it has nothing left to be recognised by, so
+    # that row is left out of the temperature fit (its score is -inf), not NaN.
+    X = np.array([[1.0, 0.0], [0.9, 0.1], [0.95, 0.05], [0.0, 1.0]])
+    clf = NearestLabelClassifier(method="centroid").fit(X, ["a", "a", "a", "b"])
+    assert np.isfinite(clf.temperature_) and clf.temperature_ > 0
+    assert clf.cv_scores_ == {"centroid": 0.75}
 
 
 def test_fixed_temperature_is_used_verbatim():
@@ -167,14 +172,18 @@ def test_zero_shot_from_label_names_without_examples():
     emb = HashingEmbedder()
     labels = ["refund request", "card lost", "exchange rate"]
     docs = _near(emb, [labels[i] for i in [0, 1, 2, 2, 1, 0]], noise=0.5)
-    clf = NearestLabelClassifier(embedder=emb, labels=labels).fit(docs)
+    clf = NearestLabelClassifier(embedder=emb, labels=labels, hub_correction=0)
+    clf.fit(docs)
     assert clf.predict(docs).tolist() == [labels[i] for i in [0, 1, 2, 2, 1, 0]]
-    assert clf.temperature_ == 0.05
+    assert clf.method_ == "zero-shot" and clf.cv_scores_ == {}
+    spread = np.std(docs @ clf.label_embeddings_.T, axis=1).mean()
+    assert clf.temperature_ == pytest.approx(0.43 * spread, rel=1e-5)
     assert clf.label_embeddings_.shape == (3, DIM)
     assert clf.class_counts_.tolist() == [0, 0, 0]
     # The no-data path: X=None, width from the label embeddings.
     no_data = NearestLabelClassifier(embedder=emb, labels=labels).fit(None)
-    assert no_data.n_features_in_ == DIM
+    assert no_data.n_features_in_ == DIM and no_data.temperature_ == 0.05
+    assert no_data.label_bias_.tolist() == [0.0, 0.0, 0.0]
     np.testing.assert_array_equal(no_data.predict(docs), clf.predict(docs))
 
 
