@@ -63,6 +63,7 @@ def _near(embedder, texts, noise, seed=0):
     [
         NearestLabelClassifier(),
         NearestLabelClassifier(method="knn", n_neighbors=2, temperature=0.1),
+        NearestLabelClassifier(method="linear", C=1.0),
     ]
 )
 def test_sklearn_compatible(estimator, check):
@@ -111,13 +112,22 @@ def test_knn_follows_classes_that_are_not_one_blob():
     assert auto.predict(queries).tolist() == ["a", "a"]
 
 
-def test_knn_class_score_is_mean_of_top_similarities():
+def test_knn_class_score_is_the_similarity_weighted_vote():
     X = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [0.6, -0.8], [-1.0, 0.0]])
     y = [0, 0, 0, 1, 1]
-    clf = NearestLabelClassifier(method="knn", n_neighbors=2).fit(X, y)
+    clf = NearestLabelClassifier(method="knn", n_neighbors=3).fit(X, y)
+    assert clf.n_neighbors_ == 3
     scores = clf.decision_function([[1.0, 0.0]])
-    # class 0: top-2 of (1.0, 0.8, 0.0); class 1: top-2 of (0.6, -1.0)
-    np.testing.assert_allclose(scores, [(-1.0 + 0.6) / 2 - 0.9], rtol=1e-6)
+    # neighbours 1.0 (class 0), 0.8 (class 0), 0.6 (class 1); binary: 1 minus 0
+    np.testing.assert_allclose(scores, [(0.6 - 1.8) / 3], rtol=1e-6)
+
+
+def test_auto_neighbour_count_is_chosen_by_cross_validation():
+    X, y = _clusters(n_per_class=40, noise=0.9)
+    clf = NearestLabelClassifier(method="knn").fit(X, y)
+    assert clf.n_neighbors_ in (3, 10, 30)
+    fixed = NearestLabelClassifier(method="knn", n_neighbors=7).fit(X, y)
+    assert fixed.n_neighbors_ == 7
 
 
 def test_temperature_is_fitted_and_calibrates():

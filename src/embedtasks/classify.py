@@ -62,6 +62,8 @@ DEFAULT_TEMPERATURE = 0.05
 ZERO_SHOT_SPREAD = 0.43
 #: Heads ``method="auto"`` chooses among, simplest first (ties go to the simpler).
 HEADS = ("centroid", "knn", "linear")
+#: Neighbour counts the ``"knn"`` head tries when ``n_neighbors="auto"``.
+_KNN_CANDIDATES = (3, 10, 30)
 #: Initial logistic-regression weights: this times each class's centroid.
 _INIT_SCALE = 10.0
 #: At most this many inputs set the zero-shot hub correction and temperature.
@@ -83,14 +85,18 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
     ----------
     method : {"auto", "centroid", "knn", "linear"}, default="auto"
         How a class is scored when there are examples. ``"centroid"``: cosine
-        similarity to the class's normalised mean direction. ``"knn"``: mean
-        similarity to the class's ``n_neighbors`` most similar examples.
+        similarity to the class's normalised mean direction. ``"knn"``: the
+        similarity-weighted vote of the ``n_neighbors`` most similar examples
+        (each class scores the sum of its neighbours' similarities over
+        ``n_neighbors``; follows classes that are not one blob).
         ``"linear"``: multinomial logistic regression (lbfgs, ``C``) on the
         embeddings. ``"auto"`` chooses among the three by ``cv``-fold
         cross-validated accuracy on the training data (``cv_scores_``). Without
         examples every method is zero-shot (``method_ == "zero-shot"``).
-    n_neighbors : int, default=3
-        Examples averaged per class by the ``"knn"`` head.
+    n_neighbors : "auto" or int, default="auto"
+        Neighbours that vote in the ``"knn"`` head. ``"auto"`` tries 3, 10 and 30
+        in the same cross-validation and keeps the best (``n_neighbors_``; 3 when
+        no cross-validation runs).
     C : float, default=10.0
         Inverse L2 regularisation strength of the ``"linear"`` head.
     cv : int, default=3
@@ -153,6 +159,8 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
         than two examples).
     temperature_ : float
         The softmax temperature used by :meth:`predict_proba`.
+    n_neighbors_ : int
+        Neighbours that vote in the ``"knn"`` head.
     abstain_threshold_ : float or None
         The probability below which :meth:`predict` abstains.
     centroids_ : ndarray of shape (n_classes, n_features)
@@ -198,7 +206,10 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "method": [StrOptions({"auto", *HEADS})],
-        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
+        "n_neighbors": [
+            StrOptions({"auto"}),
+            Interval(Integral, 1, None, closed="left"),
+        ],
         "C": [Interval(Real, 0, None, closed="neither")],
         "cv": [Interval(Integral, 2, None, closed="left")],
         "temperature": [
@@ -220,7 +231,7 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
         self,
         *,
         method="auto",
-        n_neighbors=3,
+        n_neighbors="auto",
         C=10.0,
         cv=3,
         temperature="auto",
@@ -338,10 +349,14 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
         )
         oof: dict[str, np.ndarray] = {}
         init = None  # the linear head's starting point: its folds' mean weights
+        self.n_neighbors_ = self._knn_candidates()[0]
         if need_cv and folds is not None:
             for head in heads:
-                oof[head], fold_coef = self._out_of_fold(head, Xn, y_idx, folds)
-                init = fold_coef if fold_coef is not None else init
+                oof[head], extra = self._out_of_fold(head, Xn, y_idx, folds)
+                if head == "knn":
+                    self.n_neighbors_ = extra
+                elif head == "linear":
+                    init = extra
                 correct = oof[head].argmax(axis=1) == y_idx
                 self.cv_scores_[head] = float(np.mean(correct))
             best = max(self.cv_scores_.values())
@@ -408,6 +423,7 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
         self._order = order  # sorted position -> the user's row
         self._examples = np.ascontiguousarray(Xn[order])
         self._bounds = np.concatenate([[0], np.cumsum(self.class_counts_)])
+        self._y_sorted = y_idx[order]
         if y_idx.size:
             self.centroids_, _ = self._centroids(Xn, y_idx)
 
@@ -429,30 +445,29 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
         return l2_normalize(sums), known
 
     def _knn_scores(
-        self, Q: np.ndarray, E: np.ndarray, bounds: np.ndarray
+        self, Q: np.ndarray, E: np.ndarray, y_E: np.ndarray, n_neighbors: int
     ) -> np.ndarray:
-        """Per class: mean of the ``n_neighbors`` best similarities among the
-        class's examples ``E[bounds[c]:bounds[c+1]]``, blended with the label."""
-        n_classes = self.classes_.shape[0]
-        total = np.zeros((Q.shape[0], n_classes), dtype=np.float64)
-        count = np.zeros((Q.shape[0], n_classes), dtype=np.float64)
-        for c in range(n_classes):
-            rows = E[bounds[c] : bounds[c + 1]]
-            if rows.shape[0] == 0 or Q.shape[0] == 0:
-                continue
-            k = min(self.n_neighbors, rows.shape[0])
-            best = top_k(Q, rows, k, n_jobs=1).scores
-            total[:, c] = best.astype(np.float64).sum(axis=1)
-            count[:, c] = best.shape[1]
+        """Similarity-weighted vote of the ``n_neighbors`` examples nearest to each
+        row (``E``, of classes ``y_E``), blended with the label similarity."""
+        found = top_k(Q, E, max(1, min(n_neighbors, E.shape[0])), n_jobs=1)
+        return self._vote(Q, found.indices, found.scores, y_E, n_neighbors)
+
+    def _vote(self, Q, indices, scores, y_E, n_neighbors: int) -> np.ndarray:
+        """Per class: the sum of its neighbours' similarities over ``n_neighbors``
+        (plus ``prior_weight`` times the label similarity, as one more voter)."""
+        n_q, n_classes = Q.shape[0], self.classes_.shape[0]
+        indices, scores = indices[:, :n_neighbors], scores[:, :n_neighbors]
+        hit = indices >= 0
+        rows = np.nonzero(hit)[0]
+        total = np.zeros((n_q, n_classes), dtype=np.float64)
+        np.add.at(total, (rows, y_E[indices[hit]]), scores[hit].astype(np.float64))
         L, w = self._prior()
-        if L is not None:
-            weight = np.where(count > 0, w, 1.0)
-            total += weight * similarity(Q, L).astype(np.float64)
-            count += weight
-        with np.errstate(invalid="ignore", divide="ignore"):
-            scores = total / count
-        scores[count == 0] = -np.inf
-        return scores
+        if L is None:
+            return total / n_neighbors
+        has_examples = np.bincount(y_E, minlength=n_classes) > 0
+        weight = np.where(has_examples, w, 1.0)
+        total += weight * similarity(Q, L).astype(np.float64)
+        return total / (n_neighbors + weight)
 
     def _fit_linear(self, Xn: np.ndarray, y_idx: np.ndarray, init=None):
         """Logistic regression on the rows (and the label embeddings, weighted
@@ -499,8 +514,8 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
             S[:, ~known] = -np.inf
             return S
         if head == "knn":
-            E, bounds = state
-            return self._knn_scores(Q, E, bounds)
+            E, y_E, n_neighbors = state
+            return self._knn_scores(Q, E, y_E, n_neighbors)
         coef, intercept = state
         return similarity(Q, coef).astype(np.float64) + intercept
 
@@ -508,10 +523,7 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
         if head == "centroid":
             return self._centroids(Xn, y_idx)
         if head == "knn":
-            order = np.argsort(y_idx, kind="stable")
-            counts = np.bincount(y_idx, minlength=self.classes_.shape[0])
-            bounds = np.concatenate([[0], np.cumsum(counts)])
-            return np.ascontiguousarray(Xn[order]), bounds
+            return np.ascontiguousarray(Xn), y_idx, self._knn_candidates()[0]
         _, coef, intercept = self._fit_linear(Xn, y_idx, init)
         return coef, intercept
 
@@ -554,21 +566,43 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
         folds[order] = (rank + offset) % k
         return folds
 
+    def _knn_candidates(self) -> tuple[int, ...]:
+        if self.n_neighbors == "auto":
+            return _KNN_CANDIDATES
+        return (int(self.n_neighbors),)
+
     def _out_of_fold(self, head: str, Xn: np.ndarray, y_idx: np.ndarray, folds):
-        """Held-out class scores of every row by ``head``, and (linear head) the
-        mean fold weights, a starting point for the final fit."""
-        scores = np.full((y_idx.size, self.classes_.shape[0]), -np.inf)
+        """Held-out class scores of every row by ``head``, and what the final fit
+        takes from the folds: the linear head's mean fold weights (a starting
+        point), the number of neighbours that did best."""
+        n, n_classes = y_idx.size, self.classes_.shape[0]
+        if head == "knn":
+            candidates = self._knn_candidates()
+            by_k = {k: np.full((n, n_classes), -np.inf) for k in candidates}
+            for f in np.unique(folds):
+                test, train = folds == f, folds != f
+                if not train.any():
+                    continue
+                E, y_E = np.ascontiguousarray(Xn[train]), y_idx[train]
+                found = top_k(Xn[test], E, min(max(candidates), E.shape[0]), n_jobs=1)
+                for k in candidates:
+                    by_k[k][test] = self._vote(
+                        Xn[test], found.indices, found.scores, y_E, k
+                    )
+            accuracy = {k: np.mean(v.argmax(axis=1) == y_idx) for k, v in by_k.items()}
+            best = next(k for k in candidates if accuracy[k] == max(accuracy.values()))
+            return by_k[best], best
+        scores = np.full((n, n_classes), -np.inf)
         coefs = []
         for f in np.unique(folds):
-            test = folds == f
-            train = ~test
+            test, train = folds == f, folds != f
             if not train.any():
                 continue
             state = self._head_state(head, Xn[train], y_idx[train])
             scores[test] = self._head_scores(head, Xn[test], state)
             if head == "linear" and np.isfinite(state[1]).all():
                 coefs.append(state)
-        if len(coefs) != np.unique(folds).size:
+        if head != "linear" or len(coefs) != np.unique(folds).size:
             return scores, None
         coef = np.mean([c.astype(np.float64) for c, _ in coefs], axis=0)
         return scores, (coef, np.mean([b for _, b in coefs], axis=0))
@@ -690,7 +724,9 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
             return self._head_scores("centroid", Q, self._centroids_state())
         if self.method_ == "knn":
             with threadpool_limits(limits=1, user_api="blas"):
-                return self._knn_scores(Q, self._examples, self._bounds)
+                return self._knn_scores(
+                    Q, self._examples, self._y_sorted, self.n_neighbors_
+                )
         return self._head_scores("linear", Q, (self._coef, self._intercept))
 
     def _centroids_state(self) -> tuple[np.ndarray, np.ndarray]:
@@ -838,7 +874,9 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
                 queries = np.flatnonzero(best == c)
                 lo, hi = self._bounds[c], self._bounds[c + 1]
                 if hi > lo:
-                    found = top_k(Q[queries], self._examples[lo:hi], n_examples, n_jobs=1)
+                    found = top_k(
+                        Q[queries], self._examples[lo:hi], n_examples, n_jobs=1
+                    )
                     hit = found.indices >= 0
                     rows = np.repeat(queries, hit.sum(axis=1))
                     parts.append(
