@@ -64,6 +64,8 @@ ZERO_SHOT_SPREAD = 0.43
 HEADS = ("centroid", "knn", "linear")
 #: Neighbour counts the ``"knn"`` head tries when ``n_neighbors="auto"``.
 _KNN_CANDIDATES = (3, 10, 30)
+#: Cross-validation folds are held out until this many rows have been.
+_MIN_HELD_OUT = 2000
 #: Initial logistic-regression weights: this times each class's centroid.
 _INIT_SCALE = 10.0
 #: At most this many inputs set the zero-shot hub correction and temperature.
@@ -102,7 +104,10 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
     cv : int, default=3
         Number of cross-validation folds used to choose the head, fit the
         temperature and set ``abstain_threshold_`` (classes are spread evenly over
-        the folds; rows of one group stay in one fold, see :meth:`fit`).
+        the folds; rows of one group stay in one fold, see :meth:`fit`). Folds
+        are held out in turn until 2,000 rows have been: a large training set
+        is judged on its first fold alone, which keeps the cost of ``"auto"``
+        near one extra logistic-regression fit.
     temperature : "auto" or float, default="auto"
         Softmax temperature of :meth:`predict_proba` (lower is sharper). ``"auto"``:
         with examples, the temperature that minimises the log-loss on the held-out
@@ -351,13 +356,15 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
         init = None  # the linear head's starting point: its folds' mean weights
         self.n_neighbors_ = self._knn_candidates()[0]
         if need_cv and folds is not None:
+            held = folds >= 0
             for head in heads:
-                oof[head], extra = self._out_of_fold(head, Xn, y_idx, folds)
+                scores, extra = self._out_of_fold(head, Xn, y_idx, folds)
                 if head == "knn":
                     self.n_neighbors_ = extra
                 elif head == "linear":
                     init = extra
-                correct = oof[head].argmax(axis=1) == y_idx
+                oof[head] = scores[held]
+                correct = oof[head].argmax(axis=1) == y_idx[held]
                 self.cv_scores_[head] = float(np.mean(correct))
             best = max(self.cv_scores_.values())
             self.method_ = next(h for h in heads if self.cv_scores_[h] == best)
@@ -374,7 +381,7 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
         elif logits is None:
             self.temperature_ = DEFAULT_TEMPERATURE
         else:
-            self.temperature_ = _fit_temperature(logits, y_idx)
+            self.temperature_ = _fit_temperature(logits, y_idx[held])
         if self.target_precision is not None:
             if logits is None:
                 raise ValueError(
@@ -382,7 +389,7 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
                     f"too few examples to cross-validate ({y_idx.size} rows, "
                     f"cv={self.cv}); give more examples or set abstain_threshold."
                 )
-            self.abstain_threshold_ = self._threshold_for_precision(logits, y_idx)
+            self.abstain_threshold_ = self._threshold_for_precision(logits, y_idx[held])
         return self
 
     def _fit_zero_shot(self, X: np.ndarray | None) -> NearestLabelClassifier:
@@ -532,7 +539,9 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
         """Fold of each row, or None when there is too little to hold out.
 
         Each class's rows (or each group, when ``groups`` is given) are dealt in
-        a fixed shuffled order over the folds, so folds are deterministic.
+        a fixed shuffled order over the folds, so folds are deterministic. Folds
+        are held out in turn only until ``_MIN_HELD_OUT`` rows have been; the
+        rows of the folds left (fold ``-1``) always train.
         """
         n = y_idx.size
         rng = np.random.default_rng(0)
@@ -553,7 +562,7 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
             k = min(self.cv, n_groups)
             fold_of_group = np.empty(n_groups, dtype=np.intp)
             fold_of_group[rng.permutation(n_groups)] = np.arange(n_groups) % k
-            return fold_of_group[group_idx.ravel()]
+            return _hold_out_enough(fold_of_group[group_idx.ravel()])
         if n < 2:
             return None
         k = min(self.cv, n)
@@ -564,7 +573,7 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
         rank = np.arange(n) - np.repeat(starts, counts)
         offset = np.repeat(np.arange(counts.size), counts)  # deal classes round-robin
         folds[order] = (rank + offset) % k
-        return folds
+        return _hold_out_enough(folds)
 
     def _knn_candidates(self) -> tuple[int, ...]:
         if self.n_neighbors == "auto":
@@ -579,7 +588,7 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
         if head == "knn":
             candidates = self._knn_candidates()
             by_k = {k: np.full((n, n_classes), -np.inf) for k in candidates}
-            for f in np.unique(folds):
+            for f in np.unique(folds[folds >= 0]):
                 test, train = folds == f, folds != f
                 if not train.any():
                     continue
@@ -594,7 +603,7 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
             return by_k[best], best
         scores = np.full((n, n_classes), -np.inf)
         coefs = []
-        for f in np.unique(folds):
+        for f in np.unique(folds[folds >= 0]):
             test, train = folds == f, folds != f
             if not train.any():
                 continue
@@ -602,7 +611,7 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
             scores[test] = self._head_scores(head, Xn[test], state)
             if head == "linear" and np.isfinite(state[1]).all():
                 coefs.append(state)
-        if head != "linear" or len(coefs) != np.unique(folds).size:
+        if head != "linear" or len(coefs) != np.unique(folds[folds >= 0]).size:
             return scores, None
         coef = np.mean([c.astype(np.float64) for c, _ in coefs], axis=0)
         return scores, (coef, np.mean([b for _, b in coefs], axis=0))
@@ -923,6 +932,16 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = False
         return tags
+
+
+def _hold_out_enough(folds: np.ndarray) -> np.ndarray:
+    """Keep folds 0, 1, ... until ``_MIN_HELD_OUT`` rows are held out; mark the
+    rest -1 (training rows only). A large training set costs one fold, not all."""
+    sizes = np.bincount(folds)
+    enough = np.flatnonzero(np.cumsum(sizes) >= _MIN_HELD_OUT)
+    if enough.size:
+        folds = np.where(folds > enough[0], -1, folds)
+    return folds
 
 
 def _fit_temperature(logits: np.ndarray, y_idx: np.ndarray) -> float:
