@@ -139,6 +139,7 @@ def banking(data: Path) -> None:
             }
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
+                warnings.filterwarnings("ignore", "The number of unique classes")
                 models["LogisticRegression (C=1, MTEB)"] = logistic(1, 100).fit(X, y)
                 models["LogisticRegression (C=10)"] = logistic(10).fit(X, y)
             for name, model in models.items():

@@ -662,3 +662,13 @@ def test_hub_correction_stops_a_label_that_is_close_to_everything():
 def test_empty_x_is_rejected():
     with pytest.raises(ValueError, match="0 sample"):
         NearestLabelClassifier().fit(np.empty((0, DIM)), [])
+
+
+def test_one_example_per_class_is_few_shot_not_a_warning():
+    # scikit-learn hints that y may be continuous when classes outnumber half the
+    # rows; with one example per class that is few-shot, and fit stays silent
+    # (pytest turns warnings into errors).
+    X, y = _clusters(n_per_class=1, n_classes=30, noise=0.1)
+    clf = NearestLabelClassifier().fit(X, y)
+    assert clf.classes_.shape == (30,)
+    assert np.isfinite(clf.temperature_)

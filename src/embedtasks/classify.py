@@ -64,6 +64,8 @@ ZERO_SHOT_SPREAD = 0.43
 HEADS = ("centroid", "knn", "linear")
 #: Neighbour counts the ``"knn"`` head tries when ``n_neighbors="auto"``.
 _KNN_CANDIDATES = (3, 10, 30)
+#: scikit-learn's hint that y may be continuous; few-shot y is not.
+_MANY_CLASSES = "The number of unique classes is greater than 50%"
 #: Cross-validation folds are held out until this many rows have been.
 _MIN_HELD_OUT = 2000
 #: Initial logistic-regression weights: this times each class's centroid.
@@ -304,7 +306,9 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
         else:
             X, y = check_embeddings(self, X, y=y, reset=True)
             X = np.ascontiguousarray(X, dtype=np.float32)
-            check_classification_targets(y)
+            with warnings.catch_warnings():  # one example per class is few-shot
+                warnings.filterwarnings("ignore", _MANY_CLASSES, UserWarning)
+                check_classification_targets(y)
             if names is None:
                 self.classes_, y_idx = np.unique(y, return_inverse=True)
             else:
@@ -503,6 +507,7 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
             linear.intercept_ = np.ascontiguousarray(init[1][present])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.filterwarnings("ignore", _MANY_CLASSES, UserWarning)
             linear.fit(X_fit, y_fit, sample_weight=sample_weight)
         weights = np.asarray(linear.coef_, dtype=np.float64)
         bias = np.asarray(linear.intercept_, dtype=np.float64)
