@@ -144,9 +144,8 @@ def banking(data: Path) -> None:
                 models["LogisticRegression (C=10)"] = logistic(10).fit(X, y)
             for name, model in models.items():
                 rows.setdefault(name, []).append(evaluate(model, X_test, y_test))
-        print(
-            f" {shots} per class (auto chose: {pd.Series(chosen).value_counts().to_dict()})"
-        )
+        counts = pd.Series(chosen).value_counts().to_dict()
+        print(f" {shots} per class (auto + label names chose: {counts})")
         for name, values in rows.items():
             acc, err = np.mean(values, axis=0)
             note = "bar: >= 81.0" if shots == 8 and name.startswith("auto +") else ""
