@@ -59,6 +59,19 @@ def _near(embedder, texts, noise, seed=0):
     return (Z / np.linalg.norm(Z, axis=1, keepdims=True)).astype(np.float32)
 
 
+def _named_topics(shots):
+    """Documents about four named topics, and ``shots`` examples of the first
+    three (the fourth, "lost card", has none)."""
+    emb = HashingEmbedder()
+    labels = ["card arrival", "top up", "exchange rate", "lost card"]
+    rng = np.random.default_rng(0)
+    y_idx = rng.integers(0, 4, 400)
+    X = _near(emb, [labels[i] for i in y_idx], noise=1.2)
+    y = np.array(labels)[y_idx]
+    few = np.concatenate([np.flatnonzero(y_idx == c)[:shots] for c in range(3)])
+    return emb, labels, X, y, few
+
+
 @parametrize_with_checks(
     [
         NearestLabelClassifier(),
@@ -240,13 +253,7 @@ def test_fitted_embedder_is_reused_unfitted_one_is_cloned():
 
 
 def test_label_prior_helps_few_shot_and_covers_classes_without_examples():
-    emb = HashingEmbedder()
-    labels = ["card arrival", "top up", "exchange rate", "lost card"]
-    rng = np.random.default_rng(0)
-    y_idx = rng.integers(0, 4, 400)
-    X = _near(emb, [labels[i] for i in y_idx], noise=1.2)
-    y = np.array(labels)[y_idx]
-    few = np.concatenate([np.flatnonzero(y_idx == c)[:1] for c in range(3)])
+    emb, labels, X, y, few = _named_topics(shots=1)
     alone = NearestLabelClassifier().fit(X[few], y[few])
     blended = NearestLabelClassifier(embedder=emb, labels=labels, prior_weight=2.0).fit(
         X[few], y[few]
@@ -503,13 +510,7 @@ def test_groups_of_the_wrong_shape_or_a_single_group_are_rejected():
 
 
 def test_label_prior_joins_the_linear_head():
-    emb = HashingEmbedder()
-    labels = ["card arrival", "top up", "exchange rate", "lost card"]
-    rng = np.random.default_rng(0)
-    y_idx = rng.integers(0, 4, 400)
-    X = _near(emb, [labels[i] for i in y_idx], noise=1.2)
-    y = np.array(labels)[y_idx]
-    few = np.concatenate([np.flatnonzero(y_idx == c)[:2] for c in range(3)])
+    emb, labels, X, y, few = _named_topics(shots=2)
     clf = NearestLabelClassifier(method="linear", embedder=emb, labels=labels)
     clf.fit(X[few], y[few])
     assert "lost card" in clf.predict(X)  # a class known only by its name
