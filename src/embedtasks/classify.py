@@ -341,9 +341,9 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
         else:
             self.abstain_threshold_ = None
 
-        # One BLAS thread: lbfgs's many small products and the per-class top-k
-        # calls run 10x faster than with threads when cores are shared, and
-        # hardly slower on an idle machine (benchmarks/bench_classify.py).
+        # One BLAS thread: lbfgs's many small products ran 6-10x faster so on
+        # the shared 2-core machine (Banking77 train: 2.5 s against 16-25 s with
+        # two threads; benchmarks/bench_classify.py measures both).
         with threadpool_limits(limits=1, user_api="blas"):
             return self._fit_with_examples(X, y_idx, groups)
 
@@ -406,6 +406,7 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
                 "or fit on labelled examples."
             )
         self.method_ = "zero-shot"
+        self.n_neighbors_ = self._knn_candidates()[0]
         self.abstain_threshold_ = self.abstain_threshold
         L = self.label_embeddings_
         assert L is not None
