@@ -69,8 +69,6 @@ _KNN_CANDIDATES = (3, 10, 30)
 _MANY_CLASSES = "The number of unique classes is greater than 50%"
 #: Cross-validation folds are held out until this many rows have been.
 _MIN_HELD_OUT = 2000
-#: Initial logistic-regression weights: this times each class's centroid.
-_INIT_SCALE = 10.0
 #: At most this many inputs set the zero-shot hub correction and temperature.
 _MAX_REFERENCE_ROWS = 10_000
 _BALANCE_ITERATIONS = 50
@@ -501,10 +499,10 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
             intercept[present] = 0.0
             return None, coef, intercept
         linear = LogisticRegression(C=self.C, max_iter=1000, warm_start=True)
-        if present.size > 2:  # start near the answer: fewer lbfgs iterations
-            if init is None:
-                centroids, _ = self._centroids(Xn, y_idx)
-                init = (_INIT_SCALE * centroids.astype(np.float64), np.zeros(n_classes))
+        if init is not None and present.size > 2:
+            # Start from the held-out fold's solution: the final fit on Banking77
+            # took 35 lbfgs iterations instead of 58. (Starting the folds from
+            # scaled centroids saved none: 53 against 49.)
             linear.coef_ = np.ascontiguousarray(init[0][present])
             linear.intercept_ = np.ascontiguousarray(init[1][present])
         with warnings.catch_warnings():
