@@ -2,6 +2,11 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -48,8 +53,9 @@ from embedtasks import NearestLabelClassifier
 from embedtasks.demo import LABEL_DESCRIPTIONS
 
 y = corpus["label"].to_numpy()
-X_train, X_test, y_train, y_test = train_test_split(
-    X, y, test_size=0.5, stratify=y, random_state=0
+texts = corpus["text"].to_numpy()
+X_train, X_test, y_train, y_test, text_train, text_test = train_test_split(
+    X, y, texts, test_size=0.5, stratify=y, random_state=0
 )
 pd.Series(LABEL_DESCRIPTIONS, name="description").to_frame()
 
@@ -69,7 +75,7 @@ few_shot = NearestLabelClassifier().fit(X_train[few], y_train[few])
 both = NearestLabelClassifier(
     embedder=embedder, label_descriptions=LABEL_DESCRIPTIONS, prior_weight=2.0
 ).fit(X_train[few], y_train[few])
-full = NearestLabelClassifier(method="knn", n_neighbors=5).fit(X_train, y_train)
+full = NearestLabelClassifier().fit(X_train, y_train)  # method="auto"
 
 results = pd.DataFrame(
     {
@@ -82,10 +88,16 @@ results = pd.DataFrame(
         "zero-shot (descriptions)",
         "few-shot",
         "few-shot + descriptions",
-        "full (knn)",
+        f"full ({full.method_})",
     ],
 )
 results.round(3)
+
+# %% [markdown]
+# `method="auto"` chose its head by cross-validated accuracy on the training data:
+
+# %%
+pd.Series(full.cv_scores_, name="held-out accuracy").round(3)
 
 # %% [markdown]
 # ## Where it goes wrong
@@ -121,3 +133,18 @@ ax.plot([0, 1], [0, 1], color="grey", linestyle="--")
 ax.plot(calib["confidence"], calib["accuracy"], marker="o")
 ax.set(xlabel="confidence", ylabel="accuracy", title="Reliability")
 plt.show()
+
+# %% [markdown]
+# ## Why this label?
+# `explain` lists the training examples of the predicted class nearest to each
+# input (`example` is the row of the few-shot training rows `X_train[few]`), and
+# the label similarity when labels were given.
+
+# %%
+evidence = both.explain(X_test[:2], n_examples=2)
+is_example = evidence["example"] >= 0
+evidence["text"] = np.where(
+    is_example, text_train[few][evidence["example"].clip(lower=0)], "(label)"
+)
+print(text_test[:2])
+evidence
