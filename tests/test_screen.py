@@ -64,7 +64,8 @@ def test_bound_holds_for_every_pair(d):
         ]
     ).astype(np.float32)
     screen = build_screen(C)
-    U, units = screen.encode(Q)
+    enc = screen.encode(Q)
+    U, units = enc.codes, enc.units
     product = np.empty((len(Q), len(C)), dtype=np.int32)
     screen.product(U, 0, len(C), product)
     want = (U.astype(np.int64) - _ZERO_POINT) @ screen.codes.T.astype(np.int64)

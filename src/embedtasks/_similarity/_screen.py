@@ -28,15 +28,17 @@ they come out wrong.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from embedtasks._similarity._corpus import Dense, quantize
 
-#: Corpus rows below which the float path is used (quantising would not pay).
-MIN_SCREEN_ROWS = 4096
+#: Corpus rows below which the float path is used: with few tiles per query the
+#: screen's fixed costs (seeding, refining its bound) outweigh its faster product
+#: (Banking77, 10k rows: no gain; 100k rows: 2x less CPU).
+MIN_SCREEN_ROWS = 32768
 
 #: Queries from which a search builds a screen for itself (building one costs
 #: about what it saves on a thousand queries); callers that search the same
@@ -145,6 +147,15 @@ def screen_available() -> bool:
     return _session() is not None
 
 
+class Encoded(NamedTuple):
+    """Queries for the screen: codes, and per query the terms of its estimate."""
+
+    codes: npt.NDArray[np.uint8]
+    units: npt.NDArray[np.float64]  # error bound, in integer units
+    offset: npt.NDArray[np.float64]  # q . zero
+    step: npt.NDArray[np.float64]  # s_q
+
+
 class Screen:
     """int8 codes of a corpus and the constants of the screen's error bound."""
 
@@ -162,12 +173,12 @@ class Screen:
             self.codes[c0:c1], self.step, self.zero, self.residual_norm, self.code_norm
         )
 
-    def encode(self, Q: npt.NDArray[np.float32]):
-        """uint8 codes of queries, and each query's margin in integer units.
+    def encode(self, Q: npt.NDArray[np.float32]) -> Encoded:
+        """uint8 codes of queries, and the terms of their estimates' bound.
 
-        Within a query, the estimate of ``q . c`` is a constant plus ``s_q * I``
-        (``I``: the integer product), so rows rank by ``I``; ``margin`` bounds
-        the estimate's error in units of ``s_q``, rounded up.
+        The estimate of ``q . c`` is ``offset + step * I`` (``I``: the integer
+        product), so within a query rows rank by ``I``; ``units`` bounds the
+        estimate's error in units of ``step``, rounded up.
         """
         Q64 = Q.astype(np.float64)
         W = Q64 * self.step  # exact: 24-bit by 24-bit products
@@ -182,8 +193,10 @@ class Screen:
         # The float64 roundings above (norms, U * s_q) are far below this slack;
         # one more unit covers rounding the margin itself.
         err = err * (1 + 1e-6) + 1e-15 * w_norm * self.code_norm
-        margin = np.ceil(err / s_q) + 1
-        return (U + _ZERO_POINT).astype(np.uint8), margin
+        # float64 rounding of the offset: far below one more unit.
+        units = np.ceil(err / s_q) + 2
+        offset = Q64 @ self.zero
+        return Encoded((U + _ZERO_POINT).astype(np.uint8), units, offset, s_q)
 
     def product(self, U, c0: int, c1: int, out: npt.NDArray[np.int32]) -> None:
         """``out = (U - 128) @ codes[c0:c1].T``, exact int32."""

@@ -188,6 +188,20 @@ def _select(Q, C, rows, cols, k, n_rows, norm_bound=None):
     return out_i, out_s
 
 
+def _float_dots(Q, C, rows, cols):
+    """float32 ``Q[rows[i]] . C[cols[i]]`` (any order: within Higham's bound).
+
+    The corpus rows are read in increasing order, in chunks of bounded memory.
+    """
+    out = np.empty(rows.size, dtype=np.float32)
+    by_col = np.argsort(cols, kind="stable")
+    step = chunk_rows(Q.shape[1])
+    for p0 in range(0, rows.size, step):
+        at = by_col[p0 : p0 + step]
+        out[at] = np.einsum("ij,ij->i", Q[rows[at]], C.rows(cols[at]))
+    return out
+
+
 def _narrow(Q, C, rows, cols, k, margin):
     """Drop candidates that float32 scores prove out of each row's top ``k``.
 
@@ -198,12 +212,7 @@ def _narrow(Q, C, rows, cols, k, margin):
     """
     if rows.size == 0:
         return rows, cols
-    approx = np.empty(rows.size, dtype=np.float32)
-    by_col = np.argsort(cols, kind="stable")  # read the corpus in order
-    step = chunk_rows(Q.shape[1])
-    for p0 in range(0, rows.size, step):
-        at = by_col[p0 : p0 + step]
-        approx[at] = np.einsum("ij,ij->i", Q[rows[at]], C.rows(cols[at]))
+    approx = _float_dots(Q, C, rows, cols)
     order = np.lexsort((-approx, rows))
     starts = np.searchsorted(rows, np.arange(Q.shape[0]))
     counts = np.diff(np.append(starts, rows.size))
@@ -231,9 +240,11 @@ class _Block:
             self.m2 = 2 * margin
             self.vals = np.full((n, k), -np.inf, dtype=np.float32)
         else:
-            self.codes, units = screen.encode(Q)
-            self.m2 = 2 * units
+            self.enc = screen.encode(Q)
+            self.m2 = 2 * self.enc.units
             self.vals = np.full((n, k), -np.inf, dtype=np.float64)
+            # Integer scores at or below it cannot be in the top k (see refine).
+            self.floor = np.full(n, np.iinfo(np.int32).min, dtype=np.int64)
         self.sure = np.full((n, k), -1, dtype=np.intp)
         self.found_r: list = []
         self.found_c: list = []
@@ -242,15 +253,22 @@ class _Block:
 
     def threshold(self, S, first: bool):
         """Per query: tile scores at or below it cannot be in the top k."""
-        if first:
+        k = self.k
+        if first and self.screen is not None and S.shape[1] > k:
+            # The first tile's k best rows per query bound the final k-th twice:
+            # by their integer k-th best, and by their float32 scores (refine).
+            top = np.argpartition(S, S.shape[1] - k, axis=1)[:, -k:]
+            kth = np.take_along_axis(S, top, axis=1).min(axis=1)
+            real = np.flatnonzero(kth > np.iinfo(np.int32).min)  # not excluded
+            self.refine(real, top[real])
+        elif first:
             # The k-th best of the first tile (ties kept) is a lower bound of the
-            # final k-th; on BLAS tiles, of a short head only, which keeps the
-            # partition cheap when one query's tile is the whole corpus.
-            cols = S.shape[1] if self.screen is not None else _SEED_COLUMNS
-            head = S[:, : max(cols, self.k + 1)]
-            if head.shape[1] > self.k:
-                kth = np.partition(head, head.shape[1] - self.k, axis=1)
-                kth = kth[:, head.shape[1] - self.k]
+            # final k-th; of a short head only, which keeps the partition cheap
+            # when one query's tile is the whole corpus.
+            head = S[:, : max(_SEED_COLUMNS, k + 1)]
+            if head.shape[1] > k:
+                kth = np.partition(head, head.shape[1] - k, axis=1)
+                kth = kth[:, head.shape[1] - k]
             else:
                 kth = np.full(S.shape[0], -np.inf, dtype=np.float32)
         else:
@@ -260,7 +278,28 @@ class _Block:
             return threshold
         # Integer tiles: I > t iff I > floor(t).
         info = np.iinfo(np.int32)
-        return np.clip(np.floor(threshold), info.min, info.max).astype(np.int32)
+        threshold = np.maximum(np.floor(threshold), self.floor)
+        return np.clip(threshold, info.min, info.max).astype(np.int32)
+
+    def refine(self, rows, cols) -> None:
+        """Raise the integer floor of ``rows`` from k real corpus rows each.
+
+        ``cols[i]`` holds k corpus rows (not excluded) for query ``rows[i]``: the
+        smallest of their float32 scores, less the float32 margin, bounds the
+        query's true k-th best from below (``L``), and a row can only be in the
+        top k if its estimate reaches ``L`` less the screen's bound:
+        ``I >= (L - offset) / step - units``. Against the integer k-th best less
+        *twice* the bound, this about halves the window.
+        """
+        if rows.size == 0:
+            return
+        f = _float_dots(self.Q, self.C, np.repeat(rows, self.k), cols.ravel())
+        low = _below(f.reshape(-1, self.k).min(axis=1), self.margin[rows])
+        enc = self.enc
+        bound = (low - enc.offset[rows]) / enc.step[rows] - enc.units[rows] - 2
+        info = np.iinfo(np.int32)
+        floor = np.clip(np.floor(bound), info.min, info.max).astype(np.int64)
+        self.floor[rows] = np.maximum(self.floor[rows], floor)
 
     def add(self, r, c, s) -> None:
         """Candidates (row, corpus column, tile score) from one tile."""
@@ -271,6 +310,18 @@ class _Block:
         self.stored += r.size
         if self.stored > self.cap:  # many ties (copies): settle what was seen
             self.settle()
+
+    def _refined(self, r, c, s, keep):
+        """``keep`` narrowed by a floor refined from each query's k best kept."""
+        r_k, c_k, s_k = r[keep], c[keep], s[keep]
+        order = np.lexsort((-s_k, r_k))
+        r_k, c_k = r_k[order], c_k[order]
+        starts = np.searchsorted(r_k, np.arange(self.Q.shape[0]))
+        counts = np.diff(np.append(starts, r_k.size))
+        rows = np.flatnonzero(counts >= self.k)
+        at = starts[rows, None] + np.arange(self.k)
+        self.refine(rows, c_k[at])
+        return keep & (s > self.floor[r])
 
     def settle(self):
         """Canonical top-k of the rows settled so far and of the new candidates.
@@ -287,6 +338,8 @@ class _Block:
             found = (self.found_r, self.found_c, self.found_s)
             r, c, s = (np.concatenate(v) for v in found)
             keep = s >= _below(self.vals.min(axis=1), self.m2)[r]
+            if self.screen is not None:
+                keep = self._refined(r, c, s, keep)
             parts_r.append(r[keep])
             parts_c.append(c[keep])
         self.found_r, self.found_c, self.found_s, self.stored = [], [], [], 0
@@ -328,7 +381,7 @@ def _top_k_into(
             # A contiguous tile (the screen's kernel writes rows back to back).
             S = buffer[: (q1 - q0) * (c1 - c0)].reshape(q1 - q0, c1 - c0)
             if screen is not None:
-                screen.product(run.codes, c0, c1, S)
+                screen.product(run.enc.codes, c0, c1, S)
             elif q1 - q0 == 1:
                 np.matmul(C.tile(c0, c1, tile_buffer), run.Q[0], out=S[0])
             else:
