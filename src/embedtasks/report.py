@@ -342,7 +342,7 @@ def _clean(text: str, limit: int) -> str:
 
 
 def _script_json(value: Any) -> str:
-    """JSON that is safe inside a ``<script>`` element (no ``</script>``, no ``<!--``)."""
+    """JSON that is safe inside a ``<script>`` element (no ``</script>``, ``<!--``)."""
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     for char, escape in (
         ("<", "\\u003c"),
@@ -605,7 +605,8 @@ section{background:#fff;border:1px solid #e3e3e3;border-radius:8px;padding:14px 
 margin:16px 0}h2{font-size:17px;margin:2px 0 10px}
 .cards{display:flex;gap:10px;flex-wrap:wrap;margin:8px 0}
 .card{background:#fff;border:1px solid #e3e3e3;border-radius:8px;padding:8px 14px;
-min-width:110px}.card b{display:block;font-size:20px}.card span{color:#666;font-size:12px}
+min-width:110px}.card b{display:block;font-size:20px}
+.card span{color:#666;font-size:12px}
 table{border-collapse:collapse;width:100%;font-size:13px}
 th,td{border-bottom:1px solid #eee;padding:5px 8px;text-align:left;vertical-align:top}
 th{background:#f4f4f4;position:sticky;top:0}td.num{text-align:right;white-space:nowrap}
@@ -690,7 +691,9 @@ _SCRIPT = r"""
   function filter() {
     var q = box.value.trim().toLowerCase();
     if (!q) { count.textContent = ""; list.textContent = ""; highlight(null); return; }
-    if (lower === null) lower = DATA.texts.map(function (s) { return s.toLowerCase(); });
+    if (lower === null) {
+      lower = DATA.texts.map(function (s) { return s.toLowerCase(); });
+    }
     var rows = [];
     lower.forEach(function (s, i) { if (s.indexOf(q) >= 0) rows.push(i); });
     count.textContent = rows.length.toLocaleString() + " of " +
@@ -729,8 +732,9 @@ _TEMPLATE = """<!DOCTYPE html>
 <title>{title}</title><style>{style}</style>
 <script>{plotly}</script></head>
 <body><header><h1>{title}</h1><div class="cards">{cards}</div>
-<nav><a href="#map">Map</a><a href="#clusters">Clusters</a><a href="#outliers">Outliers</a>
-<a href="#duplicates">Near-duplicates</a><a href="#diversity">Diversity</a></nav>
+<nav><a href="#map">Map</a><a href="#clusters">Clusters</a>
+<a href="#outliers">Outliers</a><a href="#duplicates">Near-duplicates</a>
+<a href="#diversity">Diversity</a></nav>
 </header><main>
 <section id="map"><h2>Map</h2>
 <p class="note">Each point is a row, placed by the clusterer's 2-D map and coloured by
