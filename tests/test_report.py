@@ -198,6 +198,11 @@ def test_report_without_near_duplicates_says_so():
 
 
 # -- errors ------------------------------------------------------------------------
+def test_report_needs_two_texts():
+    with pytest.raises(ValueError, match="at least 2 texts, got 1"):
+        report(["alone"], blobs(1))
+
+
 def test_report_rejects_embeddings_of_other_rows():
     with pytest.raises(ValueError, match=r"3 texts but embeddings of shape \(2, 16\)"):
         report(["a", "b", "c"], blobs(2))

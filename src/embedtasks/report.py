@@ -218,6 +218,11 @@ def report(
     import_optional("plotly", extra="report", purpose="embedtasks.report")
     texts = check_texts(texts, estimator_name="embedtasks.report")
     n = len(texts)
+    if n < 2:
+        raise ValueError(
+            f"embedtasks.report needs at least 2 texts, got {n}: the map, the "
+            "clusters and the outlier and duplicate tables compare rows."
+        )
     if X is None:
         if embedder is None:
             from embedtasks.local import LocalEmbedder
@@ -242,7 +247,7 @@ def report(
     summary = clusterer.summary(texts)
     labels = np.asarray(clusterer.labels_)
     layout = np.asarray(clusterer.map_, dtype=np.float32)
-    outliers = _outliers(outlier_scorer, X, n, texts)
+    outliers = _outliers(outlier_scorer, X)
     diversity_report = clone(
         DiversityReport(random_state=0) if diversity is None else diversity
     ).fit(X, groups=group_values)
@@ -315,15 +320,8 @@ def _fitted_clusterer(clusterer: Any, X: np.ndarray) -> Any:
     return clone(clusterer).fit(X)
 
 
-def _outliers(scorer: Any, X: np.ndarray, n: int, texts: list[str]) -> dict[str, Any]:
+def _outliers(scorer: Any, X: np.ndarray) -> dict[str, Any]:
     """Outlier scores (higher = more unusual), flags and each row's nearest row."""
-    if n < 2:  # an item can only be unusual relative to others
-        return {
-            "scores": np.zeros(n),
-            "flags": np.zeros(n, dtype=bool),
-            "nearest": np.full(n, -1),
-            "nearest_similarity": np.full(n, np.nan),
-        }
     scorer = clone(OutlierScorer() if scorer is None else scorer)
     flags = scorer.fit_predict(X) == -1
     why = scorer.explain(n_neighbors=1)
@@ -471,8 +469,6 @@ class _Page:
         )
 
     def outlier_table(self, top: Any) -> str:
-        if len(self.texts) < 2:
-            return '<p class="note">One row: nothing to compare it with.</p>'
         rows = []
         for record in top.to_dict("records"):
             nearest = int(record["nearest_row"])
