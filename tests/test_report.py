@@ -287,7 +287,10 @@ class _DevTools:
 
     def evaluate(self, expression: str) -> Any:
         result = self.call(
-            "Runtime.evaluate", expression=expression, returnByValue=True
+            "Runtime.evaluate",
+            expression=expression,
+            returnByValue=True,
+            awaitPromise=True,
         )
         if "exceptionDetails" in result:
             raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
@@ -445,6 +448,14 @@ def test_browser_shows_hostile_texts_as_text(browser, tmp_path):
         "6 of 30 rows match"
     )
     _screenshot(page, tmp_path / "hostile.png")
+    # A click on a cluster's row lights up exactly that cluster's points.
+    lit = page.evaluate(
+        "(function () { document.querySelector('tr.pick[data-cluster=\"1\"]')"
+        ".click(); var gd = document.getElementById('et-map'); return new Promise("
+        "function (done) { setTimeout(function () { done(gd.data.map(function (t)"
+        " { return (t.selectedpoints || []).length; })); }, 300); }); })()"
+    )
+    assert sum(lit) == 10 and sorted(lit)[-1] == 10
     assert page.problems() == []
 
 
