@@ -383,7 +383,15 @@ _POINTS_DRAWN = (
 
 
 def _screenshot(page: _DevTools, path: Path) -> bytes:
-    png = base64.b64decode(page.call("Page.captureScreenshot", format="png")["data"])
+    """The whole page, not only the window, as PNG."""
+    height = page.evaluate("document.documentElement.scrollHeight")
+    shot = page.call(
+        "Page.captureScreenshot",
+        format="png",
+        captureBeyondViewport=True,
+        clip={"x": 0, "y": 0, "width": 1400, "height": height, "scale": 1},
+    )
+    png = base64.b64decode(shot["data"])
     path.write_bytes(png)
     return png
 
