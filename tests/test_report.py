@@ -203,6 +203,11 @@ def test_report_needs_two_texts():
         report(["alone"], blobs(1))
 
 
+def test_report_rejects_a_bad_size():
+    with pytest.raises(ValueError, match="max_text_chars must be an int >= 1, got 0"):
+        report(["a", "b"], blobs(2), max_text_chars=0)
+
+
 def test_report_rejects_embeddings_of_other_rows():
     with pytest.raises(ValueError, match=r"3 texts but embeddings of shape \(2, 16\)"):
         report(["a", "b", "c"], blobs(2))
