@@ -16,6 +16,7 @@ from embedtasks.exceptions import EmbedTasksError, InvalidTextError
 from embedtasks.local import LocalEmbedder
 from embedtasks.neighbors import DotProductNeighbors, search_pipeline
 from embedtasks.outliers import OutlierScorer
+from embedtasks.report import Report, report
 
 __version__ = "0.1.0"
 
@@ -30,6 +31,8 @@ __all__ = [
     "NearestLabelClassifier",
     "OpenAIEmbedder",
     "OutlierScorer",
+    "Report",
     "__version__",
+    "report",
     "search_pipeline",
 ]

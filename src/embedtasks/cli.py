@@ -463,6 +463,39 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write one self-contained HTML page: map, clusters, outliers, near-copies."""
+    from embedtasks.cluster import EmbeddingClusterer
+    from embedtasks.diversity import DiversityReport
+    from embedtasks.report import report
+
+    frame = read_table(args.input)
+    texts = _texts(frame, args)
+    groups = None
+    if args.group_column:
+        groups = _column(frame, args.group_column, args.input, option="--group-column")
+        groups = groups.astype(str).to_numpy()
+    _, X = _embed(args, texts)
+    page = report(
+        texts,
+        X,
+        groups=groups,
+        clusterer=EmbeddingClusterer(
+            n_clusters=args.n_clusters,
+            min_cluster_size=args.min_cluster_size,
+            random_state=args.random_state,
+        ),
+        diversity=DiversityReport(
+            duplicate_threshold=args.duplicate_threshold, random_state=0
+        ),
+        title=args.title or f"embedtasks report: {Path(args.input).name}",
+        max_text_chars=args.max_text_chars,
+    )
+    path = page.save(args.output)
+    _note(args, f"wrote {page!r} to '{path}'")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run every task on the docstrings of the installed packages."""
     from embedtasks.demo import run_demo
@@ -621,6 +654,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-column", default="label", help="its label column (label)")
     p.add_argument("--top", type=int, default=10, help="rows to print (10)")
     p.add_argument("-o", "--output", help="write every row with its label")
+    p = add("report", cmd_report, "one HTML page: map, clusters, outliers, copies")
+    _common(p)
+    p.add_argument("--group-column", help="diversity per group of this column")
+    p.add_argument("-o", "--output", default="report.html", help="(report.html)")
+    p.add_argument("--title", help="page title (the input file's name)")
+    p.add_argument(
+        "--n-clusters", type=int, help="fixed number (KMeans); default HDBSCAN"
+    )
+    p.add_argument(
+        "--min-cluster-size",
+        type=lambda v: v if v == "auto" else int(v),
+        default="auto",
+        help="HDBSCAN: an int, or auto = max(15, rows // 200) (auto)",
+    )
+    p.add_argument("--random-state", type=int, default=0)
+    p.add_argument(
+        "--duplicate-threshold", type=float, default=0.95, help="near-duplicates (0.95)"
+    )
+    p.add_argument(
+        "--max-text-chars", type=int, default=300, help="texts cut to this (300)"
+    )
     return parser
 
 

@@ -1,0 +1,211 @@
+"""Reductions behind :class:`~embedtasks.EmbeddingClusterer`, and their cache.
+
+- :func:`knn_graph`: each row's exact nearest neighbours from the kernel
+  (:func:`embedtasks._similarity.top_k` self-join), in the form umap-learn's
+  ``precomputed_knn`` takes (the row itself first, cosine distances), so UMAP
+  skips pynndescent.
+- :func:`umap_layout`: UMAP on that graph. umap-learn's numba functions are not
+  cached by default, so every fresh process compiled them again (9-14 s); they
+  are cached under the embedtasks cache dir here (``numba/``).
+- :class:`ReductionCache`: layouts kept in memory (a few) and on disk, keyed by
+  the content of the rows and every parameter that shapes the layout, so
+  re-clustering with other HDBSCAN settings skips the reduction. A damaged file
+  (truncated, edited, another format) fails its checksum and is recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import warnings
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from embedtasks._cache import default_cache_dir
+from embedtasks._optional import import_optional
+from embedtasks._similarity import top_k
+
+#: Bumped whenever a change would give a different layout for the same key.
+LAYOUT_VERSION = 1
+#: Layouts kept in memory per process (the most recent ones).
+_MEMORY_ENTRIES = 8
+_MEMORY: OrderedDict[str, dict[str, np.ndarray]] = OrderedDict()
+_NUMBA_CACHED: set[str] = set()
+
+
+def resolve_cache_dir(cache_dir: Any) -> Path | None:
+    """``"default"`` -> the embedtasks cache dir; a path -> itself; None -> None."""
+    if cache_dir is None:
+        return None
+    if isinstance(cache_dir, str) and cache_dir == "default":
+        return default_cache_dir()
+    return Path(cache_dir).expanduser()
+
+
+def knn_graph(
+    X: npt.NDArray[np.float32], n_neighbors: int, n_jobs: int | None = None
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]:
+    """UMAP's ``precomputed_knn``: self first, then the ``n_neighbors - 1`` nearest.
+
+    Distances are cosine distances ``1 - cos`` of the unit rows ``X``.
+    """
+    n = X.shape[0]
+    nn = top_k(X, X, n_neighbors - 1, self_offset=0, n_jobs=n_jobs)
+    indices = np.empty((n, n_neighbors), dtype=np.int32)
+    distances = np.zeros((n, n_neighbors), dtype=np.float32)
+    indices[:, 0] = np.arange(n)
+    indices[:, 1:] = nn.indices
+    distances[:, 1:] = np.maximum(0.0, 1.0 - nn.scores)
+    return indices, distances
+
+
+def _import_umap() -> Any:
+    with warnings.catch_warnings():
+        # umap-learn warns on import that TensorFlow (ParametricUMAP) is missing.
+        warnings.simplefilter("ignore", category=ImportWarning)
+        return import_optional(
+            "umap", extra="umap", purpose="EmbeddingClusterer(reduction='umap')"
+        )
+
+
+def _cache_numba(umap: Any, cache_dir: Path | None) -> None:
+    """Let umap-learn's jitted functions keep their machine code under cache_dir."""
+    if cache_dir is None or str(cache_dir) in _NUMBA_CACHED:
+        return
+    import numba
+    from numba.core.registry import CPUDispatcher
+
+    target = cache_dir / "numba"
+    config: Any = numba.config
+    previous = config.CACHE_DIR
+    config.CACHE_DIR = str(target)  # read when each function's cache is made
+    try:
+        for module in (umap.umap_, umap.layouts):
+            for name in dir(module):
+                function: Any = getattr(module, name)
+                if isinstance(function, CPUDispatcher):
+                    if type(getattr(function, "_cache", None)).__name__ == "NullCache":
+                        function.enable_caching()
+    finally:
+        config.CACHE_DIR = previous
+    _NUMBA_CACHED.add(str(cache_dir))
+
+
+def umap_layout(
+    X: npt.NDArray[np.float32],
+    graph: tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]],
+    *,
+    n_components: int,
+    seed: int,
+    n_epochs: int | None,
+    init: Any = "spectral",
+    cache_dir: Path | None,
+) -> npt.NDArray[np.float32]:
+    """UMAP (cosine, ``min_dist=0``) of the rows ``X`` on their precomputed graph."""
+    umap = _import_umap()
+    _cache_numba(umap, cache_dir)
+    reducer = umap.UMAP(
+        n_neighbors=graph[0].shape[1],
+        n_components=n_components,
+        metric="cosine",
+        min_dist=0.0,
+        n_epochs=n_epochs,
+        init=init,
+        random_state=seed,
+        n_jobs=1,  # reproducible; umap-learn forces this with a seed
+        precomputed_knn=(graph[0], graph[1], None),
+    )
+    with warnings.catch_warnings():
+        # "knn_search_index is not an NNDescent object": we never call transform;
+        # and umap-learn's notes about numba/graph internals it recovers from.
+        warnings.simplefilter("ignore", category=UserWarning)
+        Z = reducer.fit_transform(X)
+    return np.ascontiguousarray(Z, dtype=np.float32)
+
+
+def layout_key(X: npt.NDArray[np.float32], params: dict[str, Any]) -> str:
+    """sha256 of the rows' bytes, their shape and the layout parameters."""
+    digest = hashlib.sha256()
+    header = {"version": LAYOUT_VERSION, "shape": list(X.shape), **params}
+    digest.update(json.dumps(header, sort_keys=True).encode())
+    digest.update(np.ascontiguousarray(X, dtype=np.float32).data)
+    return digest.hexdigest()
+
+
+def _arrays_digest(arrays: dict[str, np.ndarray]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}|{a.dtype.str}|{a.shape}".encode())
+        digest.update(a.data)
+    return digest.hexdigest()
+
+
+class ReductionCache:
+    """Layouts by key: in this process (a few), and in ``cache_dir/cluster``."""
+
+    def __init__(self, cache_dir: Path | None) -> None:
+        self.folder = None if cache_dir is None else cache_dir / "cluster"
+
+    def _path(self, key: str) -> Path | None:
+        return None if self.folder is None else self.folder / f"{key}.npz"
+
+    def get(self, key: str) -> dict[str, np.ndarray] | None:
+        """The stored arrays, or None (absent or damaged: then recompute)."""
+        path = self._path(key)
+        if key in _MEMORY:
+            _MEMORY.move_to_end(key)
+            arrays = dict(_MEMORY[key])
+            if path is not None and not path.is_file():
+                self.put(key, arrays)  # computed for another cache_dir
+            return arrays
+        if path is None or not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                arrays = {k: stored[k] for k in stored.files}
+            expected = str(arrays.pop("__digest__"))
+            if expected != _arrays_digest(arrays):
+                return None
+        except Exception:  # truncated, not a zip, missing entry: never trusted
+            return None
+        self._remember(key, arrays)
+        return arrays
+
+    def put(self, key: str, arrays: dict[str, np.ndarray]) -> None:
+        """Keep ``arrays`` in memory and, atomically, on disk (best effort)."""
+        self._remember(key, arrays)
+        path = self._path(key)
+        if path is None:
+            return
+        payload = dict(arrays, __digest__=np.array(_arrays_digest(arrays)))
+        buffer = io.BytesIO()
+        np.savez(buffer, **payload)  # type: ignore[arg-type]
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(buffer.getvalue())
+            os.replace(tmp, path)
+        except OSError as exc:  # a read-only or full disk costs speed, not results
+            warnings.warn(
+                f"EmbeddingClusterer could not write its reduction cache to {path} "
+                f"({exc}); the reduction will be recomputed next time. Pass "
+                "cache_dir=None to stop trying, or a writable folder.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+
+    @staticmethod
+    def _remember(key: str, arrays: dict[str, np.ndarray]) -> None:
+        _MEMORY[key] = dict(arrays)
+        _MEMORY.move_to_end(key)
+        while len(_MEMORY) > _MEMORY_ENTRIES:
+            _MEMORY.popitem(last=False)
