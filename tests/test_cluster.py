@@ -235,7 +235,10 @@ def test_umap_missing_gives_install_hint(monkeypatch):
     model = EmbeddingClusterer(random_state=0).fit(X)  # "auto" falls back to PCA
     assert type(model.reducer_).__name__ == "PCA"
     assert model.embedding_.shape[1] == 20
-    monkeypatch.setitem(__import__("sys").modules, "umap", None)
+    from embedtasks import _layout
+
+    monkeypatch.setattr(_layout, "_SGD", {})  # not compiled yet in this process
+    monkeypatch.setitem(__import__("sys").modules, "numba", None)
     with pytest.raises(ImportError, match=r"pip install 'embedtasks\[umap\]'"):
         EmbeddingClusterer(reduction="umap").fit(X)
 

@@ -4,9 +4,7 @@
   (:func:`embedtasks._similarity.top_k` self-join), in the form umap-learn's
   ``precomputed_knn`` takes (the row itself first, cosine distances), so UMAP
   skips pynndescent.
-- :func:`umap_layout`: UMAP on that graph. umap-learn's numba functions are not
-  cached by default, so every fresh process compiled them again (9-14 s); they
-  are cached under the embedtasks cache dir here (``numba/``).
+- the layout of that graph is :func:`embedtasks._layout.umap_layout`.
 - :class:`ReductionCache`: layouts kept in memory (a few) and on disk, keyed by
   the content of the rows and every parameter that shapes the layout, so
   re-clustering with other HDBSCAN settings skips the reduction. A damaged file
@@ -29,7 +27,6 @@ import numpy as np
 import numpy.typing as npt
 
 from embedtasks._cache import default_cache_dir
-from embedtasks._optional import import_optional
 from embedtasks._similarity import top_k
 
 #: Bumped whenever a change would give a different layout for the same key.
@@ -37,7 +34,6 @@ LAYOUT_VERSION = 1
 #: Layouts kept in memory per process (the most recent ones).
 _MEMORY_ENTRIES = 8
 _MEMORY: OrderedDict[str, dict[str, np.ndarray]] = OrderedDict()
-_NUMBA_CACHED: set[str] = set()
 
 
 def resolve_cache_dir(cache_dir: Any) -> Path | None:
@@ -66,70 +62,6 @@ def knn_graph(
     return indices, distances
 
 
-def _import_umap() -> Any:
-    with warnings.catch_warnings():
-        # umap-learn warns on import that TensorFlow (ParametricUMAP) is missing.
-        warnings.simplefilter("ignore", category=ImportWarning)
-        return import_optional(
-            "umap", extra="umap", purpose="EmbeddingClusterer(reduction='umap')"
-        )
-
-
-def _cache_numba(umap: Any, cache_dir: Path | None) -> None:
-    """Let umap-learn's jitted functions keep their machine code under cache_dir."""
-    if cache_dir is None or str(cache_dir) in _NUMBA_CACHED:
-        return
-    import numba
-    from numba.core.registry import CPUDispatcher
-
-    target = cache_dir / "numba"
-    config: Any = numba.config
-    previous = config.CACHE_DIR
-    config.CACHE_DIR = str(target)  # read when each function's cache is made
-    try:
-        for module in (umap.umap_, umap.layouts):
-            for name in dir(module):
-                function: Any = getattr(module, name)
-                if isinstance(function, CPUDispatcher):
-                    if type(getattr(function, "_cache", None)).__name__ == "NullCache":
-                        function.enable_caching()
-    finally:
-        config.CACHE_DIR = previous
-    _NUMBA_CACHED.add(str(cache_dir))
-
-
-def umap_layout(
-    X: npt.NDArray[np.float32],
-    graph: tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]],
-    *,
-    n_components: int,
-    seed: int,
-    n_epochs: int | None,
-    init: Any = "spectral",
-    cache_dir: Path | None,
-) -> npt.NDArray[np.float32]:
-    """UMAP (cosine, ``min_dist=0``) of the rows ``X`` on their precomputed graph."""
-    umap = _import_umap()
-    _cache_numba(umap, cache_dir)
-    reducer = umap.UMAP(
-        n_neighbors=graph[0].shape[1],
-        n_components=n_components,
-        metric="cosine",
-        min_dist=0.0,
-        n_epochs=n_epochs,
-        init=init,
-        random_state=seed,
-        n_jobs=1,  # reproducible; umap-learn forces this with a seed
-        precomputed_knn=(graph[0], graph[1], None),
-    )
-    with warnings.catch_warnings():
-        # "knn_search_index is not an NNDescent object": we never call transform;
-        # and umap-learn's notes about numba/graph internals it recovers from.
-        warnings.simplefilter("ignore", category=UserWarning)
-        Z = reducer.fit_transform(X)
-    return np.ascontiguousarray(Z, dtype=np.float32)
-
-
 def layout_key(X: npt.NDArray[np.float32], params: dict[str, Any]) -> str:
     """sha256 of the rows' bytes, their shape and the layout parameters."""
     digest = hashlib.sha256()
@@ -152,6 +84,7 @@ class ReductionCache:
     """Layouts by key: in this process (a few), and in ``cache_dir/cluster``."""
 
     def __init__(self, cache_dir: Path | None) -> None:
+        self.root = cache_dir
         self.folder = None if cache_dir is None else cache_dir / "cluster"
 
     def _path(self, key: str) -> Path | None:
