@@ -198,14 +198,14 @@ def umap_layout(
     embedding = embedding + rng.normal(scale=1e-4, size=embedding.shape)
     low, high = embedding.min(axis=0), embedding.max(axis=0)
     embedding = 10.0 * (embedding - low) / np.where(high > low, high - low, 1.0)
-    embedding = np.ascontiguousarray(embedding, dtype=np.float32)
+    layout: npt.NDArray[np.float32] = np.ascontiguousarray(embedding, np.float32)
     weights = G.data.astype(np.float64)
     epochs_per_sample = n_epochs / (n_epochs * weights / weights.max())
     sgd = _sgd_function(cache_dir)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # numba's notes on reflected types
         sgd(
-            embedding,
+            layout,
             G.row.astype(np.int64),
             G.col.astype(np.int64),
             epochs_per_sample,
@@ -215,4 +215,4 @@ def umap_layout(
             int(seed % (2**31 - 1)),
             float(_NEGATIVE_SAMPLE_RATE),
         )
-    return embedding
+    return layout
