@@ -28,6 +28,10 @@ from embedtasks._optional import import_optional
 #: umap-learn's find_ab_params(spread=1.0, min_dist=0.0).
 _A, _B = 1.93280839734315, 0.7904949732233831
 _NEGATIVE_SAMPLE_RATE = 5
+#: Above this many rows, start from PCA instead of the spectral layout: ARPACK
+#: took 14 s for 20k rows on a busy machine, and on Brown (11,672 rows) PCA gave
+#: the same V-measure (0.304 vs 0.303 at min_cluster_size=30; 0.268 vs 0.271 at 58).
+SPECTRAL_MAX_ROWS = 10_000
 _SGD: dict[str, Any] = {}
 
 
@@ -182,14 +186,16 @@ def umap_layout(
 ) -> npt.NDArray[np.float32]:
     """UMAP layout of the rows ``X`` on their neighbour graph, float32.
 
-    ``init``: a starting layout (else the spectral one, or PCA when the graph is
-    not connected).
+    ``init``: a starting layout (else the spectral one up to 10,000 rows, PCA
+    above, or when the graph is not connected).
     """
     rng = np.random.default_rng(seed)
     G = fuzzy_graph(*graph)
     G.data[G.data < G.data.max() / n_epochs] = 0.0
     G.eliminate_zeros()
-    start = init if init is not None else _spectral_init(G, n_components, seed)
+    start = init
+    if start is None and X.shape[0] <= SPECTRAL_MAX_ROWS:
+        start = _spectral_init(G, n_components, seed)
     if start is None:
         start = _pca_init(X.astype(np.float64), n_components)
     start = np.asarray(start, dtype=np.float64)

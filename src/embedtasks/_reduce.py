@@ -21,16 +21,19 @@ import tempfile
 import warnings
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from embedtasks._cache import default_cache_dir
-from embedtasks._similarity import top_k
+from embedtasks._layout import umap_layout
+from embedtasks._similarity import place_by_similarity, top_k
 
 #: Bumped whenever a change would give a different layout for the same key.
 LAYOUT_VERSION = 1
+#: Above this many rows the layouts run 2/3 of the epochs.
+LARGE_ROWS = 10_000
 #: Layouts kept in memory per process (the most recent ones).
 _MEMORY_ENTRIES = 8
 _MEMORY: OrderedDict[str, dict[str, np.ndarray]] = OrderedDict()
@@ -102,7 +105,8 @@ class ReductionCache:
         if path is None or not path.is_file():
             return None
         try:
-            with np.load(path, allow_pickle=False) as stored:
+            blob = io.BytesIO(path.read_bytes())
+            with np.load(blob, allow_pickle=False) as stored:
                 arrays = {k: stored[k] for k in stored.files}
             expected = str(arrays.pop("__digest__"))
             if expected != _arrays_digest(arrays):
@@ -142,3 +146,94 @@ class ReductionCache:
         _MEMORY.move_to_end(key)
         while len(_MEMORY) > _MEMORY_ENTRIES:
             _MEMORY.popitem(last=False)
+
+
+class Layouts(NamedTuple):
+    """The clustered space (None when not asked for) and the 2-D map, float32."""
+
+    Z: npt.NDArray[np.float32] | None
+    map: npt.NDArray[np.float32]
+
+
+def pca_map(X: npt.NDArray[Any], seed: int) -> npt.NDArray[np.float32]:
+    """2-D PCA of a few rows (too few for a neighbour graph), zero-padded."""
+    from sklearn.decomposition import PCA
+
+    out = np.zeros((X.shape[0], 2), dtype=np.float32)
+    width = min(2, X.shape[1], X.shape[0])
+    if width:
+        out[:, :width] = PCA(n_components=width, random_state=seed).fit_transform(X)
+    return out
+
+
+def fit_layouts(
+    X: npt.NDArray[np.float32],
+    sample: npt.NDArray[np.intp] | None,
+    *,
+    n_components: int | None,
+    n_neighbors: int,
+    epochs: tuple[int, int],
+    seed: int,
+    cache: ReductionCache,
+) -> Layouts:
+    """UMAP layouts of the unit rows ``X`` (``n_components``-d, and the 2-D map).
+
+    Both are laid out on one exact neighbour graph of the rows ``X[sample]`` (all
+    rows when ``sample`` is None); the map starts from the main plane of the
+    ``n_components``-d layout (when there is one), so it converges sooner and
+    shows the same groups. Rows outside the sample are placed by similarity, once
+    for both layouts. Looked up in, and stored to, ``cache`` first.
+    """
+    params = {
+        "n_components": n_components,
+        "n_neighbors": n_neighbors,
+        "epochs": list(epochs),
+        "seed": seed,
+        "sample": None if sample is None else int(sample.size),
+    }
+    key = layout_key(X, params)
+    found = cache.get(key)
+    n = X.shape[0]
+    width = n_components or 0
+    if found is not None and found["map"].shape == (n, 2):
+        if width == 0 or found.get("Z", np.empty(0)).shape == (n, width):
+            return Layouts(found.get("Z") if width else None, found["map"])
+    X_ref = X if sample is None else X[sample]
+    if X_ref.shape[0] > LARGE_ROWS:  # umap-learn's rule too: 200 epochs above 10k
+        epochs = (epochs[0] * 2 // 3, epochs[1] * 2 // 3)
+    k = min(n_neighbors, X_ref.shape[0] - 1)
+    graph = knn_graph(X_ref, k)
+    refs = []
+    init = None
+    if width:
+        Z_ref = umap_layout(
+            X_ref, graph, n_components=width, seed=seed, n_epochs=epochs[0],
+            cache_dir=cache.root,
+        )  # fmt: skip
+        refs.append(Z_ref)
+        init = pca_map(Z_ref, seed)
+    refs.append(
+        umap_layout(
+            X_ref,
+            graph,
+            n_components=2,
+            seed=seed,
+            n_epochs=epochs[1],
+            cache_dir=cache.root,
+            init=init,
+        )  # fmt: skip
+    )
+    both = np.hstack(refs)
+    if sample is not None:
+        placed = np.empty((n, both.shape[1]), dtype=np.float32)
+        placed[sample] = both
+        rest = np.ones(n, dtype=bool)
+        rest[sample] = False
+        placed[rest] = place_by_similarity(X[rest], X_ref, both, n_neighbors)
+        both = placed
+    both = np.ascontiguousarray(both, dtype=np.float32)
+    arrays = {"map": np.ascontiguousarray(both[:, width:])}
+    if width:
+        arrays["Z"] = np.ascontiguousarray(both[:, :width])
+    cache.put(key, arrays)
+    return Layouts(arrays.get("Z"), arrays["map"])
