@@ -1,6 +1,6 @@
 """UMAP's layout of a precomputed neighbour graph, without umap-learn's import.
 
-The same algorithm as umap-learn 0.5 (``metric="cosine"``, ``min_dist=0``,
+The same algorithm as umap-learn 0.5 (``metric="cosine"``, ``min_dist`` 0 or 0.1,
 ``spread=1``, ``negative_sample_rate=5``, ``set_op_mix_ratio=1``, spectral
 initialisation; McInnes, Healy & Melville 2018; umap-learn is BSD-3), run on the
 exact graph :func:`embedtasks._reduce.knn_graph` gives it. Why our own copy:
@@ -25,8 +25,12 @@ from scipy import sparse
 
 from embedtasks._optional import import_optional
 
-#: umap-learn's find_ab_params(spread=1.0, min_dist=0.0).
-_A, _B = 1.93280839734315, 0.7904949732233831
+#: umap-learn's find_ab_params(spread=1.0, min_dist=...): min_dist 0 packs each
+#: cluster tight (best for clustering); 0.1 spreads it out (readable maps).
+_AB = {
+    0.0: (1.93280839734315, 0.7904949732233831),
+    0.1: (1.5769434602697652, 0.8950608778515733),
+}
 _NEGATIVE_SAMPLE_RATE = 5
 #: Above this many rows, start from PCA instead of the spectral layout: ARPACK
 #: took 14 s for 20k rows on a busy machine, and on Brown (11,672 rows) PCA gave
@@ -144,7 +148,8 @@ def _epochs(
                 d2 += diff * diff
             coeff = 0.0
             if d2 > 0.0:
-                coeff = -2.0 * a * b * d2 ** (b - 1.0) / (a * d2**b + 1.0)
+                power = d2**b  # d2 ** (b - 1) is power / d2: one pow, not two
+                coeff = -2.0 * a * b * (power / d2) / (a * power + 1.0)
             for d in range(dim):
                 g = coeff * (embedding[j, d] - embedding[k, d])
                 g = min(4.0, max(-4.0, g))
@@ -183,11 +188,12 @@ def umap_layout(
     n_epochs: int,
     cache_dir: Path | None,
     init: np.ndarray | None = None,
+    min_dist: float = 0.0,
 ) -> npt.NDArray[np.float32]:
     """UMAP layout of the rows ``X`` on their neighbour graph, float32.
 
     ``init``: a starting layout (else the spectral one up to 10,000 rows, PCA
-    above, or when the graph is not connected).
+    above, or when the graph is not connected). ``min_dist``: 0.0 or 0.1.
     """
     rng = np.random.default_rng(seed)
     G = fuzzy_graph(*graph)
@@ -216,8 +222,7 @@ def umap_layout(
             G.col.astype(np.int64),
             epochs_per_sample,
             int(n_epochs),
-            _A,
-            _B,
+            *_AB[min_dist],
             int(seed % (2**31 - 1)),
             float(_NEGATIVE_SAMPLE_RATE),
         )

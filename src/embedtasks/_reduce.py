@@ -32,6 +32,8 @@ from embedtasks._similarity import place_by_similarity, top_k
 
 #: Bumped whenever a change would give a different layout for the same key.
 LAYOUT_VERSION = 1
+#: The map spreads each cluster a little (0 packs it into a dot: unreadable).
+MAP_MIN_DIST = 0.1
 #: Above this many rows the layouts run 2/3 of the epochs.
 LARGE_ROWS = 10_000
 #: Layouts kept in memory per process (the most recent ones).
@@ -188,6 +190,7 @@ def fit_layouts(
         "n_components": n_components,
         "n_neighbors": n_neighbors,
         "epochs": list(epochs),
+        "map_min_dist": MAP_MIN_DIST,
         "seed": seed,
         "sample": None if sample is None else int(sample.size),
     }
@@ -221,6 +224,7 @@ def fit_layouts(
             n_epochs=epochs[1],
             cache_dir=cache.root,
             init=init,
+            min_dist=MAP_MIN_DIST,
         )  # fmt: skip
     )
     both = np.hstack(refs)

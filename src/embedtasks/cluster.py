@@ -64,7 +64,7 @@ _MMR_DIVERSITY = 0.3
 #: 200, 0.806-0.817 and 6.5-7.1% at 300, 0.809-0.819 at 400 (then 1.3x the time).
 _UMAP_EPOCHS = 300
 #: Epochs of the 2-D map, which starts from the clustered layout's main plane.
-_MAP_EPOCHS = 150
+_MAP_EPOCHS = 100
 #: Below this many rows a neighbour graph says little: PCA reduces and maps.
 _MIN_LAYOUT_SAMPLES = 20
 #: No warning about noise or few clusters below this many rows.
