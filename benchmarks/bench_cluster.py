@@ -41,7 +41,7 @@ import pandas as pd
 from sklearn.cluster import KMeans
 from sklearn.metrics import v_measure_score
 
-from embedtasks import EmbeddingClusterer
+from embedtasks import EmbeddingClusterer, _reduce
 from embedtasks._similarity import l2_normalize, place_by_similarity
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -115,6 +115,7 @@ def quality(data: Path, seeds: int, skip_today: bool) -> None:
         if name == "brown":
             configs["ours max_noise=0.15"] = {"max_noise": 0.15}
         for seed in range(seeds):
+            _reduce._MEMORY.clear()  # no layout left from an earlier section
             with tempfile.TemporaryDirectory() as cache:  # shared by the configs:
                 for label, params in configs.items():  # the later ones re-cluster
                     model, s = timed(
@@ -234,6 +235,7 @@ def large(data: Path, n: int, skip_today: bool) -> None:
     print(
         f"\n4. {n:,} x {X.shape[1]} (Banking77 rows, jittered), {os.cpu_count()} cores"
     )
+    _reduce._MEMORY.clear()
     with tempfile.TemporaryDirectory() as cache:
         model, s = timed(
             lambda: EmbeddingClusterer(random_state=0, cache_dir=cache).fit(X)
