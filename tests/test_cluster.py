@@ -444,3 +444,13 @@ def test_plot_map_draws_named_clusters_and_grey_noise():
         f"cluster_{c}" for c in range(model.n_clusters_)
     }
     plt.close(ax.figure)
+
+
+def test_max_noise_above_the_noise_share_changes_nothing():
+    X, y = _with_strays()
+    plain = EmbeddingClusterer(reduction=None, random_state=0).fit(X)
+    loose = EmbeddingClusterer(reduction=None, max_noise=1.0, random_state=0).fit(X)
+    np.testing.assert_array_equal(plain.labels_, loose.labels_)
+    np.testing.assert_array_equal(plain.probabilities_, loose.probabilities_)
+    result = loose.compare(pd.Series(y))  # a label column straight from a frame
+    assert result.noise_share == pytest.approx((plain.labels_ < 0).mean())

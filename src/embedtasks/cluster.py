@@ -684,7 +684,8 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         if texts is None:
             return topic_names(self.n_clusters_, None)
         texts = self._check_texts(texts, "names")
-        keywords = ctfidf_keywords(texts, self.labels_, self.n_clusters_, 3, "english")
+        # the same keywords as summary()'s defaults, so the names match it
+        keywords = ctfidf_keywords(texts, self.labels_, self.n_clusters_, 8, "english")
         return topic_names(self.n_clusters_, keywords)
 
     def plot_map(self, texts=None, *, ax=None, n_labels=60, point_size=None):
