@@ -454,3 +454,16 @@ def test_max_noise_above_the_noise_share_changes_nothing():
     np.testing.assert_array_equal(plain.probabilities_, loose.probabilities_)
     result = loose.compare(pd.Series(y))  # a label column straight from a frame
     assert result.noise_share == pytest.approx((plain.labels_ < 0).mean())
+
+
+def test_unwritable_cache_dir_warns_and_still_fits(tmp_path):
+    from embedtasks import _reduce
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    X, _ = _topics(n_topics=3, per_topic=40, dim=24)
+    _reduce._MEMORY.clear()
+    with pytest.warns(RuntimeWarning, match=r"could not write its reduction cache"):
+        model = EmbeddingClusterer(cache_dir=blocker, random_state=0).fit(X)
+    reference = EmbeddingClusterer(cache_dir=None, random_state=0).fit(X)
+    np.testing.assert_array_equal(model.labels_, reference.labels_)

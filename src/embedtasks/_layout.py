@@ -121,6 +121,8 @@ def _sgd_function(cache_dir: Path | None) -> Any:
         config.CACHE_DIR = str(cache_dir / "numba")  # read by enable_caching
         try:
             function.enable_caching()
+        except Exception:  # an unwritable folder: compile in each process instead
+            pass
         finally:
             config.CACHE_DIR = previous
     _SGD["f"] = function
