@@ -467,3 +467,17 @@ def test_unwritable_cache_dir_warns_and_still_fits(tmp_path):
         model = EmbeddingClusterer(cache_dir=blocker, random_state=0).fit(X)
     reference = EmbeddingClusterer(cache_dir=None, random_state=0).fit(X)
     np.testing.assert_array_equal(model.labels_, reference.labels_)
+
+
+def test_layouts_are_reproducible_when_recomputed():
+    from embedtasks import _reduce
+
+    X, _ = _topics(n_topics=3, per_topic=40, dim=24)
+    X[::2] += 0.3 * X[1::2]  # link the topics: one connected graph, spectral start
+    runs = []
+    for _ in range(2):
+        _reduce._MEMORY.clear()
+        runs.append(EmbeddingClusterer(cache_dir=None, random_state=3).fit(X))
+    np.testing.assert_array_equal(runs[0].embedding_, runs[1].embedding_)
+    np.testing.assert_array_equal(runs[0].map_, runs[1].map_)
+    assert runs[0].reduction_ == "umap" and runs[0].embedding_.shape == (120, 5)
