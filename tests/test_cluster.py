@@ -235,7 +235,10 @@ def test_umap_missing_gives_install_hint(monkeypatch):
     model = EmbeddingClusterer(random_state=0).fit(X)  # "auto" falls back to PCA
     assert type(model.reducer_).__name__ == "PCA"
     assert model.embedding_.shape[1] == 20
-    monkeypatch.setitem(__import__("sys").modules, "umap", None)
+    from embedtasks import _layout
+
+    monkeypatch.setattr(_layout, "_SGD", {})  # not compiled yet in this process
+    monkeypatch.setitem(__import__("sys").modules, "numba", None)
     with pytest.raises(ImportError, match=r"pip install 'embedtasks\[umap\]'"):
         EmbeddingClusterer(reduction="umap").fit(X)
 
@@ -297,24 +300,30 @@ def test_reduction_cache_reused_across_processes_and_damage_recomputed(tmp_path)
     X, _ = _topics(n_topics=3, per_topic=40, dim=24)
     first = EmbeddingClusterer(cache_dir=tmp_path, random_state=0).fit(X)
     files = _cached_files(tmp_path)
-    assert len(files) == 2  # the clustered space and the map
+    assert len(files) == 1  # the clustered space and the map, together
     _reduce._MEMORY.clear()  # as a new process would start
     again = EmbeddingClusterer(
         cache_dir=tmp_path, random_state=0, min_cluster_size=10
     ).fit(X)
     np.testing.assert_array_equal(first.embedding_, again.embedding_)
     np.testing.assert_array_equal(first.map_, again.map_)
-    for path in files:  # damage: flip bytes in the middle of each file
-        blob = bytearray(path.read_bytes())
-        blob[len(blob) // 2 : len(blob) // 2 + 8] = b"\xff" * 8
-        path.write_bytes(bytes(blob))
-    _reduce._MEMORY.clear()
-    files[0].write_bytes(b"not a cache file")
-    repaired = EmbeddingClusterer(cache_dir=tmp_path, random_state=0).fit(X)
-    np.testing.assert_array_equal(first.embedding_, repaired.embedding_)
-    np.testing.assert_array_equal(first.map_, repaired.map_)
-    _reduce._MEMORY.clear()
-    assert all(_reduce.ReductionCache(tmp_path).get(p.stem) for p in files)
+    path = files[0]
+    intact = path.read_bytes()
+    middle = len(intact) // 2
+    damaged = [
+        intact[:middle] + b"\xff" * 8 + intact[middle + 8 :],  # flipped bytes
+        intact[:middle],  # truncated
+        b"not a cache file",
+    ]
+    for blob in damaged:
+        path.write_bytes(blob)
+        _reduce._MEMORY.clear()
+        assert _reduce.ReductionCache(tmp_path).get(path.stem) is None
+        repaired = EmbeddingClusterer(cache_dir=tmp_path, random_state=0).fit(X)
+        np.testing.assert_array_equal(first.embedding_, repaired.embedding_)
+        np.testing.assert_array_equal(first.map_, repaired.map_)
+        _reduce._MEMORY.clear()
+        assert _reduce.ReductionCache(tmp_path).get(path.stem) is not None
 
 
 def test_reduction_cache_key_follows_data_and_parameters(tmp_path):
@@ -322,9 +331,11 @@ def test_reduction_cache_key_follows_data_and_parameters(tmp_path):
     EmbeddingClusterer(cache_dir=tmp_path, random_state=0).fit(X)
     EmbeddingClusterer(cache_dir=tmp_path, random_state=0).fit(X[::-1])
     EmbeddingClusterer(cache_dir=tmp_path, random_state=0, n_neighbors=10).fit(X)
-    assert len(_cached_files(tmp_path)) == 6
+    EmbeddingClusterer(cache_dir=tmp_path, random_state=1).fit(X)
+    assert len(_cached_files(tmp_path)) == 4
     EmbeddingClusterer(cache_dir=tmp_path, random_state=0, min_samples=3).fit(X)
-    assert len(_cached_files(tmp_path)) == 6
+    EmbeddingClusterer(cache_dir=tmp_path, random_state=0, max_noise=0.0).fit(X)
+    assert len(_cached_files(tmp_path)) == 4
 
 
 def test_no_disk_cache_with_cache_dir_none(tmp_path, monkeypatch):
@@ -333,7 +344,7 @@ def test_no_disk_cache_with_cache_dir_none(tmp_path, monkeypatch):
     EmbeddingClusterer(cache_dir=None, random_state=0).fit(X)
     assert not (tmp_path / "cluster").exists()
     EmbeddingClusterer(random_state=0).fit(X)  # "default" honours the variable
-    assert len(_cached_files(tmp_path)) == 2
+    assert len(_cached_files(tmp_path)) == 1
 
 
 def _with_strays(n_strays=40):
@@ -433,3 +444,40 @@ def test_plot_map_draws_named_clusters_and_grey_noise():
         f"cluster_{c}" for c in range(model.n_clusters_)
     }
     plt.close(ax.figure)
+
+
+def test_max_noise_above_the_noise_share_changes_nothing():
+    X, y = _with_strays()
+    plain = EmbeddingClusterer(reduction=None, random_state=0).fit(X)
+    loose = EmbeddingClusterer(reduction=None, max_noise=1.0, random_state=0).fit(X)
+    np.testing.assert_array_equal(plain.labels_, loose.labels_)
+    np.testing.assert_array_equal(plain.probabilities_, loose.probabilities_)
+    result = loose.compare(pd.Series(y))  # a label column straight from a frame
+    assert result.noise_share == pytest.approx((plain.labels_ < 0).mean())
+
+
+def test_unwritable_cache_dir_warns_and_still_fits(tmp_path):
+    from embedtasks import _reduce
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    X, _ = _topics(n_topics=3, per_topic=40, dim=24)
+    _reduce._MEMORY.clear()
+    with pytest.warns(RuntimeWarning, match=r"could not write its reduction cache"):
+        model = EmbeddingClusterer(cache_dir=blocker, random_state=0).fit(X)
+    reference = EmbeddingClusterer(cache_dir=None, random_state=0).fit(X)
+    np.testing.assert_array_equal(model.labels_, reference.labels_)
+
+
+def test_layouts_are_reproducible_when_recomputed():
+    from embedtasks import _reduce
+
+    X, _ = _topics(n_topics=3, per_topic=40, dim=24)
+    X[::2] += 0.3 * X[1::2]  # link the topics: one connected graph, spectral start
+    runs = []
+    for _ in range(2):
+        _reduce._MEMORY.clear()
+        runs.append(EmbeddingClusterer(cache_dir=None, random_state=3).fit(X))
+    np.testing.assert_array_equal(runs[0].embedding_, runs[1].embedding_)
+    np.testing.assert_array_equal(runs[0].map_, runs[1].map_)
+    assert runs[0].reduction_ == "umap" and runs[0].embedding_.shape == (120, 5)

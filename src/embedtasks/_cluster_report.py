@@ -230,7 +230,7 @@ def plot_map(
     if ax is None:
         _, ax = plt.subplots(figsize=(10, 8))
     n = labels.size
-    size = point_size if point_size is not None else float(np.clip(3e4 / n, 1, 20))
+    size = point_size if point_size is not None else float(np.clip(6e4 / n, 2, 30))
     noise = labels < 0
     ax.scatter(
         layout[noise, 0], layout[noise, 1], s=size * 0.6, c="#c8c8c8",

@@ -4,9 +4,7 @@
   (:func:`embedtasks._similarity.top_k` self-join), in the form umap-learn's
   ``precomputed_knn`` takes (the row itself first, cosine distances), so UMAP
   skips pynndescent.
-- :func:`umap_layout`: UMAP on that graph. umap-learn's numba functions are not
-  cached by default, so every fresh process compiled them again (9-14 s); they
-  are cached under the embedtasks cache dir here (``numba/``).
+- the layout of that graph is :func:`embedtasks._layout.umap_layout`.
 - :class:`ReductionCache`: layouts kept in memory (a few) and on disk, keyed by
   the content of the rows and every parameter that shapes the layout, so
   re-clustering with other HDBSCAN settings skips the reduction. A damaged file
@@ -23,21 +21,24 @@ import tempfile
 import warnings
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from embedtasks._cache import default_cache_dir
-from embedtasks._optional import import_optional
-from embedtasks._similarity import top_k
+from embedtasks._layout import umap_layout
+from embedtasks._similarity import place_by_similarity, top_k
 
 #: Bumped whenever a change would give a different layout for the same key.
 LAYOUT_VERSION = 1
+#: The map spreads each cluster a little (0 packs it into a dot: unreadable).
+MAP_MIN_DIST = 0.1
+#: Above this many rows the layouts run 2/3 of the epochs.
+LARGE_ROWS = 10_000
 #: Layouts kept in memory per process (the most recent ones).
 _MEMORY_ENTRIES = 8
 _MEMORY: OrderedDict[str, dict[str, np.ndarray]] = OrderedDict()
-_NUMBA_CACHED: set[str] = set()
 
 
 def resolve_cache_dir(cache_dir: Any) -> Path | None:
@@ -66,70 +67,6 @@ def knn_graph(
     return indices, distances
 
 
-def _import_umap() -> Any:
-    with warnings.catch_warnings():
-        # umap-learn warns on import that TensorFlow (ParametricUMAP) is missing.
-        warnings.simplefilter("ignore", category=ImportWarning)
-        return import_optional(
-            "umap", extra="umap", purpose="EmbeddingClusterer(reduction='umap')"
-        )
-
-
-def _cache_numba(umap: Any, cache_dir: Path | None) -> None:
-    """Let umap-learn's jitted functions keep their machine code under cache_dir."""
-    if cache_dir is None or str(cache_dir) in _NUMBA_CACHED:
-        return
-    import numba
-    from numba.core.registry import CPUDispatcher
-
-    target = cache_dir / "numba"
-    config: Any = numba.config
-    previous = config.CACHE_DIR
-    config.CACHE_DIR = str(target)  # read when each function's cache is made
-    try:
-        for module in (umap.umap_, umap.layouts):
-            for name in dir(module):
-                function: Any = getattr(module, name)
-                if isinstance(function, CPUDispatcher):
-                    if type(getattr(function, "_cache", None)).__name__ == "NullCache":
-                        function.enable_caching()
-    finally:
-        config.CACHE_DIR = previous
-    _NUMBA_CACHED.add(str(cache_dir))
-
-
-def umap_layout(
-    X: npt.NDArray[np.float32],
-    graph: tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]],
-    *,
-    n_components: int,
-    seed: int,
-    n_epochs: int | None,
-    init: Any = "spectral",
-    cache_dir: Path | None,
-) -> npt.NDArray[np.float32]:
-    """UMAP (cosine, ``min_dist=0``) of the rows ``X`` on their precomputed graph."""
-    umap = _import_umap()
-    _cache_numba(umap, cache_dir)
-    reducer = umap.UMAP(
-        n_neighbors=graph[0].shape[1],
-        n_components=n_components,
-        metric="cosine",
-        min_dist=0.0,
-        n_epochs=n_epochs,
-        init=init,
-        random_state=seed,
-        n_jobs=1,  # reproducible; umap-learn forces this with a seed
-        precomputed_knn=(graph[0], graph[1], None),
-    )
-    with warnings.catch_warnings():
-        # "knn_search_index is not an NNDescent object": we never call transform;
-        # and umap-learn's notes about numba/graph internals it recovers from.
-        warnings.simplefilter("ignore", category=UserWarning)
-        Z = reducer.fit_transform(X)
-    return np.ascontiguousarray(Z, dtype=np.float32)
-
-
 def layout_key(X: npt.NDArray[np.float32], params: dict[str, Any]) -> str:
     """sha256 of the rows' bytes, their shape and the layout parameters."""
     digest = hashlib.sha256()
@@ -152,6 +89,7 @@ class ReductionCache:
     """Layouts by key: in this process (a few), and in ``cache_dir/cluster``."""
 
     def __init__(self, cache_dir: Path | None) -> None:
+        self.root = cache_dir
         self.folder = None if cache_dir is None else cache_dir / "cluster"
 
     def _path(self, key: str) -> Path | None:
@@ -169,7 +107,8 @@ class ReductionCache:
         if path is None or not path.is_file():
             return None
         try:
-            with np.load(path, allow_pickle=False) as stored:
+            blob = io.BytesIO(path.read_bytes())
+            with np.load(blob, allow_pickle=False) as stored:
                 arrays = {k: stored[k] for k in stored.files}
             expected = str(arrays.pop("__digest__"))
             if expected != _arrays_digest(arrays):
@@ -209,3 +148,96 @@ class ReductionCache:
         _MEMORY.move_to_end(key)
         while len(_MEMORY) > _MEMORY_ENTRIES:
             _MEMORY.popitem(last=False)
+
+
+class Layouts(NamedTuple):
+    """The clustered space (None when not asked for) and the 2-D map, float32."""
+
+    Z: npt.NDArray[np.float32] | None
+    map: npt.NDArray[np.float32]
+
+
+def pca_map(X: npt.NDArray[Any], seed: int) -> npt.NDArray[np.float32]:
+    """2-D PCA of a few rows (too few for a neighbour graph), zero-padded."""
+    from sklearn.decomposition import PCA
+
+    out = np.zeros((X.shape[0], 2), dtype=np.float32)
+    width = min(2, X.shape[1], X.shape[0])
+    if width:
+        out[:, :width] = PCA(n_components=width, random_state=seed).fit_transform(X)
+    return out
+
+
+def fit_layouts(
+    X: npt.NDArray[np.float32],
+    sample: npt.NDArray[np.intp] | None,
+    *,
+    n_components: int | None,
+    n_neighbors: int,
+    epochs: tuple[int, int],
+    seed: int,
+    cache: ReductionCache,
+) -> Layouts:
+    """UMAP layouts of the unit rows ``X`` (``n_components``-d, and the 2-D map).
+
+    Both are laid out on one exact neighbour graph of the rows ``X[sample]`` (all
+    rows when ``sample`` is None); the map starts from the main plane of the
+    ``n_components``-d layout (when there is one), so it converges sooner and
+    shows the same groups. Rows outside the sample are placed by similarity, once
+    for both layouts. Looked up in, and stored to, ``cache`` first.
+    """
+    params = {
+        "n_components": n_components,
+        "n_neighbors": n_neighbors,
+        "epochs": list(epochs),
+        "map_min_dist": MAP_MIN_DIST,
+        "seed": seed,
+        "sample": None if sample is None else int(sample.size),
+    }
+    key = layout_key(X, params)
+    found = cache.get(key)
+    n = X.shape[0]
+    width = n_components or 0
+    if found is not None and found["map"].shape == (n, 2):
+        if width == 0 or found.get("Z", np.empty(0)).shape == (n, width):
+            return Layouts(found.get("Z") if width else None, found["map"])
+    X_ref = X if sample is None else X[sample]
+    if X_ref.shape[0] > LARGE_ROWS:  # umap-learn's rule too: 200 epochs above 10k
+        epochs = (epochs[0] * 2 // 3, epochs[1] * 2 // 3)
+    k = min(n_neighbors, X_ref.shape[0] - 1)
+    graph = knn_graph(X_ref, k)
+    refs = []
+    init = None
+    if width:
+        Z_ref = umap_layout(
+            X_ref, graph, n_components=width, seed=seed, n_epochs=epochs[0],
+            cache_dir=cache.root,
+        )  # fmt: skip
+        refs.append(Z_ref)
+        init = pca_map(Z_ref, seed)
+    refs.append(
+        umap_layout(
+            X_ref,
+            graph,
+            n_components=2,
+            seed=seed,
+            n_epochs=epochs[1],
+            cache_dir=cache.root,
+            init=init,
+            min_dist=MAP_MIN_DIST,
+        )  # fmt: skip
+    )
+    both = np.hstack(refs)
+    if sample is not None:
+        placed = np.empty((n, both.shape[1]), dtype=np.float32)
+        placed[sample] = both
+        rest = np.ones(n, dtype=bool)
+        rest[sample] = False
+        placed[rest] = place_by_similarity(X[rest], X_ref, both, n_neighbors)
+        both = placed
+    both = np.ascontiguousarray(both, dtype=np.float32)
+    arrays = {"map": np.ascontiguousarray(both[:, width:])}
+    if width:
+        arrays["Z"] = np.ascontiguousarray(both[:, :width])
+    cache.put(key, arrays)
+    return Layouts(arrays.get("Z"), arrays["map"])
