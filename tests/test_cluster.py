@@ -358,7 +358,7 @@ def _with_strays(n_strays=40):
 @pytest.mark.parametrize("max_noise", [0.0, 0.05])
 def test_max_noise_caps_the_noise_share(max_noise):
     X, y = _with_strays()
-    plain = EmbeddingClusterer(reduction=None, random_state=0).fit(X)
+    plain = EmbeddingClusterer(reduction=None, max_noise=None, random_state=0).fit(X)
     assert (plain.labels_ < 0).mean() > 0.1
     capped = EmbeddingClusterer(
         reduction=None, max_noise=max_noise, random_state=0
@@ -448,7 +448,7 @@ def test_plot_map_draws_named_clusters_and_grey_noise():
 
 def test_max_noise_above_the_noise_share_changes_nothing():
     X, y = _with_strays()
-    plain = EmbeddingClusterer(reduction=None, random_state=0).fit(X)
+    plain = EmbeddingClusterer(reduction=None, max_noise=None, random_state=0).fit(X)
     loose = EmbeddingClusterer(reduction=None, max_noise=1.0, random_state=0).fit(X)
     np.testing.assert_array_equal(plain.labels_, loose.labels_)
     np.testing.assert_array_equal(plain.probabilities_, loose.probabilities_)

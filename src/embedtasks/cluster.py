@@ -133,13 +133,13 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
     assign_noise : bool, default=False
         Give each point HDBSCAN marks as noise the cluster it most likely belongs
         to (soft membership), in :attr:`labels_` and in :meth:`predict`.
-    max_noise : float in [0, 1], default=None
+    max_noise : float in [0, 1] or None, default=0.15
         Target share of noise. When HDBSCAN leaves more, the noise rows closest
         to a cluster (a similarity-weighted vote of their ``n_neighbors`` most
         similar clustered rows) join it, strongest first, until at most this share
         of the rows is noise; they get probability 0. ``0.0`` assigns every row;
-        ``None`` keeps HDBSCAN's noise. New points in :meth:`predict` are not
-        capped (use ``assign_noise`` for that).
+        ``None`` keeps all of HDBSCAN's noise (on paragraphs, a third of the rows).
+        New points in :meth:`predict` are not capped (use ``assign_noise``).
     n_representatives : int, default=5
         Members listed per cluster in :attr:`representatives_`: the closest to the
         cluster's centre, skipping near-copies of those already chosen (maximal
@@ -258,7 +258,7 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         cluster_selection_method="eom",
         cluster_selection_epsilon=0.0,
         assign_noise=False,
-        max_noise=None,
+        max_noise=0.15,
         n_representatives=5,
         random_state=None,
         cache_dir="default",
