@@ -3,33 +3,55 @@
 Search, recommendations, clustering, anomaly detection, diversity measurement and
 classification on unit-length float32 embeddings, as scikit-learn estimators that
 compose with an embedder in one :class:`~sklearn.pipeline.Pipeline`.
+
+The names below are imported on first use, so ``import embedtasks`` (and the
+command line's ``--help``) does not load scikit-learn, pandas or ONNX Runtime.
 """
 
 from __future__ import annotations
 
-from embedtasks._cache import EmbeddingCache
-from embedtasks.classify import NearestLabelClassifier
-from embedtasks.cluster import EmbeddingClusterer
-from embedtasks.diversity import DiversityReport
-from embedtasks.embedder import OpenAIEmbedder
-from embedtasks.exceptions import EmbedTasksError, InvalidTextError
-from embedtasks.local import LocalEmbedder
-from embedtasks.neighbors import DotProductNeighbors, search_pipeline
-from embedtasks.outliers import OutlierScorer
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "DiversityReport",
-    "DotProductNeighbors",
-    "EmbedTasksError",
-    "EmbeddingCache",
-    "EmbeddingClusterer",
-    "InvalidTextError",
-    "LocalEmbedder",
-    "NearestLabelClassifier",
-    "OpenAIEmbedder",
-    "OutlierScorer",
-    "__version__",
-    "search_pipeline",
-]
+#: Public name -> the module that defines it.
+_EXPORTS = {
+    "DiversityReport": "embedtasks.diversity",
+    "DotProductNeighbors": "embedtasks.neighbors",
+    "EmbedTasksError": "embedtasks.exceptions",
+    "EmbeddingCache": "embedtasks._cache",
+    "EmbeddingClusterer": "embedtasks.cluster",
+    "InvalidTextError": "embedtasks.exceptions",
+    "LocalEmbedder": "embedtasks.local",
+    "NearestLabelClassifier": "embedtasks.classify",
+    "OpenAIEmbedder": "embedtasks.embedder",
+    "OutlierScorer": "embedtasks.outliers",
+    "search_pipeline": "embedtasks.neighbors",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
+    from embedtasks._cache import EmbeddingCache
+    from embedtasks.classify import NearestLabelClassifier
+    from embedtasks.cluster import EmbeddingClusterer
+    from embedtasks.diversity import DiversityReport
+    from embedtasks.embedder import OpenAIEmbedder
+    from embedtasks.exceptions import EmbedTasksError, InvalidTextError
+    from embedtasks.local import LocalEmbedder
+    from embedtasks.neighbors import DotProductNeighbors, search_pipeline
+    from embedtasks.outliers import OutlierScorer
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'embedtasks' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # imported once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
