@@ -30,7 +30,20 @@ _EXPORTS = {
     "search_pipeline": "embedtasks.neighbors",
 }
 
-__all__ = sorted([*_EXPORTS, "__version__"])
+__all__ = [
+    "DiversityReport",
+    "DotProductNeighbors",
+    "EmbedTasksError",
+    "EmbeddingCache",
+    "EmbeddingClusterer",
+    "InvalidTextError",
+    "LocalEmbedder",
+    "NearestLabelClassifier",
+    "OpenAIEmbedder",
+    "OutlierScorer",
+    "__version__",
+    "search_pipeline",
+]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from embedtasks._cache import EmbeddingCache

@@ -118,24 +118,31 @@ def _read_csv(
         "na_values": [""],
         "dtype": dict.fromkeys(text_columns, str),
     }
-    sep = "\t" if kind == "tsv" else ","
     for encoding in ("utf-8-sig", "cp1252"):
         try:
-            frame = pd.read_csv(path, sep=sep, encoding=encoding, **options)
-            break
+            sep = "\t" if kind == "tsv" else _separator(path, encoding)
+            return pd.read_csv(path, sep=sep, encoding=encoding, **options)
         except UnicodeDecodeError:
             if note is not None:
                 note(f"'{path}' is not UTF-8; reading it as cp1252")
         except pd.errors.EmptyDataError as exc:
             raise CLIError(f"input file '{path}' is empty") from exc
-    else:  # pragma: no cover - cp1252 decodes nearly every byte
-        frame = pd.read_csv(path, sep=sep, encoding="latin-1", **options)
-    if kind == "csv" and frame.shape[1] == 1:
-        header = str(frame.columns[0])
-        for other in (";", "|", "\t"):
-            if other in header:
-                return pd.read_csv(path, sep=other, encoding=encoding, **options)
-    return frame
+    return pd.read_csv(  # pragma: no cover - cp1252 decodes nearly every byte
+        path, sep=_separator(path, "latin-1"), encoding="latin-1", **options
+    )
+
+
+def _separator(path: Path, encoding: str) -> str:
+    """',' unless the header line has none and holds ';', tab or '|'."""
+    if path.suffix.lower() in _COMPRESSED:
+        return ","
+    with open(path, encoding=encoding, newline="") as f:
+        header = f.readline()
+    if "," in header:
+        return ","
+    counts = {sep: header.count(sep) for sep in (";", "\t", "|")}
+    best = max(counts, key=counts.__getitem__)
+    return best if counts[best] else ","
 
 
 def write_table(frame: Any, path: str | Path) -> None:
@@ -147,9 +154,7 @@ def write_table(frame: Any, path: str | Path) -> None:
         _need_parquet()
         frame.to_parquet(path, index=False)
     elif kind in {"jsonl", "json"}:
-        frame.to_json(
-            path, orient="records", lines=kind == "jsonl", force_ascii=False
-        )
+        frame.to_json(path, orient="records", lines=kind == "jsonl", force_ascii=False)
     else:
         _flat(frame).to_csv(path, sep="\t" if kind == "tsv" else ",", index=False)
 
@@ -205,14 +210,25 @@ def _rows(
 ) -> Rows:
     """The texts of ``column``; empty cells raise or are skipped (``--on-empty``)."""
     import numpy as np
+    import pandas as pd
 
     values = _column(frame, column, path)
-    if values.dtype.kind in "iufcb" and len(values):
-        others = [c for c in frame.columns if frame[c].dtype == object]
+    filled = values.dropna()
+    numbers = values.dtype.kind in "iufcb" or (
+        len(filled) and pd.to_numeric(filled, errors="coerce").notna().all()
+    )
+    if numbers and len(filled):
+        others = [
+            c
+            for c in frame.columns
+            if c != column
+            and frame[c].dtype.kind not in "iufcbmM"
+            and pd.to_numeric(frame[c].dropna(), errors="coerce").isna().any()
+        ]
         hint = f" Text columns: {', '.join(map(repr, others[:10]))}." if others else ""
         raise CLIError(
-            f"column {column!r} of '{path}' holds numbers (row 0: "
-            f"{values.iloc[0]!r}), not texts; choose the text column with "
+            f"column {column!r} of '{path}' holds numbers (e.g. "
+            f"{filled.iloc[0]!r}), not texts; choose the text column with "
             f"--column.{hint}"
         )
     texts: list[str] = []
@@ -404,9 +420,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
         if _kind(out, "output file") in {"csv", "tsv"}:
             frame[args.vector_column] = [" ".join(f"{v:.7g}" for v in row) for row in X]
         else:
-            frame[args.vector_column] = [
-                None if np.isnan(row[0]) else row for row in X
-            ]
+            frame[args.vector_column] = [None if np.isnan(row[0]) else row for row in X]
         write_table(frame, out)
     _note(args, f"wrote {X.shape[0]:,} x {X.shape[1]} float32 vectors to '{out}'")
     return 0
@@ -499,9 +513,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
         return 0
 
 
-def _with_texts(
-    frame: Any, rows: Rows, args: argparse.Namespace, source: Any
-) -> Any:
+def _with_texts(frame: Any, rows: Rows, args: argparse.Namespace, source: Any) -> Any:
     """``frame`` from an estimator, its ``index`` made the file's row, plus the
     text of each row."""
     frame["index"] = rows.kept[frame["index"].to_numpy()]
@@ -617,7 +629,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         args,
         result,
         text_columns=[args.column],
-        title=f"more like row {liked_rows}",
+        title=f"more like row{'s' if len(liked) > 1 else ''} {liked_rows}",
     )
     _save(args, result, args.output, "recommendations")
     return 0
@@ -683,7 +695,9 @@ def cmd_outliers(args: argparse.Namespace) -> int:
             f"--n-neighbors {args.n_neighbors} needs more than {args.n_neighbors} "
             f"texts; '{args.input}' has {len(rows.texts):,}"
         )
-    scorer = OutlierScorer(n_neighbors=args.n_neighbors, contamination=args.contamination)
+    scorer = OutlierScorer(
+        n_neighbors=args.n_neighbors, contamination=args.contamination
+    )
     _, X = _embed(args, rows.texts)
     flags = scorer.fit_predict(X)
     _note(args, f"{int((flags == -1).sum()):,} of {len(flags):,} rows flagged")
@@ -731,7 +745,9 @@ def cmd_diversity(args: argparse.Namespace) -> int:
         groups = column.fillna("(missing)").astype(str).to_numpy()[rows.kept]
     if len(rows.texts) < 2:
         raise CLIError(f"diversity needs at least 2 texts; '{args.input}' has 1")
-    report = DiversityReport(duplicate_threshold=args.duplicate_threshold, random_state=0)
+    report = DiversityReport(
+        duplicate_threshold=args.duplicate_threshold, random_state=0
+    )
     _, X = _embed(args, rows.texts)
     report.fit(X, groups=groups)
     table = report.to_frame()
@@ -803,7 +819,9 @@ def cmd_classify(args: argparse.Namespace) -> int:
                 f"{args.label_column!r}; label it or remove it"
             )
     embedder, X = _embed(args, rows.texts)
-    clf = NearestLabelClassifier(embedder=embedder, labels=labels, template=args.template)
+    clf = NearestLabelClassifier(
+        embedder=embedder, labels=labels, template=args.template
+    )
     if train_rows is not None:
         clf.fit(embedder.transform(train_rows.texts), y)
     else:
@@ -857,7 +875,9 @@ def _integer(low: int) -> Callable[[str], int]:
     return parse
 
 
-def _number(low: float, high: float, *, open_low: bool = False) -> Callable[[str], float]:
+def _number(
+    low: float, high: float, *, open_low: bool = False
+) -> Callable[[str], float]:
     def parse(value: str) -> float:
         try:
             number = float(value)
