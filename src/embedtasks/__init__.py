@@ -11,7 +11,7 @@ command line's ``--help``) does not load scikit-learn, pandas or ONNX Runtime.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
@@ -57,7 +57,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from embedtasks.outliers import OutlierScorer
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'embedtasks' has no attribute {name!r}")
