@@ -2,6 +2,11 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -68,7 +73,10 @@ from embedtasks import EmbeddingClusterer
 
 clusterer = EmbeddingClusterer(min_cluster_size=15, random_state=0).fit(X)
 print(f"{clusterer.n_clusters_} clusters, {np.mean(clusterer.labels_ == -1):.0%} noise")
-clusterer.summary(corpus["text"])[["cluster", "size", "keywords"]].head(8)
+clusterer.summary(corpus["text"])[["name", "size", "keywords"]].head(8)
+
+# %%
+ax = clusterer.plot_map(corpus["text"])  # the 2-D map: clusters named, noise grey
 
 # %% [markdown]
 # ## Anomaly detection: the docstrings least like any other

@@ -2,6 +2,11 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -11,9 +16,9 @@
 # %% [markdown]
 # # Clustering
 #
-# `EmbeddingClusterer` reduces the embeddings (UMAP when installed, PCA otherwise)
+# `EmbeddingClusterer` reduces the embeddings (UMAP on the exact neighbour graph)
 # and runs HDBSCAN: it finds the number of groups itself and leaves outliers as
-# noise (`-1`).
+# noise (`-1`). It also lays the rows out on a 2-D map.
 #
 # The corpus is real text that every machine has: the one-line summaries of the
 # docstrings of installed packages (numpy, pandas, scikit-learn, httpx and parts of
@@ -54,35 +59,58 @@ print(
 # %% [markdown]
 # ## What each cluster is about
 # Representatives are central members that are not near-copies of each other;
-# keywords are c-TF-IDF (frequent in the cluster, rare elsewhere).
+# keywords are c-TF-IDF (frequent in the cluster, rare elsewhere; URL fragments and
+# words common to most clusters left out; two-word phrases when they beat their
+# words). Each cluster is named by its first three keywords; the last row counts
+# the noise.
 
 # %%
 summary = clusterer.summary(corpus["text"], n_keywords=6)
 summary["representative"] = summary["representative_texts"].str[0]
 pd.set_option("display.max_colwidth", 80)
-summary[["cluster", "size", "keywords", "representative"]]
+summary[["name", "size", "keywords", "representative"]]
 
 # %% [markdown]
-# ## A cluster map
-# The first two dimensions of the space that was clustered (`embedding_`), coloured
-# by cluster (grey: noise), beside the same map coloured by package.
+# ## The map
+# `map_` is a 2-D layout of the rows, made from the same neighbour graph as the
+# clustered space; `plot_map` colours and names the clusters (grey: noise).
 
 # %%
-emb = clusterer.embedding_
-fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5))
-noise = labels == -1
-left.scatter(emb[noise, 0], emb[noise, 1], s=6, c="lightgrey")
-left.scatter(emb[~noise, 0], emb[~noise, 1], s=6, c=labels[~noise], cmap="tab20")
-for row in summary.itertuples():
-    x, y = np.median(emb[labels == row.cluster, :2], axis=0)
-    left.annotate(", ".join(row.keywords[:2]), (x, y), fontsize=8, weight="bold")
-left.set_title("clusters")
+fig, (left, right) = plt.subplots(1, 2, figsize=(14, 6))
+clusterer.plot_map(corpus["text"], ax=left)
 for name in corpus["label"].unique():
     mask = (corpus["label"] == name).to_numpy()
-    right.scatter(emb[mask, 0], emb[mask, 1], s=6, label=name)
+    right.scatter(*clusterer.map_[mask].T, s=6, label=name)
 right.legend(markerscale=3, fontsize=7)
-right.set_title("packages")
+right.set_title("the same map, coloured by package")
 plt.show()
+
+# %% [markdown]
+# ## Against the package labels
+# `compare(y)` gives purity, V-measure and the cluster-by-label table.
+
+# %%
+comparison = clusterer.compare(corpus["label"], texts=corpus["text"])
+print(comparison)
+comparison.table[["name", "size", "top_label", "top_share"]].head(10)
+
+# %% [markdown]
+# ## Iterate for free, and control the noise
+# The reduction is cached (in memory and under the embedtasks cache dir), so a refit
+# with other HDBSCAN settings takes well under a second; `max_noise` moves the noise
+# rows closest to a cluster into it until at most that share is noise.
+
+# %%
+import time
+
+start = time.perf_counter()
+clusterer.set_params(min_cluster_size=25, max_noise=0.05).fit(X)
+print(
+    f"refit in {time.perf_counter() - start:.2f} s: {clusterer.n_clusters_} clusters, "
+    f"{np.mean(clusterer.labels_ == -1):.0%} noise, V-measure "
+    f"{v_measure_score(corpus['label'], clusterer.labels_):.2f}"
+)
+summary = clusterer.summary(corpus["text"], n_keywords=6)
 
 # %% [markdown]
 # ## Placing new texts

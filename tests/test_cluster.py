@@ -162,21 +162,28 @@ def test_summary_without_and_with_texts():
     frame = model.summary()
     assert list(frame.columns) == [
         "cluster",
+        "name",
         "size",
         "share",
         "mean_probability",
         "representatives",
     ]
-    assert frame["size"].sum() == (model.labels_ >= 0).sum()
+    assert frame["size"].sum() == model.labels_.size  # the noise row included
+    clusters = frame[frame["cluster"] >= 0]
+    assert clusters["name"].tolist() == [f"cluster_{c}" for c in clusters["cluster"]]
     texts = _texts(y)
     frame = model.summary(texts, n_keywords=2)
-    assert isinstance(frame, pd.DataFrame) and len(frame) == model.n_clusters_
-    for _, row in frame.iterrows():
+    assert isinstance(frame, pd.DataFrame)
+    assert frame["cluster"].tolist()[: model.n_clusters_] == list(
+        range(model.n_clusters_)
+    )
+    for _, row in frame[frame["cluster"] >= 0].iterrows():
         topic = np.bincount(y[model.labels_ == row["cluster"]]).argmax()
         word = WORDS[topic]
-        assert row["keywords"][0] in {word, word + "s"}
+        assert row["keywords"][0] in {word, word + "s", f"{word} {word}s"}
         assert len(row["keywords"]) == 2
         assert all(t.startswith(word) for t in row["representative_texts"])
+        assert row["name"].startswith(f"{row['cluster']}_")
 
 
 def test_summary_keywords_empty_when_texts_are_only_stop_words():
@@ -214,7 +221,9 @@ def test_all_noise_predicts_noise():
     model = EmbeddingClusterer(reduction=None, min_cluster_size=12, min_samples=1)
     model.fit(X)
     assert model.n_clusters_ == 0 and (model.labels_ == -1).all()
-    assert model.summary().empty
+    frame = model.summary()
+    assert frame["cluster"].tolist() == [-1] and frame["name"].tolist() == ["-1_noise"]
+    assert frame["size"].tolist() == [12]
     np.testing.assert_array_equal(model.predict(X[:3]), -1)
 
 
@@ -226,7 +235,10 @@ def test_umap_missing_gives_install_hint(monkeypatch):
     model = EmbeddingClusterer(random_state=0).fit(X)  # "auto" falls back to PCA
     assert type(model.reducer_).__name__ == "PCA"
     assert model.embedding_.shape[1] == 20
-    monkeypatch.setitem(__import__("sys").modules, "umap", None)
+    from embedtasks import _layout
+
+    monkeypatch.setattr(_layout, "_SGD", {})  # not compiled yet in this process
+    monkeypatch.setitem(__import__("sys").modules, "numba", None)
     with pytest.raises(ImportError, match=r"pip install 'embedtasks\[umap\]'"):
         EmbeddingClusterer(reduction="umap").fit(X)
 
@@ -235,7 +247,7 @@ def test_umap_missing_gives_install_hint(monkeypatch):
 def test_umap_reduction_clusters_and_predicts():
     X, y = _topics(n_topics=4, per_topic=50, dim=48)
     model = EmbeddingClusterer(reduction="umap", random_state=0).fit(X)
-    assert type(model.reducer_).__name__ == "UMAP"
+    assert model.reduction_ == "umap" and model.reducer_ is None
     assert model.embedding_.shape == (200, 5)
     assert v_measure_score(y, model.labels_) > 0.9
     again = clone(model).fit(X)
@@ -263,3 +275,172 @@ def test_umap_fitted_on_a_sample_still_labels_every_row():
     assert v_measure_score(y, model.labels_) > 0.9
     # rows outside the sample sit where predict would put them
     np.testing.assert_array_equal(model.predict(X[::7]), model.labels_[::7])
+
+
+def test_map_is_a_2d_float32_layout_of_the_training_rows(tmp_path):
+    X, y = _topics(n_topics=3, per_topic=40, dim=24)
+    model = EmbeddingClusterer(reduction="pca", cache_dir=tmp_path, random_state=0)
+    model.fit(X)
+    assert model.map_.shape == (120, 2) and model.map_.dtype == np.float32
+    # the map keeps the topics apart: each row's nearest map neighbour shares it
+    d = ((model.map_[:, None, :] - model.map_[None, :, :]) ** 2).sum(-1)
+    np.fill_diagonal(d, np.inf)
+    assert (y[d.argmin(axis=1)] == y).mean() > 0.95
+    tiny = EmbeddingClusterer(reduction=None, min_cluster_size=2).fit(X[:6])
+    assert tiny.map_.shape == (6, 2) and tiny.map_.dtype == np.float32
+
+
+def _cached_files(folder):
+    return sorted((folder / "cluster").glob("*.npz"))
+
+
+def test_reduction_cache_reused_across_processes_and_damage_recomputed(tmp_path):
+    from embedtasks import _reduce
+
+    X, _ = _topics(n_topics=3, per_topic=40, dim=24)
+    first = EmbeddingClusterer(cache_dir=tmp_path, random_state=0).fit(X)
+    files = _cached_files(tmp_path)
+    assert len(files) == 1  # the clustered space and the map, together
+    _reduce._MEMORY.clear()  # as a new process would start
+    again = EmbeddingClusterer(
+        cache_dir=tmp_path, random_state=0, min_cluster_size=10
+    ).fit(X)
+    np.testing.assert_array_equal(first.embedding_, again.embedding_)
+    np.testing.assert_array_equal(first.map_, again.map_)
+    path = files[0]
+    intact = path.read_bytes()
+    middle = len(intact) // 2
+    damaged = [
+        intact[:middle] + b"\xff" * 8 + intact[middle + 8 :],  # flipped bytes
+        intact[:middle],  # truncated
+        b"not a cache file",
+    ]
+    for blob in damaged:
+        path.write_bytes(blob)
+        _reduce._MEMORY.clear()
+        assert _reduce.ReductionCache(tmp_path).get(path.stem) is None
+        repaired = EmbeddingClusterer(cache_dir=tmp_path, random_state=0).fit(X)
+        np.testing.assert_array_equal(first.embedding_, repaired.embedding_)
+        np.testing.assert_array_equal(first.map_, repaired.map_)
+        _reduce._MEMORY.clear()
+        assert _reduce.ReductionCache(tmp_path).get(path.stem) is not None
+
+
+def test_reduction_cache_key_follows_data_and_parameters(tmp_path):
+    X, _ = _topics(n_topics=3, per_topic=40, dim=24)
+    EmbeddingClusterer(cache_dir=tmp_path, random_state=0).fit(X)
+    EmbeddingClusterer(cache_dir=tmp_path, random_state=0).fit(X[::-1])
+    EmbeddingClusterer(cache_dir=tmp_path, random_state=0, n_neighbors=10).fit(X)
+    EmbeddingClusterer(cache_dir=tmp_path, random_state=1).fit(X)
+    assert len(_cached_files(tmp_path)) == 4
+    EmbeddingClusterer(cache_dir=tmp_path, random_state=0, min_samples=3).fit(X)
+    EmbeddingClusterer(cache_dir=tmp_path, random_state=0, max_noise=0.0).fit(X)
+    assert len(_cached_files(tmp_path)) == 4
+
+
+def test_no_disk_cache_with_cache_dir_none(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMBEDTASKS_CACHE_DIR", str(tmp_path))
+    X, _ = _topics(n_topics=3, per_topic=40, dim=24)
+    EmbeddingClusterer(cache_dir=None, random_state=0).fit(X)
+    assert not (tmp_path / "cluster").exists()
+    EmbeddingClusterer(random_state=0).fit(X)  # "default" honours the variable
+    assert len(_cached_files(tmp_path)) == 1
+
+
+def _with_strays(n_strays=40):
+    X, y = _topics(n_topics=4, per_topic=50, dim=32)
+    rng = np.random.default_rng(3)
+    stray = rng.normal(size=(n_strays, X.shape[1])).astype(np.float32)
+    stray /= np.linalg.norm(stray, axis=1, keepdims=True)
+    return np.vstack([X, stray]), np.concatenate([y, np.full(n_strays, -1)])
+
+
+@pytest.mark.parametrize("max_noise", [0.0, 0.05])
+def test_max_noise_caps_the_noise_share(max_noise):
+    X, y = _with_strays()
+    plain = EmbeddingClusterer(reduction=None, random_state=0).fit(X)
+    assert (plain.labels_ < 0).mean() > 0.1
+    capped = EmbeddingClusterer(
+        reduction=None, max_noise=max_noise, random_state=0
+    ).fit(X)
+    assert (capped.labels_ < 0).mean() <= max_noise
+    kept = plain.labels_ >= 0
+    assert adjusted_rand_score(plain.labels_[kept], capped.labels_[kept]) == 1.0
+    moved = (plain.labels_ < 0) & (capped.labels_ >= 0)
+    np.testing.assert_array_equal(capped.probabilities_[moved], 0.0)
+    # topic rows HDBSCAN left out go back to their own topic's cluster
+    topic = moved & (y >= 0)
+    if topic.any():
+        home = {
+            t: np.bincount(capped.labels_[kept & (y == t)]).argmax() for t in range(4)
+        }
+        assert (
+            np.mean([capped.labels_[i] == home[y[i]] for i in np.flatnonzero(topic)])
+            > 0.9
+        )
+
+
+def test_warns_when_the_reduction_leaves_few_clusters():
+    X, _ = _topics(n_topics=2, per_topic=120, dim=32)
+    with pytest.warns(UserWarning, match=r"found 2 clusters.*reduction='umap'"):
+        EmbeddingClusterer(reduction="pca", n_components=5, random_state=0).fit(X)
+
+
+def test_keywords_skip_urls_common_terms_and_prefer_phrases():
+    X, y = _topics(n_topics=4, per_topic=20)
+    topics = ["credit card", "river bank", "jazz violin", "space rocket"]
+    texts = [
+        f"www.example.org/page{i} http about {topics[t]} report number {i}"
+        for i, t in enumerate(y)
+    ]
+    model = EmbeddingClusterer(reduction="pca", n_components=5, random_state=0).fit(X)
+    frame = model.summary(texts, n_keywords=4)
+    for _, row in frame[frame["cluster"] >= 0].iterrows():
+        topic = topics[np.bincount(y[model.labels_ == row["cluster"]]).argmax()]
+        assert topic in row["keywords"][:2]  # the phrase, not its two words
+        assert not set(topic.split()) & set(row["keywords"])
+        assert not {"www", "http", "org", "example", "report"} & set(row["keywords"])
+        expected = "_".join(w.replace(" ", "-") for w in row["keywords"][:3])
+        assert row["name"] == f"{row['cluster']}_{expected}"
+
+
+def test_compare_reports_purity_v_measure_and_table():
+    X, y = _with_strays()
+    model = EmbeddingClusterer(reduction=None, random_state=0).fit(X)
+    names = np.array(["a", "b", "c", "d", "stray"])[y]
+    result = model.compare(names)
+    assert result.v_measure == pytest.approx(v_measure_score(names, model.labels_))
+    clustered = model.labels_ >= 0
+    assert result.noise_share == pytest.approx(1 - clustered.mean())
+    table = result.table
+    top = table.loc[table.index >= 0, "top_share"] * table.loc[table.index >= 0, "size"]
+    assert result.purity == pytest.approx(top.sum() / clustered.sum())
+    assert result.purity > 0.95
+    assert table.index.tolist()[-1] == -1 and table["name"].iloc[-1] == "-1_noise"
+    assert table["size"].sum() == len(names)
+    assert set(table.columns) >= {"name", "size", "top_label", "top_share", "stray"}
+    assert f"purity={result.purity:.3f}" in repr(result)
+    with pytest.raises(ValueError, match=r"got y of shape \(3,\).*240 rows"):
+        model.compare(names[:3])
+
+
+def test_plot_map_draws_named_clusters_and_grey_noise():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    X, y = _with_strays()
+    model = EmbeddingClusterer(reduction=None, random_state=0).fit(X)
+    texts = [f"{WORDS[t]} story" if t >= 0 else "stray" for t in y]
+    fig, ax = plt.subplots()
+    assert model.plot_map(texts, ax=ax) is ax
+    labels = {t.get_text() for t in ax.texts}
+    assert labels == set(model.summary(texts)["name"][: model.n_clusters_])
+    assert "noise" in ax.get_title()
+    plt.close(fig)
+    ax = model.plot_map()
+    assert {t.get_text() for t in ax.texts} == {
+        f"cluster_{c}" for c in range(model.n_clusters_)
+    }
+    plt.close(ax.figure)
