@@ -647,21 +647,14 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         raise CLIError(
             f"--min-cluster-size {args.min_cluster_size} is more than the {n:,} texts"
         )
-    extra: dict[str, Any] = {}
-    known = EmbeddingClusterer().get_params()
-    if args.max_noise is not None:
-        if "max_noise" not in known:
-            raise CLIError("--max-noise needs a newer EmbeddingClusterer (max_noise)")
-        extra["max_noise"] = args.max_noise
-    if "cache_dir" in known:
-        extra["cache_dir"] = _cache_setting(args)
     clusterer = EmbeddingClusterer(
         n_clusters=args.n_clusters,
         reduction=None if args.reduction == "none" else args.reduction,
         min_cluster_size=args.min_cluster_size,
         assign_noise=args.assign_noise,
+        max_noise=args.max_noise,
         random_state=args.random_state,
-        **extra,
+        cache_dir=_cache_setting(args),
     )
     _, X = _embed(args, rows.texts)
     labels = clusterer.fit_predict(X)
@@ -1063,7 +1056,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-noise",
         type=_number(0, 1),
-        help="HDBSCAN: at most this share of rows as noise (default: the library's)",
+        help="HDBSCAN: at most this share of rows left as noise, the closest "
+        "noise rows joining clusters (default: HDBSCAN's noise)",
     )
     p.add_argument("--keywords", type=_integer(1), default=5, help="per cluster (5)")
     p.add_argument("--random-state", type=int, default=0)

@@ -282,6 +282,7 @@ class _Run:
     counts: pd.Series
     results: dict[str, Any] = field(default_factory=dict)
     nn: Any = None  # the search index, reused by the recommendations
+    cache_dir: str | Path | None = None
 
 
 def run_demo(
@@ -362,7 +363,7 @@ def _embed(
         f"{usage.get('cache_hits', 0):,} from the cache, "
         f"{usage.get('embedded', 0):,} embedded, {seconds:.1f} s"
     )
-    run = _Run(report, embedder, X, texts, labels, names, counts)
+    run = _Run(report, embedder, X, texts, labels, names, counts, cache_dir=cache_dir)
     run.results.update(n_texts=len(corpus), embed=dict(usage))
     return run
 
@@ -398,12 +399,10 @@ def _cluster(run: _Run) -> None:
     from embedtasks.cluster import EmbeddingClusterer
 
     report, labels = run.report, run.labels
-    report.section("Cluster: 20 topics (KMeans after PCA)")
+    report.section("Cluster: topics found by density (HDBSCAN after UMAP)")
     t0 = time.perf_counter()
-    # Docstrings are diffuse: density clustering (the default, HDBSCAN after UMAP)
-    # leaves a quarter of them as noise and takes ~20 s here, so the tour asks for
-    # a fixed number of topics, which assigns every item in well under a second.
-    clusterer = EmbeddingClusterer(n_clusters=20, reduction="pca", random_state=0)
+    # The library's default clusterer; its UMAP layout is cached beside the vectors.
+    clusterer = EmbeddingClusterer(random_state=0, cache_dir=run.cache_dir)
     clusterer.fit(run.X)
     summary = clusterer.summary(list(run.texts), n_keywords=5)
     noise = float(np.mean(clusterer.labels_ == -1))
