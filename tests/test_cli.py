@@ -632,3 +632,25 @@ def test_quiet_keeps_the_results(server, data, tmp_path, capsys):
     )  # fmt: skip
     assert code == 0
     assert err == "" and TEXTS[0] in stdout
+
+
+@pytest.mark.local_model
+def test_local_model_tables_fit_and_jsonl_round_trips(odd, tmp_path):
+    """The default embedder on unicode and long paragraphs, as a new user runs it."""
+    cache = ["--cache-dir", tmp_path / "c"]
+    env = {"COLUMNS": "100"}
+    for command in (
+        ["search", odd, "-q", "日本語の文章", "-k", "2"],
+        ["classify", odd, "--labels", "french,japanese,english"],
+        ["outliers", odd, "--n-neighbors", "2"],
+    ):
+        result = run_cli(*command, *cache, cwd=tmp_path, env=env)
+        assert result.returncode == 0, result.stderr
+        assert max(map(len, result.stdout.splitlines())) <= 100
+    result = run_cli(
+        "search", odd, "-q", "日本語の文章", "-k", "1", "--format", "jsonl", *cache,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (hit,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert hit["index"] == 1 and hit["text"] == LONG[1] and hit["rank"] == 0
