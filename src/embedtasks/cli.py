@@ -852,42 +852,45 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # -- argument types: checked by argparse, before anything is read or embedded -------
-def _integer(low: int) -> Callable[[str], int]:
-    def parse(value: str) -> int:
+def _ranged(
+    kind: str,
+    convert: Callable[[str], Any],
+    low: float,
+    high: float | None = None,
+    *,
+    open_low: bool = False,
+) -> Callable[[str], Any]:
+    """An argparse type: ``convert`` the value, then check it is in range."""
+
+    def parse(value: str) -> Any:
         try:
-            number = int(value)
+            number = convert(value)
         except ValueError:
             raise argparse.ArgumentTypeError(
-                f"expected a whole number >= {low}, got {value!r}"
+                f"expected {kind}, got {value!r}"
             ) from None
-        if number < low:
-            raise argparse.ArgumentTypeError(f"must be >= {low}, got {number}")
+        below = number <= low if open_low else number < low
+        if below or (high is not None and number > high) or number != number:
+            where = (
+                f">= {low:g}"
+                if high is None
+                else f"in {'(' if open_low else '['}{low:g}, {high:g}]"
+            )
+            raise argparse.ArgumentTypeError(f"must be {where}, got {value}")
         return number
 
-    parse.__name__ = f"integer >= {low}"
+    parse.__name__ = kind
     return parse
+
+
+def _integer(low: int) -> Callable[[str], int]:
+    return _ranged(f"a whole number >= {low}", int, low)
 
 
 def _number(
     low: float, high: float, *, open_low: bool = False
 ) -> Callable[[str], float]:
-    def parse(value: str) -> float:
-        try:
-            number = float(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected a number, got {value!r}"
-            ) from None
-        below = number <= low if open_low else number < low
-        if below or number > high or math.isnan(number):
-            left = "(" if open_low else "["
-            raise argparse.ArgumentTypeError(
-                f"must be in {left}{low:g}, {high:g}], got {value}"
-            )
-        return number
-
-    parse.__name__ = "number"
-    return parse
+    return _ranged("a number", float, low, high, open_low=open_low)
 
 
 def _or_auto(parse: Callable[[str], Any]) -> Callable[[str], Any]:
