@@ -279,6 +279,12 @@ def _load(args: argparse.Namespace, *extra: str | None) -> tuple[Any, Rows]:
     return frame, rows
 
 
+def _texts(frame: Any, args: argparse.Namespace) -> list[str]:
+    """Every row's text, an empty one an error (for commands that need all rows;
+    the others use :func:`_load`, which honours ``--on-empty``)."""
+    return _rows(frame, args.column, args.input, "error", _noter(args)).texts
+
+
 def _ids(frame: Any, args: argparse.Namespace, rows: Rows) -> Any:
     if not args.id_column:
         return None
@@ -385,9 +391,10 @@ def _save(args: argparse.Namespace, frame: Any, path: str | None, what: str) -> 
 
 def _check_outputs(args: argparse.Namespace) -> None:
     """Fail on an output file of unknown type before reading or embedding."""
+    tables = {"search", "recommend", "cluster", "outliers", "diversity", "classify"}
     for name in ("output", "summary_output", "pairs_output"):
         path = getattr(args, name, None)
-        if path and not (name == "output" and args.command == "embed"):
+        if path and (name != "output" or args.command in tables):
             kind = _kind(Path(path), "output file")
             if kind == "parquet":
                 _need_parquet()
@@ -1113,6 +1120,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):  # a text that the terminal cannot show
+            stream.reconfigure(errors="replace")
     try:
         _check_outputs(args)
         return int(args.handler(args))
