@@ -23,6 +23,7 @@ import argparse
 import math
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -1115,6 +1116,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _warning_printer(args: argparse.Namespace) -> Callable[..., None]:
+    """Warnings as one line each, like the errors (no source line, no path)."""
+
+    def show(message: Warning | str, *_: object, **__: object) -> None:
+        print(f"embedtasks {args.command}: warning: {message}", file=sys.stderr)
+
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``embedtasks`` command; return its exit status."""
     parser = build_parser()
@@ -1124,8 +1134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if hasattr(stream, "reconfigure"):  # a text that the terminal cannot show
             stream.reconfigure(errors="replace")
     try:
-        _check_outputs(args)
-        return int(args.handler(args))
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_printer(args)
+            _check_outputs(args)
+            return int(args.handler(args))
     except CLIError as exc:
         print(f"embedtasks {args.command}: error: {exc}", file=sys.stderr)
         return 2
