@@ -654,3 +654,20 @@ def test_local_model_tables_fit_and_jsonl_round_trips(odd, tmp_path):
     assert result.returncode == 0, result.stderr
     (hit,) = [json.loads(line) for line in result.stdout.splitlines()]
     assert hit["index"] == 1 and hit["text"] == LONG[1] and hit["rank"] == 0
+
+
+@pytest.mark.local_model
+@pytest.mark.parametrize("flag", [["--assign-noise"], ["--max-noise", "0"]])
+def test_cluster_noise_flags_reach_the_clusterer(flag, tmp_path, capsys):
+    src = tmp_path / "many.csv"
+    texts = [f"{word} number {i}" for i in range(12) for word in ("a cat", "a bank")]
+    texts += ["the recipe needs flour", "quantum physics lecture"]  # noise
+    pd.DataFrame({"text": texts}).to_csv(src, index=False)
+    out = tmp_path / "rows.csv"
+    code, _, err = run_main(
+        "cluster", src, "--min-cluster-size", "2", "--reduction", "none", *flag,
+        "-o", out, "--cache-dir", tmp_path / "c", capsys=capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    clusters = pd.read_csv(out)["cluster"]
+    assert clusters.nunique() >= 2 and (clusters >= 0).all()  # no noise left

@@ -611,8 +611,9 @@ def _items(args: argparse.Namespace, frame: Any, rows: Rows) -> tuple[Any, Any]:
             out.append(at)
         return np.asarray(out, dtype=np.intp)
 
-    exclude = positions(
-        [r for r in args.exclude or [] if 0 <= r < rows.n_rows and r in rows.kept],
+    kept = set(rows.kept.tolist())
+    exclude = positions(  # an empty row is never recommended anyway
+        [r for r in args.exclude or [] if r in kept or not 0 <= r < rows.n_rows],
         "--exclude",
     )
     return positions(wanted, "--row"), exclude
