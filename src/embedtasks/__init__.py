@@ -11,6 +11,8 @@ command line's ``--help``) does not load scikit-learn, pandas or ONNX Runtime.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
@@ -27,6 +29,8 @@ _EXPORTS = {
     "NearestLabelClassifier": "embedtasks.classify",
     "OpenAIEmbedder": "embedtasks.embedder",
     "OutlierScorer": "embedtasks.outliers",
+    "Report": "embedtasks.report",
+    "report": "embedtasks.report",
     "search_pipeline": "embedtasks.neighbors",
 }
 
@@ -41,7 +45,9 @@ __all__ = [
     "NearestLabelClassifier",
     "OpenAIEmbedder",
     "OutlierScorer",
+    "Report",
     "__version__",
+    "report",
     "search_pipeline",
 ]
 
@@ -55,6 +61,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from embedtasks.local import LocalEmbedder
     from embedtasks.neighbors import DotProductNeighbors, search_pipeline
     from embedtasks.outliers import OutlierScorer
+    from embedtasks.report import Report, report
 
 
 def __getattr__(name: str) -> object:
@@ -68,3 +75,20 @@ def __getattr__(name: str) -> object:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *_EXPORTS})
+
+
+class _Package(types.ModuleType):
+    """``embedtasks.report`` stays the function when its module is imported.
+
+    Importing a submodule sets it as an attribute of the package; the function
+    :func:`report` shares its module's name, so that attribute is not replaced
+    (the module is ``sys.modules["embedtasks.report"]``), as with eager imports.
+    """
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name in _EXPORTS and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -446,6 +446,7 @@ def top_k(queries, corpus, k, **kwargs) -> TopK:
         kwargs.setdefault("memory_budget", DEFAULT_MEMORY_BUDGET)
         kwargs.setdefault("n_jobs", None)
         kwargs.pop("corpus_max_norm", None)
+        kwargs.pop("screen", None)  # each worker's kernel decides for its shard
         return corpus.top_k(queries, k, **kwargs)
     return kernel.top_k(queries, corpus, k, **kwargs)
 

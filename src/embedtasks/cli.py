@@ -280,10 +280,12 @@ def _load(args: argparse.Namespace, *extra: str | None) -> tuple[Any, Rows]:
     return frame, rows
 
 
-def _texts(frame: Any, args: argparse.Namespace) -> list[str]:
-    """Every row's text, an empty one an error (for commands that need all rows;
-    the others use :func:`_load`, which honours ``--on-empty``)."""
-    return _rows(frame, args.column, args.input, "error", _noter(args)).texts
+def _groups(frame: Any, args: argparse.Namespace, rows: Rows) -> Any:
+    """The --group-column label of each embedded row (None without the flag)."""
+    if not args.group_column:
+        return None
+    column = _column(frame, args.group_column, args.input, option="--group-column")
+    return column.fillna("(missing)").astype(str).to_numpy()[rows.kept]
 
 
 def _ids(frame: Any, args: argparse.Namespace, rows: Rows) -> Any:
@@ -741,10 +743,7 @@ def cmd_diversity(args: argparse.Namespace) -> int:
     from embedtasks.diversity import DiversityReport
 
     frame, rows = _load(args, args.group_column)
-    groups = None
-    if args.group_column:
-        column = _column(frame, args.group_column, args.input, option="--group-column")
-        groups = column.fillna("(missing)").astype(str).to_numpy()[rows.kept]
+    groups = _groups(frame, args, rows)
     if len(rows.texts) < 2:
         raise CLIError(f"diversity needs at least 2 texts; '{args.input}' has 1")
     report = DiversityReport(
@@ -843,6 +842,36 @@ def cmd_classify(args: argparse.Namespace) -> int:
         out["label"] = rows.spread(predicted)
         out["probability"] = rows.spread(result["probability"].to_numpy())
         _save(args, out, args.output, "labelled rows")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write one self-contained HTML page: map, clusters, outliers, near-copies."""
+    from embedtasks.cluster import EmbeddingClusterer
+    from embedtasks.diversity import DiversityReport
+    from embedtasks.report import report
+
+    frame, rows = _load(args, args.group_column)
+    texts = rows.texts
+    groups = _groups(frame, args, rows)
+    _, X = _embed(args, texts)
+    page = report(
+        texts,
+        X,
+        groups=groups,
+        clusterer=EmbeddingClusterer(
+            n_clusters=args.n_clusters,
+            min_cluster_size=args.min_cluster_size,
+            random_state=args.random_state,
+        ),
+        diversity=DiversityReport(
+            duplicate_threshold=args.duplicate_threshold, random_state=0
+        ),
+        title=args.title or f"embedtasks report: {Path(args.input).name}",
+        max_text_chars=args.max_text_chars,
+    )
+    path = page.save(args.output)
+    _note(args, f"wrote {page!r} to '{path}'")
     return 0
 
 
@@ -1114,6 +1143,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--top", type=_integer(0), default=10, help="rows to print, 0: all (10)"
     )
     p.add_argument("-o", "--output", help="write every row with its label")
+    p = add("report", cmd_report, "one HTML page: map, clusters, outliers, copies")
+    _common(p)
+    p.add_argument("--group-column", help="diversity per group of this column")
+    p.add_argument("-o", "--output", default="report.html", help="(report.html)")
+    p.add_argument("--title", help="page title (the input file's name)")
+    p.add_argument(
+        "--n-clusters", type=_integer(1), help="fixed number (KMeans); default HDBSCAN"
+    )
+    p.add_argument(
+        "--min-cluster-size",
+        type=_or_auto(_integer(2)),
+        default="auto",
+        help="HDBSCAN: an integer >= 2, or auto = max(15, rows // 200) (auto)",
+    )
+    p.add_argument("--random-state", type=int, default=0)
+    p.add_argument(
+        "--duplicate-threshold",
+        type=_number(-1, 1),
+        default=0.95,
+        help="near-duplicates (0.95)",
+    )
+    p.add_argument(
+        "--max-text-chars", type=_integer(1), default=300, help="texts cut to (300)"
+    )
     return parser
 
 

@@ -12,8 +12,11 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from embedtasks import _faiss, _shard
 from embedtasks._similarity import (
     DEFAULT_MEMORY_BUDGET,
+    MIN_SCREEN_QUERIES,
+    MIN_SCREEN_ROWS,
     Dense,
     Quantized,
+    build_screen,
     find_mmap,
     group_sum,
     l2_normalize,
@@ -227,6 +230,7 @@ class DotProductNeighbors(_shard.LocalCopyMixin, TransformerMixin, BaseEstimator
             self._max_norm = float(stream_norms(Dense(self.embeddings_)).max())
         self.n_samples_fit_ = X.shape[0]
         self.codes_ = self._coarse = None
+        self._screen = None  # built at the first large batch of queries
         if self.storage == "int8":
             self.codes_, scale, zero = quantize(self.embeddings_)
             self._coarse = Quantized(self.codes_, scale, zero)
@@ -271,6 +275,7 @@ class DotProductNeighbors(_shard.LocalCopyMixin, TransformerMixin, BaseEstimator
     def __getstate__(self):
         state = dict(super().__getstate__())  # a copy: never touch self.__dict__
         state.pop("_norms", None)
+        state.pop("_screen", None)  # rebuilt on demand
         if state.get("index_") is not None:  # faiss indexes do not pickle
             state["index_"] = _faiss.serialize_index(state["index_"])
         source = mapped_file(state.get("embeddings_"))
@@ -320,7 +325,29 @@ class DotProductNeighbors(_shard.LocalCopyMixin, TransformerMixin, BaseEstimator
             memory_budget=self.memory_budget,
             n_jobs=self.n_jobs,
             corpus_max_norm=self._max_norm,
+            screen=self._screen_for(Q.shape[0]),
         )
+
+    def _screen_for(self, n_queries):
+        """The kernel's integer screen of the fitted rows, kept once built.
+
+        Built at the first batch of :data:`MIN_SCREEN_QUERIES` or more queries on
+        an in-memory corpus large enough for it to pay; ``False`` (float32 BLAS)
+        otherwise. It changes speed, never a result.
+        """
+        X = self.embeddings_
+        if (
+            n_queries < MIN_SCREEN_QUERIES
+            or not isinstance(X, np.ndarray)
+            or X.shape[0] < MIN_SCREEN_ROWS
+            or find_mmap(X) is not None
+        ):
+            return False
+        screen = getattr(self, "_screen", None)
+        if screen is None:
+            screen = build_screen(X) or False
+            self._screen = screen
+        return screen
 
     # -- queries -------------------------------------------------------------------
 

@@ -15,7 +15,8 @@ number of threads or Dask partitions, and on any CPU or BLAS kernel
 
 Modules: ``_exact`` (canonical arithmetic, normalisation, group reductions),
 ``_topk`` (top-k, thresholds, MMR, the one tile-size rule), ``_pairs`` (the
-symmetric scan and all-pairs statistics), ``_place`` (placing new rows by
+symmetric scan and all-pairs statistics), ``_screen`` (exact integer products
+that pick candidates in large searches), ``_place`` (placing new rows by
 similarity), ``_blobs`` (float32 bytes).
 """
 
@@ -64,6 +65,13 @@ from embedtasks._similarity._place import (
     DEFAULT_PLACEMENT_TEMPERATURE,
     place_by_similarity,
 )
+from embedtasks._similarity._screen import (
+    MIN_SCREEN_QUERIES,
+    MIN_SCREEN_ROWS,
+    Screen,
+    build_screen,
+    screen_available,
+)
 from embedtasks._similarity._topk import (
     DEFAULT_MEMORY_BUDGET,
     TopK,
@@ -80,7 +88,12 @@ from embedtasks._similarity._topk import (
 __all__ = [
     "APPROXIMATE_ABOVE",
     "DEFAULT_MEMORY_BUDGET",
+    "MIN_SCREEN_QUERIES",
+    "MIN_SCREEN_ROWS",
     "Dense",
+    "Screen",
+    "build_screen",
+    "screen_available",
     "Quantized",
     "DEFAULT_PLACEMENT_TEMPERATURE",
     "NeighbourScan",

@@ -103,11 +103,13 @@ def pair_dots_indexed(
     C: Any,
     rows: npt.NDArray[np.intp],
     cols: npt.NDArray[np.intp],
+    norm_bound: npt.NDArray[np.float64] | None = None,
 ) -> npt.NDArray[np.float32]:
     """Canonical ``Q[rows[i]] . C[cols[i]]`` without gathering all pairs at once.
 
     ``C`` is an array or a corpus with a ``rows(indices)`` method (a mapped file,
-    int8 codes: see ``_corpus``).
+    int8 codes: see ``_corpus``). ``norm_bound[j]``, if given, bounds
+    ``|Q[j]| |c|`` for every row ``c`` of ``C`` (it saves computing the norms).
     """
     gather = C.rows if hasattr(C, "rows") else C.__getitem__
     out = np.empty(rows.size, dtype=np.float32)
@@ -115,10 +117,44 @@ def pair_dots_indexed(
     step = chunk_rows(d)
     for p0 in range(0, rows.size, step):
         r, c = rows[p0 : p0 + step], cols[p0 : p0 + step]
-        P = Q[r].astype(np.float64)
-        P *= gather(c)
-        out[p0 : p0 + step] = _tree_sum(P)
+        A, B = Q[r], gather(c)
+        # float64 sums of the exact products in einsum's order, certified to
+        # round like the tree; the rare uncertain pair is summed by the tree.
+        R = np.einsum("ij,ij->i", A, B, dtype=np.float64)
+        if norm_bound is None:
+            norms = np.einsum("ij,ij->i", A, A, dtype=np.float64)
+            norms *= np.einsum("ij,ij->i", B, B, dtype=np.float64)
+            scale = np.sqrt(norms)  # their rounding is far inside the slack
+        else:
+            scale = norm_bound[r]
+        err = _SLACK * max(d, 2) * scale
+        F, unsure = _round_certified(R, err)
+        if unsure.any():
+            P = A[unsure].astype(np.float64)
+            P *= B[unsure]
+            F[unsure] = _tree_sum(P)
+        out[p0 : p0 + step] = F
     return out
+
+
+#: ``|float64 sum in any order - tree sum| <= (gamma_d + gamma_log2d) * sum|p_i|``
+#: and ``sum|p_i| <= |a| |b|``: ``_SLACK * d * u64 * |a| |b|`` covers both.
+_SLACK = 2.5 * _U64
+
+
+def _round_certified(R, err):
+    """``R`` rounded to float32, and where ``R +- err`` could round otherwise.
+
+    Rounding is monotone: if both ends of ``[R - err, R + err]`` clear the
+    midpoints to the neighbouring float32 values, every sum in that interval (the
+    canonical tree's included) rounds to the same float32.
+    """
+    F = R.astype(np.float32)
+    F64 = F.astype(np.float64)
+    up = np.nextafter(F, np.float32(np.inf)).astype(np.float64)
+    down = np.nextafter(F, np.float32(-np.inf)).astype(np.float64)
+    unsure = (R + err >= (F64 + up) * 0.5) | (R - err <= (F64 + down) * 0.5)
+    return F, unsure
 
 
 def row_norms(X: npt.ArrayLike) -> npt.NDArray[np.float64]:
@@ -224,19 +260,13 @@ def similarity(
     C64 = C.astype(np.float64)
     c_norm = np.sqrt(_squared_norms(C))
     q_norm = np.sqrt(_squared_norms(Q))
-    # |BLAS float64 sum - tree sum| <= (gamma_d + gamma_log2d) * sum|q_i c_i|,
-    # and sum|q_i c_i| <= |q| |c|; 2.5 * d * u64 covers both with room to spare.
-    slack = 2.5 * max(d, 2) * _U64
+    slack = _SLACK * max(d, 2)
     step = chunk_rows(C.shape[0])
     for r0 in range(0, Q.shape[0], step):
         r1 = min(r0 + step, Q.shape[0])
         R = Q[r0:r1].astype(np.float64) @ C64.T
-        F = R.astype(np.float32)
         err = (slack * q_norm[r0:r1])[:, None] * c_norm[None, :]
-        F64 = F.astype(np.float64)
-        up = np.nextafter(F, np.float32(np.inf)).astype(np.float64)
-        down = np.nextafter(F, np.float32(-np.inf)).astype(np.float64)
-        unsure = (R + err >= (F64 + up) * 0.5) | (R - err <= (F64 + down) * 0.5)
+        F, unsure = _round_certified(R, err)
         ur, uc = np.nonzero(unsure)
         if ur.size:
             F[ur, uc] = pair_dots_indexed(Q, C, ur + r0, uc)

@@ -21,10 +21,17 @@ from threadpoolctl import threadpool_limits
 
 from embedtasks._similarity._corpus import Dense, Quantized, as_corpus, stream_norms
 from embedtasks._similarity._exact import (
+    chunk_rows,
     error_margin,
     pair_dots_indexed,
     row_norms,
     similarity,
+)
+from embedtasks._similarity._screen import (
+    MIN_SCREEN_BUILD_QUERIES,
+    MIN_SCREEN_ROWS,
+    Screen,
+    build_screen,
 )
 
 #: Bytes of float32 scores one tile of the kernel may hold (queries x corpus rows).
@@ -140,7 +147,7 @@ def _merge(vals, rows, cand) -> None:
     """
     k = vals.shape[1]
     touched, starts, counts = np.unique(rows, return_index=True, return_counts=True)
-    pad = np.full((touched.size, k + int(counts.max())), -np.inf, dtype=np.float32)
+    pad = np.full((touched.size, k + int(counts.max())), -np.inf, dtype=vals.dtype)
     pad[:, :k] = vals[touched]
     local = np.repeat(np.arange(touched.size), counts)
     pad[local, k + np.arange(rows.size) - starts[local]] = cand
@@ -166,9 +173,9 @@ def _hits(S, threshold, mask_buffer):
     return r, c
 
 
-def _select(Q, C, rows, cols, k, n_rows):
+def _select(Q, C, rows, cols, k, n_rows, norm_bound=None):
     """Canonical top-k of candidate (row, col) pairs: (indices, scores) padded."""
-    scores = pair_dots_indexed(Q, C, rows, cols)
+    scores = pair_dots_indexed(Q, C, rows, cols, norm_bound)
     order = np.lexsort((cols, -scores, rows))
     rows, cols, scores = rows[order], cols[order], scores[order]
     starts = np.searchsorted(rows, np.arange(n_rows))
@@ -181,84 +188,212 @@ def _select(Q, C, rows, cols, k, n_rows):
     return out_i, out_s
 
 
-def _settle(Q, C, sure, found_r, found_c, found_s, vals, m2, k):
-    """Canonical top-k of the rows settled so far and of the new candidates.
+def _float_dots(Q, C, rows, cols):
+    """float32 ``Q[rows[i]] . C[cols[i]]`` (any order: within Higham's bound).
 
-    ``sure`` holds each query's canonical top-k among the candidates settled
-    before (-1: none); a new candidate is kept if its BLAS score is within the
-    margin of the running BLAS k-th best. The canonical top-k of the union is the
-    canonical top-k of everything seen, so candidates never pile up (ties).
+    The corpus rows are read in increasing order, in chunks of bounded memory.
     """
-    parts_r = [np.nonzero(sure >= 0)[0]]
-    parts_c = [sure[sure >= 0]]
-    if found_r:
-        r, c, s = (np.concatenate(v) for v in (found_r, found_c, found_s))
-        keep = s >= _below(vals.min(axis=1), m2)[r]
-        parts_r.append(r[keep])
-        parts_c.append(c[keep])
-    r, c = np.concatenate(parts_r), np.concatenate(parts_c)
-    sel_i, sel_s = _select(Q, C, r, c, k, Q.shape[0])
-    sure[:] = sel_i
-    return sel_i, sel_s
+    out = np.empty(rows.size, dtype=np.float32)
+    by_col = np.argsort(cols, kind="stable")
+    step = chunk_rows(Q.shape[1])
+    for p0 in range(0, rows.size, step):
+        at = by_col[p0 : p0 + step]
+        out[at] = np.einsum("ij,ij->i", Q[rows[at]], C.rows(cols[at]))
+    return out
 
 
-def _top_k_into(Q, C, margin, ex_rows, ex_cols, indices, scores, memory_budget):
+def _narrow(Q, C, rows, cols, k, margin):
+    """Drop candidates that float32 scores prove out of each row's top ``k``.
+
+    The screen's bound is wide, so it passes a few dozen rows per query; their
+    float32 dot products (any summation order errs by at most ``margin``) keep
+    only those within ``2 * margin`` of the k-th best float32 score, which the
+    canonical top k cannot fall below. ``rows`` is sorted.
+    """
+    if rows.size == 0:
+        return rows, cols
+    approx = _float_dots(Q, C, rows, cols)
+    order = np.lexsort((-approx, rows))
+    starts = np.searchsorted(rows, np.arange(Q.shape[0]))
+    counts = np.diff(np.append(starts, rows.size))
+    kth = np.full(Q.shape[0], -np.inf, dtype=np.float32)
+    full = counts >= k
+    kth[full] = approx[order[starts[full] + k - 1]]
+    keep = approx >= _below(kth, 2 * margin)[rows]
+    return rows[keep], cols[keep]
+
+
+class _Block:
+    """One block of queries: running k-th values, candidates, settled top-k.
+
+    BLAS tiles give float32 scores under the float32 ``margin``; an integer
+    ``screen`` gives exact integer products under its own, wider bound (integer
+    units), and its candidates are narrowed by float32 scores before the
+    canonical rescoring.
+    """
+
+    def __init__(self, Q, C, k, margin, norm_bound, screen, cap) -> None:
+        self.Q, self.C, self.k, self.margin = Q, C, k, margin
+        self.norm_bound, self.screen, self.cap = norm_bound, screen, cap
+        n = Q.shape[0]
+        if screen is None:
+            self.m2 = 2 * margin
+            self.vals = np.full((n, k), -np.inf, dtype=np.float32)
+        else:
+            self.enc = screen.encode(Q)
+            self.m2 = 2 * self.enc.units
+            self.vals = np.full((n, k), -np.inf, dtype=np.float64)
+            # Integer scores at or below it cannot be in the top k (see refine).
+            self.floor = np.full(n, np.iinfo(np.int32).min, dtype=np.int64)
+        self.sure = np.full((n, k), -1, dtype=np.intp)
+        self.found_r: list = []
+        self.found_c: list = []
+        self.found_s: list = []
+        self.stored = 0
+
+    def threshold(self, S, first: bool):
+        """Per query: tile scores at or below it cannot be in the top k."""
+        k = self.k
+        if first and self.screen is not None and S.shape[1] > k:
+            # The first tile's k best rows per query bound the final k-th twice:
+            # by their integer k-th best, and by their float32 scores (refine).
+            top = np.argpartition(S, S.shape[1] - k, axis=1)[:, -k:]
+            kth = np.take_along_axis(S, top, axis=1).min(axis=1)
+            real = np.flatnonzero(kth > np.iinfo(np.int32).min)  # not excluded
+            self.refine(real, top[real])
+        elif first:
+            # The k-th best of the first tile (ties kept) is a lower bound of the
+            # final k-th; of a short head only, which keeps the partition cheap
+            # when one query's tile is the whole corpus.
+            head = S[:, : max(_SEED_COLUMNS, k + 1)]
+            if head.shape[1] > k:
+                kth = np.partition(head, head.shape[1] - k, axis=1)
+                kth = kth[:, head.shape[1] - k]
+            else:
+                kth = np.full(S.shape[0], -np.inf, dtype=np.float32)
+        else:
+            kth = self.vals.min(axis=1)
+        threshold = _below(kth, self.m2)
+        if self.screen is None:
+            return threshold
+        # Integer tiles: I > t iff I > floor(t).
+        info = np.iinfo(np.int32)
+        threshold = np.maximum(np.floor(threshold), self.floor)
+        return np.clip(threshold, info.min, info.max).astype(np.int32)
+
+    def refine(self, rows, cols) -> None:
+        """Raise the integer floor of ``rows`` from k real corpus rows each.
+
+        ``cols[i]`` holds k corpus rows (not excluded) for query ``rows[i]``: the
+        smallest of their float32 scores, less the float32 margin, bounds the
+        query's true k-th best from below (``L``), and a row can only be in the
+        top k if its estimate reaches ``L`` less the screen's bound:
+        ``I >= (L - offset) / step - units``. Against the integer k-th best less
+        *twice* the bound, this about halves the window.
+        """
+        if rows.size == 0:
+            return
+        f = _float_dots(self.Q, self.C, np.repeat(rows, self.k), cols.ravel())
+        low = _below(f.reshape(-1, self.k).min(axis=1), self.margin[rows])
+        enc = self.enc
+        bound = (low - enc.offset[rows]) / enc.step[rows] - enc.units[rows] - 2
+        info = np.iinfo(np.int32)
+        floor = np.clip(np.floor(bound), info.min, info.max).astype(np.int64)
+        self.floor[rows] = np.maximum(self.floor[rows], floor)
+
+    def add(self, r, c, s) -> None:
+        """Candidates (row, corpus column, tile score) from one tile."""
+        _merge(self.vals, r, s)
+        self.found_r.append(r)
+        self.found_c.append(c)
+        self.found_s.append(s)
+        self.stored += r.size
+        if self.stored > self.cap:  # many ties (copies): settle what was seen
+            self.settle()
+
+    def _refined(self, r, c, s, keep):
+        """``keep`` narrowed by a floor refined from each query's k best kept."""
+        r_k, c_k, s_k = r[keep], c[keep], s[keep]
+        order = np.lexsort((-s_k, r_k))
+        r_k, c_k = r_k[order], c_k[order]
+        starts = np.searchsorted(r_k, np.arange(self.Q.shape[0]))
+        counts = np.diff(np.append(starts, r_k.size))
+        rows = np.flatnonzero(counts >= self.k)
+        at = starts[rows, None] + np.arange(self.k)
+        self.refine(rows, c_k[at])
+        return keep & (s > self.floor[r])
+
+    def settle(self):
+        """Canonical top-k of the rows settled so far and of the new candidates.
+
+        ``sure`` holds each query's canonical top-k among the candidates settled
+        before (-1: none); a new candidate is kept if its tile score is within the
+        margin of the running k-th best. The canonical top-k of the union is the
+        canonical top-k of everything seen, so candidates never pile up (ties).
+        """
+        sure = self.sure
+        parts_r = [np.nonzero(sure >= 0)[0]]
+        parts_c = [sure[sure >= 0]]
+        if self.found_r:
+            found = (self.found_r, self.found_c, self.found_s)
+            r, c, s = (np.concatenate(v) for v in found)
+            keep = s >= _below(self.vals.min(axis=1), self.m2)[r]
+            if self.screen is not None:
+                keep = self._refined(r, c, s, keep)
+            parts_r.append(r[keep])
+            parts_c.append(c[keep])
+        self.found_r, self.found_c, self.found_s, self.stored = [], [], [], 0
+        r, c = np.concatenate(parts_r), np.concatenate(parts_c)
+        if self.screen is not None:
+            order = np.argsort(r, kind="stable")
+            r, c = _narrow(self.Q, self.C, r[order], c[order], self.k, self.margin)
+        n = self.Q.shape[0]
+        sel_i, sel_s = _select(self.Q, self.C, r, c, self.k, n, self.norm_bound)
+        sure[:] = sel_i
+        return sel_i, sel_s
+
+
+def _top_k_into(
+    Q, C, margin, norm_bound, ex_rows, ex_cols, indices, scores, memory_budget,
+    screen=None,
+):  # fmt: skip
     """Fill ``indices``/``scores`` (views of the result) on the calling thread."""
     n_q, n_c = Q.shape[0], C.n
     k = indices.shape[1]
     block, width = tile_shape(n_q, n_c, memory_budget, mapped_d=C.mapped * C.d)
     width = max(width, k)
-    buffer = np.empty((block, min(width, n_c)), dtype=np.float32)
+    dtype = np.float32 if screen is None else np.int32
+    lowest = -np.inf if screen is None else np.iinfo(np.int32).min
+    buffer = np.empty(block * min(width, n_c), dtype=dtype)
     mask_buffer = np.empty(buffer.size, dtype=bool)
     tile_buffer = None if C.kind == "float32" else np.empty((width, C.d), np.float32)
 
     for q0 in range(0, n_q, block):
         q1 = min(q0 + block, n_q)
-        Qb, m2 = Q[q0:q1], 2 * margin[q0:q1]
-        vals = np.full((q1 - q0, k), -np.inf, dtype=np.float32)
+        # The screen's wide bound passes more rows: settle less often (memory
+        # stays a few times the tile's).
+        cap = max(1 << 16, (32 if screen is None else 128) * (q1 - q0) * k)
+        run = _Block(Q[q0:q1], C, k, margin[q0:q1], norm_bound[q0:q1], screen, cap)
         in_block = (ex_rows >= q0) & (ex_rows < q1)
         b_rows, b_cols = ex_rows[in_block] - q0, ex_cols[in_block]
-        found_r, found_c, found_s = [], [], []
-        sure = np.full((q1 - q0, k), -1, dtype=np.intp)
-        stored, cap = 0, max(1 << 16, 32 * (q1 - q0) * k)
         for c0 in range(0, n_c, width):
             c1 = min(c0 + width, n_c)
-            S = buffer[: q1 - q0, : c1 - c0]
-            T = C.tile(c0, c1, tile_buffer)
-            if q1 - q0 == 1:
-                np.matmul(T, Qb[0], out=S[0])
+            # A contiguous tile (the screen's kernel writes rows back to back).
+            S = buffer[: (q1 - q0) * (c1 - c0)].reshape(q1 - q0, c1 - c0)
+            if screen is not None:
+                screen.product(run.enc.codes, c0, c1, S)
+            elif q1 - q0 == 1:
+                np.matmul(C.tile(c0, c1, tile_buffer), run.Q[0], out=S[0])
             else:
-                np.matmul(Qb, T.T, out=S)
+                np.matmul(run.Q, C.tile(c0, c1, tile_buffer).T, out=S)
             C.done(c0, c1)
             lo, hi = np.searchsorted(b_cols, [c0, c1])
             if hi > lo:
-                S[b_rows[lo:hi], b_cols[lo:hi] - c0] = -np.inf
-            if c0 == 0:
-                # First tile: the k-th best of its first columns (ties kept) is a
-                # lower bound of the final k-th; a short head keeps the partition
-                # cheap when one query's tile is the whole corpus.
-                head = S[:, : max(_SEED_COLUMNS, k + 1)]
-                if head.shape[1] > k:
-                    part = np.partition(head, head.shape[1] - k, axis=1)
-                    kth = part[:, head.shape[1] - k]
-                else:
-                    kth = np.full(S.shape[0], -np.inf, dtype=np.float32)
-            else:
-                kth = vals.min(axis=1)
-            r, c = _hits(S, _below(kth, m2), mask_buffer)
+                S[b_rows[lo:hi], b_cols[lo:hi] - c0] = lowest
+            r, c = _hits(S, run.threshold(S, first=c0 == 0), mask_buffer)
             if r.size:
-                s = S[r, c]
-                c = c + c0
-                _merge(vals, r, s)
-                found_r.append(r)
-                found_c.append(c)
-                found_s.append(s)
-                stored += r.size
-            if stored > cap:  # many ties (copies): settle what was seen so far
-                _settle(Qb, C, sure, found_r, found_c, found_s, vals, m2, k)
-                found_r, found_c, found_s, stored = [], [], [], 0
-        sel_i, sel_s = _settle(Qb, C, sure, found_r, found_c, found_s, vals, m2, k)
-        indices[q0:q1], scores[q0:q1] = sel_i, sel_s
+                run.add(r, c + c0, S[r, c])
+        indices[q0:q1], scores[q0:q1] = run.settle()
 
 
 def top_k(
@@ -271,6 +406,7 @@ def top_k(
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     n_jobs: int | None = None,
     corpus_max_norm: float | None = None,
+    screen: Screen | bool | None = None,
 ) -> TopK:
     """Exact top-``k`` corpus rows by dot product for each query, in bounded memory.
 
@@ -303,6 +439,12 @@ def top_k(
     corpus_max_norm : float, optional
         The largest row norm of ``corpus`` (see :func:`corpus_norm`), if known;
         otherwise it is computed (one pass over the corpus).
+    screen : Screen, bool or None, default=None
+        How candidates are found in large batches (see ``_screen``): a
+        :class:`Screen` of this corpus (from :func:`build_screen`, kept by callers
+        that search the same corpus again), ``True``/``None`` to build one when
+        the batch is large enough for it to pay, ``False`` for float32 BLAS
+        only. It changes speed, never the result.
 
     Returns
     -------
@@ -337,19 +479,37 @@ def top_k(
     ex_rows, ex_cols = exclusion_pairs(n_q, n_c, exclude, self_offset)
     if corpus_max_norm is None:
         corpus_max_norm = corpus_norm(C)
-    margin = error_margin(Q.shape[1], row_norms(Q), corpus_max_norm)
+    q_norms = row_norms(Q)
+    margin = error_margin(Q.shape[1], q_norms, corpus_max_norm)
+    # |q| |c| for every corpus row c, with room for the norms' own rounding.
+    norm_bound = q_norms * (corpus_max_norm * (1 + 1e-6))
     # Past n_corpus every slot is padding: rank only what exists.
     indices, scores = indices[:, : min(k, n_c)], scores[:, : min(k, n_c)]
+    if screen is None or screen is True:
+        screen = _auto_screen(C, n_q, required=screen is True)
+    elif screen is False:
+        screen = None
+    if screen is not None and (screen.n, screen.d) != (n_c, Q.shape[1]):
+        raise ValueError(
+            f"The screen was built for a {screen.n} x {screen.d} corpus, not this "
+            f"{n_c} x {Q.shape[1]} one. Build it with build_screen(corpus)."
+        )
     n_threads = (os.cpu_count() or 1) if n_jobs is None else max(1, n_jobs)
     n_threads = min(n_threads, n_q // _MIN_QUERIES_PER_THREAD)
     if n_threads <= 1:
-        _top_k_into(Q, C, margin, ex_rows, ex_cols, indices, scores, memory_budget)
+        _top_k_into(
+            Q, C, margin, norm_bound, ex_rows, ex_cols, indices, scores,
+            memory_budget, screen,
+        )  # fmt: skip
         return result
     # Threads split the corpus: each tile is read once, by one thread; each
     # part's canonical top-k merges exactly (canonical scores, same tie rule).
     n_threads = min(n_threads, max(1, n_c // _MIN_ROWS_PER_THREAD))
     if n_threads <= 1:
-        _top_k_into(Q, C, margin, ex_rows, ex_cols, indices, scores, memory_budget)
+        _top_k_into(
+            Q, C, margin, norm_bound, ex_rows, ex_cols, indices, scores,
+            memory_budget, screen,
+        )  # fmt: skip
         return result
     bounds = np.linspace(0, n_c, n_threads + 1).astype(int)
     width = indices.shape[1]
@@ -362,9 +522,10 @@ def top_k(
             np.full((n_q, kk), -1, dtype=np.intp),
             np.full((n_q, kk), -np.inf, dtype=np.float32),
         )
+        part_screen = None if screen is None else screen.rows_slice(c0, c1)
         _top_k_into(
-            Q, C.rows_slice(c0, c1), margin, ex_rows[sel], ex_cols[sel] - c0,
-            out.indices, out.scores, memory_budget,
+            Q, C.rows_slice(c0, c1), margin, norm_bound, ex_rows[sel],
+            ex_cols[sel] - c0, out.indices, out.scores, memory_budget, part_screen,
         )  # fmt: skip
         return out
 
@@ -374,6 +535,15 @@ def top_k(
     merged = merge_top_k(parts, bounds[:-1].tolist(), width)
     indices[:], scores[:] = merged.indices, merged.scores
     return result
+
+
+def _auto_screen(C: Dense | Quantized, n_q: int, *, required: bool) -> Screen | None:
+    """A screen for this search when it pays (many queries, a large corpus)."""
+    if not isinstance(C, Dense):
+        return None
+    if not required and (n_q < MIN_SCREEN_BUILD_QUERIES or C.n < MIN_SCREEN_ROWS):
+        return None
+    return build_screen(C)
 
 
 def top_k_rescored(

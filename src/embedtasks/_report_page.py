@@ -1,0 +1,474 @@
+"""The HTML of :func:`embedtasks.report`: layout, styles and the page's script.
+
+Presentation only: it receives the estimators' tables and lays them out; it
+computes nothing. Every text is escaped on the way in: :func:`html.escape` in
+tables, JSON with ``<``, ``>`` and ``&`` as ``\\u003c``... in the page's data (no
+text can end a ``<script>``), and escaped again for plotly's hover markup.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Page", "clean_text"]
+
+# Colours of the clusters (plotly's Dark24 without its greys), then cycled; noise
+# is light grey and drawn first, under the clusters.
+_PALETTE = (
+    "#2E91E5",
+    "#E15F99",
+    "#1CA71C",
+    "#FB0D0D",
+    "#DA16FF",
+    "#B68100",
+    "#750D86",
+    "#EB663B",
+    "#511CFB",
+    "#00A08B",
+    "#FB00D1",
+    "#FC0080",
+    "#B2828D",
+    "#6C7C32",
+    "#778AAE",
+    "#862A16",
+    "#A777F1",
+    "#620042",
+    "#1616A7",
+    "#DA60CA",
+    "#6C4516",
+    "#0D2A63",
+    "#AF0038",
+)
+_NOISE_COLOUR = "#b4b4b4"
+_WEBGL_ABOVE = 5_000  # rows: SVG markers below (crisp, light), WebGL above
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def clean_text(text: str, limit: int) -> str:
+    """Printable, valid UTF-8 and at most ``limit`` characters (then an ellipsis)."""
+    text = _CONTROL.sub(" ", text).encode("utf-8", "replace").decode("utf-8")
+    return text if len(text) <= limit else text[: max(limit - 1, 0)].rstrip() + "…"
+
+
+def _script_json(value: Any) -> str:
+    """JSON that is safe inside a ``<script>`` element (no ``</script>``, ``<!--``)."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    for char, escape in (
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("&", "\\u0026"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
+        text = text.replace(char, escape)
+    return text
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _number(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float | np.floating) and np.isnan(value)):
+        return "–"
+    if isinstance(value, int | np.integer):
+        return f"{int(value):,}"
+    return f"{float(value):.{digits}f}"
+
+
+class Page:
+    """Lays the tables out as HTML; holds no estimator logic."""
+
+    def __init__(
+        self,
+        *,
+        texts: list[str],
+        summary: Any,
+        points: Any,
+        diversity: Any,
+        groups: np.ndarray | None,
+        title: str,
+    ) -> None:
+        self.texts = texts
+        self.summary = summary
+        self.points = points
+        self.diversity = diversity
+        self.groups = groups
+        self.title = title
+        self.labels = points["cluster"].to_numpy()
+        self.names = self._names()
+
+    def _names(self) -> dict[int, str]:
+        names = {-1: "noise"}
+        for record in self.summary.to_dict("records"):
+            cluster = int(record["cluster"])
+            if cluster >= 0:
+                names[cluster] = str(record.get("name") or f"cluster {cluster}")
+        return names
+
+    def colour(self, cluster: int) -> str:
+        return _NOISE_COLOUR if cluster < 0 else _PALETTE[cluster % len(_PALETTE)]
+
+    # ----------------------------------------------------------------- map
+    def figure(self) -> tuple[Any, list[list[int]]]:
+        import plotly.graph_objects as go
+
+        n = len(self.texts)
+        kind = go.Scattergl if n > _WEBGL_ABOVE else go.Scatter
+        size = 8 if n <= 1_000 else 5 if n <= 10_000 else 3
+        x = self.points["x"].to_numpy(dtype=np.float32)
+        y = self.points["y"].to_numpy(dtype=np.float32)
+        fig = go.Figure()
+        members = []
+        for cluster in sorted(set(self.labels.tolist())):  # noise (-1) first
+            rows = np.flatnonzero(self.labels == cluster)
+            members.append(rows.tolist())
+            fig.add_trace(
+                kind(
+                    x=x[rows],
+                    y=y[rows],
+                    mode="markers",
+                    name=_e(f"{self.names[cluster]} ({rows.size:,})"),
+                    marker={
+                        "size": size,
+                        "color": self.colour(cluster),
+                        "opacity": 0.45 if cluster < 0 else 0.85,
+                    },
+                    hovertemplate="%{hovertext}<extra></extra>",
+                )
+            )
+        fig.update_layout(
+            template="plotly_white",
+            height=620,
+            margin={"l": 10, "r": 10, "t": 10, "b": 10},
+            legend={"itemsizing": "constant", "y": 0.93},
+            xaxis={"visible": False},
+            yaxis={"visible": False, "scaleanchor": "x"},
+            hoverlabel={"align": "left"},
+            dragmode="pan",
+        )
+        return fig, members
+
+    # -------------------------------------------------------------- tables
+    def cluster_table(self) -> str:
+        rows = []
+        for record in self.summary.to_dict("records"):
+            cluster = int(record["cluster"])
+            keywords = ", ".join(record.get("keywords") or [])
+            reps = "".join(
+                f"<li>{_e(clean_text(t, 200))}</li>"
+                for t in list(record.get("representative_texts") or [])[:3]
+            )
+            rows.append(
+                f'<tr class="pick" data-cluster="{cluster}">'
+                f'<td><span class="dot" style="background:{self.colour(cluster)}">'
+                f"</span>{cluster}</td><td>{_e(self.names.get(cluster, 'noise'))}</td>"
+                f'<td class="num">{int(record["size"]):,}</td>'
+                f'<td class="num">{100 * float(record["share"]):.1f}%</td>'
+                f"<td>{_e(keywords)}</td><td><ul>{reps}</ul></td></tr>"
+            )
+        if not (self.labels >= 0).any():
+            note = (
+                '<p class="note">No clusters found: every row is noise. Lower '
+                "<code>min_cluster_size</code> of the clusterer, or pass "
+                "<code>n_clusters</code>.</p>"
+            )
+        else:
+            note = ""
+        return note + _table(
+            ["cluster", "name", "size", "share", "keywords", "representatives"], rows
+        )
+
+    def outlier_table(self, top: Any) -> str:
+        rows = []
+        for record in top.to_dict("records"):
+            nearest = int(record["nearest_row"])
+            flag = "yes" if record["is_outlier"] else ""
+            rows.append(
+                f'<tr class="pick" data-rows="{int(record["row"])},{nearest}">'
+                f'<td class="num">{int(record["row"])}</td>'
+                f'<td class="num">{_number(record["outlier_score"])}</td>'
+                f"<td>{flag}</td>"
+                f"<td>{_e(self.names.get(int(record['cluster']), ''))}</td>"
+                f"<td>{_e(self.texts[int(record['row'])])}</td>"
+                f'<td class="num">{_number(record["nearest_similarity"])}</td>'
+                f"<td>{_e(self.texts[nearest])}</td></tr>"
+            )
+        return _table(
+            [
+                "row",
+                "score",
+                "flagged",
+                "cluster",
+                "text",
+                "nearest similarity",
+                "nearest text",
+            ],
+            rows,
+        )
+
+    def duplicate_table(self, duplicates: Any) -> str:
+        threshold = self.diversity.duplicate_threshold
+        total = int(self.diversity.n_duplicate_pairs_)
+        if total == 0:
+            return (
+                f'<p class="note">No pair of rows reaches similarity {threshold:g}.</p>'
+            )
+        rows = []
+        for record in duplicates.to_dict("records"):
+            a, b = int(record["row_a"]), int(record["row_b"])
+            rows.append(
+                f'<tr class="pick" data-rows="{a},{b}">'
+                f'<td class="num">{_number(record["similarity"])}</td>'
+                f'<td class="num">{a}</td><td>{_e(self.texts[a])}</td>'
+                f'<td class="num">{b}</td><td>{_e(self.texts[b])}</td></tr>'
+            )
+        shown = len(rows)
+        note = (
+            f'<p class="note">{total:,} pairs with similarity at least '
+            f"{threshold:g}; the {shown:,} most similar are shown.</p>"
+        )
+        return note + _table(["similarity", "row", "text", "row", "text"], rows)
+
+    def diversity_table(self) -> str:
+        frame = self.diversity.to_frame()
+        columns = [
+            ("n_samples", "rows"),
+            ("mean_similarity", "mean similarity"),
+            ("nn_similarity_p50", "median nearest similarity"),
+            ("n_duplicate_pairs", "near-duplicate pairs"),
+            ("duplicate_share", "rows with a near-duplicate"),
+            ("vendi_score", "Vendi score"),
+            ("vendi_share", "Vendi score / rows"),
+        ]
+        columns = [(c, label) for c, label in columns if c in frame.columns]
+        rows = []
+        for name, record in zip(frame.index, frame.to_dict("records"), strict=True):
+            cells = "".join(
+                f'<td class="num">{_number(record[c], 2 if c == "vendi_score" else 3)}'
+                "</td>"
+                for c, _ in columns
+            )
+            rows.append(f"<tr><td>{_e(name)}</td>{cells}</tr>")
+        return _table(["group"] + [label for _, label in columns], rows)
+
+    # ---------------------------------------------------------------- page
+    def render(self, top: Any, duplicates: Any) -> str:
+        import plotly.io as pio
+        from plotly.offline import get_plotlyjs
+
+        fig, members = self.figure()
+        n = len(self.texts)
+        n_clusters = int(len(set(self.labels.tolist()) - {-1}))
+        data: dict[str, Any] = {
+            "texts": self.texts,
+            "labels": self.labels.tolist(),
+            "names": {str(k): v for k, v in self.names.items()},
+            "members": members,
+        }
+        if self.groups is not None:
+            data["groups"] = self.groups.tolist()
+        stats = [
+            (f"{n:,}", "rows"),
+            (f"{n_clusters:,}", "clusters"),
+            (f"{int((self.labels < 0).sum()):,}", "noise rows"),
+            (f"{int(self.points['is_outlier'].sum()):,}", "flagged outliers"),
+            (f"{int(self.diversity.n_duplicate_pairs_):,}", "near-duplicate pairs"),
+            (f"{float(self.diversity.vendi_score_):,.1f}", "Vendi score"),
+        ]
+        cards = "".join(
+            f'<div class="card"><b>{_e(v)}</b><span>{_e(k)}</span></div>'
+            for v, k in stats
+        )
+        return _TEMPLATE.format(
+            title=_e(self.title),
+            cards=cards,
+            plotly=get_plotlyjs(),
+            figure=pio.to_json(fig, validate=False, remove_uids=True),
+            data=_script_json(data),
+            clusters=self.cluster_table(),
+            outliers=self.outlier_table(top),
+            duplicates=self.duplicate_table(duplicates),
+            diversity=self.diversity_table(),
+            script=_SCRIPT,
+            style=_STYLE,
+        )
+
+
+def _table(headers: Sequence[str], rows: list[str]) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    return (
+        f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+_STYLE = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;
+color:#1d1d1f;background:#fafafa}
+header{padding:18px 28px 8px}h1{font-size:22px;margin:0 0 10px}
+nav a{margin-right:14px;color:#2E61B5;text-decoration:none}
+main{padding:0 28px 40px;max-width:1500px}
+section{background:#fff;border:1px solid #e3e3e3;border-radius:8px;padding:14px 18px;
+margin:16px 0}h2{font-size:17px;margin:2px 0 10px}
+.cards{display:flex;gap:10px;flex-wrap:wrap;margin:8px 0}
+.card{background:#fff;border:1px solid #e3e3e3;border-radius:8px;padding:8px 14px;
+min-width:110px}.card b{display:block;font-size:20px}
+.card span{color:#666;font-size:12px}
+table{border-collapse:collapse;width:100%;font-size:13px}
+th,td{border-bottom:1px solid #eee;padding:5px 8px;text-align:left;vertical-align:top}
+th{background:#f4f4f4;position:sticky;top:0}td.num{text-align:right;white-space:nowrap}
+td{overflow-wrap:anywhere}ul{margin:0;padding-left:16px}
+tr.pick{cursor:pointer}tr.pick:hover{background:#f1f6ff}
+.dot{display:inline-block;width:10px;height:10px;border-radius:50%;margin-right:6px}
+.note{color:#555;margin:4px 0 10px}.scroll{max-height:520px;overflow:auto}
+#et-filter{width:min(520px,90%);padding:7px 10px;font-size:14px;border:1px solid #bbb;
+border-radius:6px}#et-count{margin-left:10px;color:#555}
+#et-matches{max-height:260px;overflow:auto;margin-top:8px}
+#et-matches div{padding:3px 0;border-bottom:1px solid #f0f0f0;cursor:pointer}
+#et-matches small{color:#777;margin-right:8px}
+"""
+
+_SCRIPT = r"""
+(function () {
+  "use strict";
+  var DATA = JSON.parse(document.getElementById("et-data").textContent);
+  var FIG = JSON.parse(document.getElementById("et-figure").textContent);
+  var gd = document.getElementById("et-map");
+  function esc(s) {
+    return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+  }
+  function wrap(s, width) {  // plotly hover labels break only at <br>
+    var words = s.split(/\s+/), lines = [], line = "";
+    words.forEach(function (w) {
+      while (w.length > width) {
+        if (line) { lines.push(line); line = ""; }
+        lines.push(w.slice(0, width)); w = w.slice(width);
+      }
+      if (line && line.length + 1 + w.length > width) { lines.push(line); line = w; }
+      else { line = line ? line + " " + w : w; }
+    });
+    if (line) lines.push(line);
+    return lines.map(esc).join("<br>");
+  }
+  function header(i) {
+    var h = "row " + i + " · " + DATA.names[String(DATA.labels[i])];
+    if (DATA.groups) h += " · " + DATA.groups[i];
+    return "<b>" + esc(h) + "</b>";
+  }
+  var where = {};  // row -> [trace, index in trace]
+  DATA.members.forEach(function (rows, t) {
+    FIG.data[t].customdata = rows;
+    FIG.data[t].hovertext = rows.map(function (i) {
+      return header(i) + "<br>" + wrap(DATA.texts[i], 72);
+    });
+    rows.forEach(function (i, k) { where[i] = [t, k]; });
+  });
+  var config = {responsive: true, displaylogo: false, scrollZoom: true};
+  var ready = Plotly.newPlot(gd, FIG.data, FIG.layout, config);
+
+  function highlight(rows) {
+    var picked = DATA.members.map(function () { return []; });
+    if (rows === null) {
+      picked = DATA.members.map(function () { return null; });
+    } else {
+      rows.forEach(function (i) { var w = where[i]; if (w) picked[w[0]].push(w[1]); });
+    }
+    ready.then(function () {
+      Plotly.restyle(gd, {selectedpoints: picked,
+                          "unselected.marker.opacity": 0.08});
+    });
+  }
+  window.embedtasksHighlight = highlight;
+
+  var lower = null, box = document.getElementById("et-filter");
+  var count = document.getElementById("et-count");
+  var list = document.getElementById("et-matches");
+  var timer = null;
+  function show(rows) {
+    list.textContent = "";
+    rows.slice(0, 200).forEach(function (i) {
+      var div = document.createElement("div"), tag = document.createElement("small");
+      tag.textContent = "row " + i + " · " + DATA.names[String(DATA.labels[i])];
+      div.appendChild(tag);
+      div.appendChild(document.createTextNode(DATA.texts[i]));
+      div.addEventListener("click", function () { highlight([i]); });
+      list.appendChild(div);
+    });
+  }
+  function filter() {
+    var q = box.value.trim().toLowerCase();
+    if (!q) { count.textContent = ""; list.textContent = ""; highlight(null); return; }
+    if (lower === null) {
+      lower = DATA.texts.map(function (s) { return s.toLowerCase(); });
+    }
+    var rows = [];
+    lower.forEach(function (s, i) { if (s.indexOf(q) >= 0) rows.push(i); });
+    count.textContent = rows.length.toLocaleString() + " of " +
+      DATA.texts.length.toLocaleString() + " rows match" +
+      (rows.length > 200 ? " (first 200 listed)" : "");
+    show(rows);
+    highlight(rows);
+  }
+  box.addEventListener("input", function () {
+    clearTimeout(timer); timer = setTimeout(filter, 150);
+  });
+  document.querySelectorAll("tr.pick").forEach(function (tr) {
+    tr.addEventListener("click", function () {
+      var rows;
+      if (tr.dataset.cluster !== undefined) {
+        var c = Number(tr.dataset.cluster);
+        rows = [];
+        DATA.labels.forEach(function (l, i) { if (l === c) rows.push(i); });
+      } else {
+        rows = tr.dataset.rows.split(",").map(Number);
+      }
+      highlight(rows);
+      gd.scrollIntoView({behavior: "smooth", block: "center"});
+    });
+  });
+  document.getElementById("et-reset").addEventListener("click", function () {
+    box.value = ""; filter();
+  });
+  ready.then(function () { document.body.dataset.ready = "1"; });
+})();
+"""
+
+_TEMPLATE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title><style>{style}</style>
+<script>{plotly}</script></head>
+<body><header><h1>{title}</h1><div class="cards">{cards}</div>
+<nav><a href="#map">Map</a><a href="#clusters">Clusters</a>
+<a href="#outliers">Outliers</a><a href="#duplicates">Near-duplicates</a>
+<a href="#diversity">Diversity</a></nav>
+</header><main>
+<section id="map"><h2>Map</h2>
+<p class="note">Each point is a row, placed by the clusterer's 2-D map and coloured by
+cluster; hover for its text, click a legend entry to hide a cluster, double-click to
+show it alone. Click a row of any table below to light its points up.</p>
+<input id="et-filter" type="search" placeholder="Filter the texts…" autocomplete="off">
+<button id="et-reset" type="button">Show all</button><span id="et-count"></span>
+<div id="et-matches"></div>
+<div id="et-map"></div></section>
+<section id="clusters"><h2>Clusters</h2><div class="scroll">{clusters}</div></section>
+<section id="outliers"><h2>Most unusual rows</h2><p class="note">Score: how unrelated a
+row is to its most similar rows (higher is more unusual); flagged rows are past the
+outlier scorer's threshold.</p><div class="scroll">{outliers}</div></section>
+<section id="duplicates"><h2>Near-duplicates</h2><div class="scroll">{duplicates}</div>
+</section>
+<section id="diversity"><h2>Diversity</h2><p class="note">Vendi score: the effective
+number of distinct rows. Mean similarity: over all pairs of rows.</p>
+<div class="scroll">{diversity}</div></section>
+</main>
+<script type="application/json" id="et-data">{data}</script>
+<script type="application/json" id="et-figure">{figure}</script>
+<script>{script}</script>
+</body></html>
+"""

@@ -1,0 +1,487 @@
+"""The HTML report: its tables, its escaping, its edge cases, and a real browser.
+
+Most tests pass embeddings (a few Gaussian blobs) so no model runs; the browser
+tests load the written file from disk in headless Chromium over the DevTools
+protocol (``websocket-client``), record every console error, exception and
+network request, count the points plotly drew and write a screenshot. They skip
+only when no Chromium is installed (``.ci/run`` installs the Debian package).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+import time
+import urllib.request
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from embedtasks import (
+    DiversityReport,
+    EmbeddingClusterer,
+    OutlierScorer,
+    Report,
+    report,
+)
+from embedtasks.cli import main
+
+pytest.importorskip("plotly", reason="the report needs the [report] extra (plotly)")
+
+NASTY = [
+    "</script><script>window.PWNED = 1</script>",
+    "<!-- an HTML comment opener and <b>bold</b> & &amp; entities",
+    "quotes ' \" ` and a backslash \\ and {braces} %s {0} ${x}",
+    "ünïcödé — 漢字 — العربية — emoji 🎉👩‍👩‍👧 — line\u2028separator",
+    "tab\tnew\nline and a NUL\x00 and a bell\x07",
+]
+
+
+def blobs(n: int, *, k: int = 3, dim: int = 16, seed: int = 0) -> np.ndarray:
+    """``n`` rows around ``k`` orthogonal directions, rows cycling through them."""
+    rng = np.random.default_rng(seed)
+    centres = np.eye(dim, dtype=np.float32)[:k]
+    return (centres[np.arange(n) % k] + 0.05 * rng.normal(size=(n, dim))).astype(
+        np.float32
+    )
+
+
+def pca_clusterer(**kwargs: Any) -> EmbeddingClusterer:
+    params = {"reduction": "pca", "n_components": 2, "min_cluster_size": 5}
+    return EmbeddingClusterer(**{**params, **kwargs}, random_state=0)
+
+
+class _Scripts(HTMLParser):
+    """Collects each <script> element's attributes and text, as a browser parses."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.scripts: list[tuple[dict[str, str | None], str]] = []
+        self._current: dict[str, str | None] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "script":
+            self._current = dict(attrs)
+            self.scripts.append((self._current, ""))
+
+    def handle_data(self, data: str) -> None:
+        if self._current is not None:
+            attrs, text = self.scripts[-1]
+            self.scripts[-1] = (attrs, text + data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script":
+            self._current = None
+
+
+def scripts_of(page: str) -> dict[str, str]:
+    parser = _Scripts()
+    parser.feed(page)
+    return {
+        attrs.get("id") or f"#{i}": text
+        for i, (attrs, text) in enumerate(parser.scripts)
+    }
+
+
+# -- tables ------------------------------------------------------------------------
+def test_report_tables_come_from_the_estimators():
+    texts = [f"text {i} of topic {i % 3}" for i in range(30)]
+    X = blobs(30)
+    X[7] = X[4]  # a copy: the top near-duplicate pair
+    clusterer = pca_clusterer().fit(X)
+    page = report(texts, X, clusterer=clusterer)
+    assert isinstance(page, Report)
+    assert page.points.shape[0] == 30
+    np.testing.assert_array_equal(page.points["cluster"], clusterer.labels_)
+    np.testing.assert_array_equal(page.points[["x", "y"]], clusterer.map_)
+    pd.testing.assert_frame_equal(page.clusters, clusterer.summary(texts))
+    assert page.duplicates[["row_a", "row_b"]].iloc[0].tolist() == [4, 7]
+    scorer = OutlierScorer().fit(X)
+    expected = np.argsort(scorer.training_scores_, kind="stable")[:20]
+    assert page.outliers["row"].tolist() == expected.tolist()
+    diversity = DiversityReport(random_state=0).fit(X).to_frame()
+    pd.testing.assert_frame_equal(page.diversity, diversity)
+    assert repr(page).startswith("Report(30 rows, 3 clusters")
+
+
+def test_report_reuses_a_fitted_clusterer_and_leaves_unfitted_ones_alone():
+    X, texts = blobs(30), [f"t{i}" for i in range(30)]
+    unfitted = pca_clusterer()
+    report(texts, X, clusterer=unfitted)
+    assert not hasattr(unfitted, "labels_")  # fitted on a copy
+    fitted = pca_clusterer(min_cluster_size=6).fit(X)
+    page = report(texts, X, clusterer=fitted)
+    np.testing.assert_array_equal(page.points["cluster"], fitted.labels_)
+
+
+def test_report_groups_give_one_diversity_row_each():
+    X, texts = blobs(30), [f"t{i}" for i in range(30)]
+    page = report(texts, X, groups=["a", "b"] * 15, clusterer=pca_clusterer())
+    assert page.diversity.index.tolist() == ["all", "a", "b"]
+    assert page.points["group"].tolist() == ["a", "b"] * 15
+    one = report(texts, X, groups=["only"] * 30, clusterer=pca_clusterer())
+    assert one.diversity.index.tolist() == ["all", "only"]
+
+
+# -- escaping ----------------------------------------------------------------------
+def test_report_escapes_every_text_and_keeps_them_in_its_data():
+    texts = [NASTY[i % len(NASTY)] + f" #{i}" for i in range(30)]
+    page = report(
+        texts, blobs(30), groups=["<g>&"] * 30, clusterer=pca_clusterer(),
+        title="</title><script>alert(1)</script>",
+    )  # fmt: skip
+    scripts = scripts_of(page.html)
+    # plotly's library, the data, the figure, our code: no text opened another.
+    assert len(scripts) == 4, list(scripts)
+    data = json.loads(scripts["et-data"])
+    assert data["texts"][0] == texts[0]  # intact once parsed
+    assert data["texts"][4].startswith("tab\tnew\nline and a NUL  and a bell ")
+    assert data["groups"][0] == "<g>&"
+    assert "<title>&lt;/title&gt;&lt;script&gt;" in page.html
+    assert len(json.loads(scripts["et-figure"])["data"]) >= 1
+
+
+def test_report_cuts_long_texts_to_keep_the_file_small():
+    paragraph = "A long paragraph of words that goes on. " * 200  # 8,000 chars
+    texts = [f"{i} {paragraph}" for i in range(30)]
+    page = report(texts, blobs(30), clusterer=pca_clusterer(), max_text_chars=120)
+    data = json.loads(scripts_of(page.html)["et-data"])
+    assert max(map(len, data["texts"])) <= 120 < len(texts[0])
+    assert all(t.endswith("…") for t in data["texts"])
+    assert page.points.shape == (30, 6)
+
+
+@pytest.mark.slow
+def test_report_of_20k_rows_stays_small():
+    n = 20_000
+    texts = [f"row {i}: " + "some words in a paragraph " * 20 for i in range(n)]
+    page = report(
+        texts, blobs(n, k=5), clusterer=EmbeddingClusterer(
+            n_clusters=5, reduction="pca", n_components=2, random_state=0
+        ),
+    )  # fmt: skip
+    size = len(page.html.encode("utf-8"))
+    assert size < 20e6, f"{size / 1e6:.1f} MB"
+    assert page.points.shape[0] == n
+    figure = json.loads(scripts_of(page.html)["et-figure"])
+    assert all(trace["type"] == "scattergl" for trace in figure["data"])
+
+
+# -- small and degenerate corpora --------------------------------------------------
+def test_report_of_five_rows():
+    texts = ["a cat", "a dog", "tax rates", "rain today", "</script>"]
+    page = report(texts, blobs(5, k=5))
+    assert page.points.shape[0] == 5
+    assert len(page.outliers) == 5
+    assert "</script>" in json.loads(scripts_of(page.html)["et-data"])["texts"]
+
+
+def test_report_without_clusters_says_so():
+    X, texts = blobs(30), [f"t{i}" for i in range(30)]
+    page = report(texts, X, clusterer=pca_clusterer(min_cluster_size=31))
+    assert (page.points["cluster"] == -1).all()
+    assert "No clusters found" in page.html
+    assert page.duplicates.empty or "No pair of rows" not in page.html
+
+
+def test_report_without_near_duplicates_says_so():
+    X = np.eye(8, dtype=np.float32)
+    page = report([f"t{i}" for i in range(8)], X, clusterer=pca_clusterer())
+    assert page.duplicates.empty
+    assert "No pair of rows reaches similarity 0.95" in page.html
+
+
+# -- errors ------------------------------------------------------------------------
+def test_report_needs_two_texts():
+    with pytest.raises(ValueError, match="at least 2 texts, got 1"):
+        report(["alone"], blobs(1))
+
+
+def test_report_rejects_a_bad_size():
+    with pytest.raises(ValueError, match="max_text_chars must be an int >= 1, got 0"):
+        report(["a", "b"], blobs(2), max_text_chars=0)
+
+
+def test_report_rejects_embeddings_of_other_rows():
+    with pytest.raises(ValueError, match=r"3 texts but embeddings of shape \(2, 16\)"):
+        report(["a", "b", "c"], blobs(2))
+
+
+def test_report_rejects_groups_of_other_rows():
+    with pytest.raises(ValueError, match=r"30 texts but groups of shape \(2,\)"):
+        report([f"t{i}" for i in range(30)], blobs(30), groups=["a", "b"])
+
+
+def test_report_rejects_a_clusterer_fitted_on_other_rows():
+    fitted = pca_clusterer().fit(blobs(40))
+    with pytest.raises(ValueError, match="fitted on 40 rows for 30 texts"):
+        report([f"t{i}" for i in range(30)], blobs(30), clusterer=fitted)
+
+
+# -- notebooks and files -----------------------------------------------------------
+def test_report_saves_and_shows_itself_in_a_notebook(tmp_path):
+    page = report([f"t{i}" for i in range(30)], blobs(30), clusterer=pca_clusterer())
+    path = page.save(tmp_path / "sub" / "r.html")
+    assert path.read_text("utf-8") == page.html
+    shown = page._repr_html_()
+    assert shown.startswith("<iframe") and "<script" not in shown
+    assert "&lt;script" in shown
+
+
+def test_cli_report_writes_the_page(fake_server, tmp_path, capsys):
+    server = fake_server(dim=16)
+    data = tmp_path / "docs.csv"
+    texts = [f"document {i} about {['cats', 'tax', 'rain'][i % 3]}" for i in range(40)]
+    pd.DataFrame({"text": texts, "src": ["x", "y"] * 20}).to_csv(data, index=False)
+    out = tmp_path / "r.html"
+    code = main([
+        "report", str(data), "--group-column", "src", "-o", str(out),
+        "--base-url", server.url, "--model", "fake", "--cache-dir", str(tmp_path / "c"),
+        "--min-cluster-size", "5", "--title", "My <corpus>",
+    ])  # fmt: skip
+    _, err = capsys.readouterr()
+    assert code == 0, err
+    assert "wrote Report(40 rows" in err
+    page = out.read_text("utf-8")
+    assert "<title>My &lt;corpus&gt;</title>" in page
+    assert json.loads(scripts_of(page)["et-data"])["groups"][:2] == ["x", "y"]
+
+
+def test_cli_report_names_a_missing_group_column(tmp_path, capsys):
+    data = tmp_path / "docs.csv"
+    pd.DataFrame({"text": ["a", "b", "c"]}).to_csv(data, index=False)
+    code = main(["report", str(data), "--group-column", "nope", "-o", "r.html"])
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert "column 'nope' not found" in err and "--group-column" in err
+
+
+# -- a real browser ----------------------------------------------------------------
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+class _DevTools:
+    """A page of headless Chromium driven over the DevTools protocol."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws, self.last_id, self.events = ws, 0, []
+
+    def call(self, method: str, **params: Any) -> dict[str, Any]:
+        self.last_id += 1
+        self.ws.send(
+            json.dumps({"id": self.last_id, "method": method, "params": params})
+        )
+        while True:
+            message = json.loads(self.ws.recv())
+            if message.get("id") == self.last_id:
+                if "error" in message:
+                    raise RuntimeError(f"{method}: {message['error']}")
+                return message["result"]
+            self.events.append(message)
+
+    def evaluate(self, expression: str) -> Any:
+        result = self.call(
+            "Runtime.evaluate",
+            expression=expression,
+            returnByValue=True,
+            awaitPromise=True,
+        )
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def problems(self) -> list[str]:
+        """Console errors and warnings, exceptions, error logs, non-file requests."""
+        found = []
+        for event in self.events:
+            method, params = event.get("method"), event.get("params", {})
+            if method == "Runtime.consoleAPICalled" and params["type"] in (
+                "error",
+                "assert",
+                "warning",
+            ):
+                found.append(f"console.{params['type']}: {params['args']}")
+            elif method == "Runtime.exceptionThrown":
+                found.append(f"exception: {params['exceptionDetails']}")
+            elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
+                found.append(f"log: {params['entry']}")
+            elif method == "Network.requestWillBeSent":
+                url = params["request"]["url"]
+                if not url.startswith(("file:", "data:", "blob:", "about:")):
+                    found.append(f"request: {url}")
+        return found
+
+
+@pytest.fixture
+def browser(tmp_path):
+    """Open a file in headless Chromium; yields ``open(path) -> _DevTools``."""
+    executable = _chromium()
+    if executable is None:
+        pytest.skip(
+            "Chromium is not installed (apt-get install chromium): the report's "
+            "browser test needs it; .ci/run installs it"
+        )
+    websocket = pytest.importorskip("websocket", reason="needs websocket-client")
+    processes, pages = [], []
+
+    def open_page(path: Path, timeout: float = 120.0) -> _DevTools:
+        profile = tmp_path / f"profile{len(processes)}"
+        process = subprocess.Popen(
+            [
+                executable, "--headless=new", "--no-sandbox", "--no-first-run",
+                "--no-default-browser-check", "--disable-extensions",
+                "--disable-background-networking", "--remote-debugging-port=0",
+                "--remote-allow-origins=*", f"--user-data-dir={profile}",
+                "--window-size=1400,1000", "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        processes.append(process)
+        port_file = profile / "DevToolsActivePort"
+        deadline = time.monotonic() + timeout
+        while not (port_file.exists() and port_file.read_text().strip()):
+            assert process.poll() is None, "chromium exited at start"
+            assert time.monotonic() < deadline, "chromium opened no debugging port"
+            time.sleep(0.05)
+        port = int(port_file.read_text().split()[0])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list") as answer:
+            targets = json.load(answer)
+        url = next(t for t in targets if t["type"] == "page")["webSocketDebuggerUrl"]
+        page = _DevTools(
+            websocket.create_connection(url, timeout=timeout, suppress_origin=True)
+        )
+        pages.append(page)
+        for domain in ("Runtime", "Log", "Network", "Page"):
+            page.call(f"{domain}.enable")
+        page.call("Page.navigate", url=path.resolve().as_uri())
+        while page.evaluate("document.body && document.body.dataset.ready") != "1":
+            assert time.monotonic() < deadline, (
+                f"the map was not drawn in {timeout:g} s: {page.problems()}"
+            )
+            time.sleep(0.1)
+        return page
+
+    yield open_page
+    for page in pages:
+        page.ws.close()
+    for process in processes:
+        process.kill()
+        process.wait()
+
+
+_POINTS_DRAWN = (
+    "document.getElementById('et-map')._fullData"
+    ".reduce(function (n, trace) { return n + trace._length; }, 0)"
+)
+
+
+def _screenshot(page: _DevTools, path: Path) -> bytes:
+    """The whole page, not only the window, as PNG."""
+    height = page.evaluate("document.documentElement.scrollHeight")
+    shot = page.call(
+        "Page.captureScreenshot",
+        format="png",
+        captureBeyondViewport=True,
+        clip={"x": 0, "y": 0, "width": 1400, "height": height, "scale": 1},
+    )
+    png = base64.b64decode(shot["data"])
+    path.write_bytes(png)
+    return png
+
+
+@pytest.mark.local_model
+def test_browser_opens_the_cli_report_offline(browser, tmp_path, capsys):
+    topics = {
+        "cards": "my card was declined at the {}",
+        "login": "I cannot log in to my {}",
+        "transfer": "how long does a transfer to {} take",
+    }
+    fillers = ["shop", "bank app", "France", "airport", "website", "Japan", "cafe",
+               "laptop", "Peru", "station", "profile", "Kenya", "market", "phone",
+               "Chile", "cinema", "account", "Spain", "bar", "tablet"]  # fmt: skip
+    rows = [(t, g) for g, t in topics.items() for t in map(t.format, fillers)]
+    rows.append(("the migration patterns of arctic terns </script>", "cards"))
+    frame = pd.DataFrame(rows, columns=["text", "team"])
+    frame.to_csv(tmp_path / "q.csv", index=False)
+    out = tmp_path / "report.html"
+    code = main([
+        "report", str(tmp_path / "q.csv"), "--column", "text", "--group-column",
+        "team", "-o", str(out), "--cache-dir", str(tmp_path / "c"), "--no-progress",
+        "--min-cluster-size", "5",
+    ])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    page = browser(out)
+    assert page.evaluate(_POINTS_DRAWN) == len(frame) == 61
+    assert page.evaluate("document.querySelectorAll('#et-map .point').length") == 61
+    png = _screenshot(page, tmp_path / "report.png")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+    assert page.problems() == []
+
+
+def test_browser_shows_hostile_texts_as_text(browser, tmp_path):
+    texts = [NASTY[i % len(NASTY)] + f" #{i}" for i in range(30)]
+    texts[0] = "word " * 2000  # a long paragraph
+    path = report(texts, blobs(30), groups=["g"] * 30, clusterer=pca_clusterer()).save(
+        tmp_path / "r.html"
+    )
+    page = browser(path)
+    assert page.evaluate("window.PWNED === undefined")
+    assert page.evaluate(_POINTS_DRAWN) == 30
+    row = page.evaluate(
+        "(function () { var gd = document.getElementById('et-map');"
+        " for (var t = 0; t < gd.data.length; t++) {"
+        "  var k = gd.data[t].customdata.indexOf(5);"
+        "  if (k >= 0) { Plotly.Fx.hover(gd, [{curveNumber: t, pointNumber: k}]);"
+        "   return t; } } return -1; })()"
+    )
+    assert row >= 0
+    hover = page.evaluate("document.querySelector('#et-map .hoverlayer').textContent")
+    assert "</script><script>window.PWNED = 1</script> #5" in hover
+    page.evaluate(
+        "(function () { var box = document.getElementById('et-filter');"
+        " box.value = '<b>BOLD'; box.dispatchEvent(new Event('input')); })()"
+    )
+    deadline = time.monotonic() + 10
+    while not page.evaluate("document.getElementById('et-count').textContent"):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert page.evaluate("document.getElementById('et-count').textContent") == (
+        "6 of 30 rows match"
+    )
+    _screenshot(page, tmp_path / "hostile.png")
+    # A click on a cluster's row lights up exactly that cluster's points.
+    lit = page.evaluate(
+        "(function () { document.querySelector('tr.pick[data-cluster=\"1\"]')"
+        ".click(); var gd = document.getElementById('et-map'); return new Promise("
+        "function (done) { setTimeout(function () { done(gd.data.map(function (t)"
+        " { return (t.selectedpoints || []).length; })); }, 300); }); })()"
+    )
+    assert sum(lit) == 10 and sorted(lit)[-1] == 10
+    assert page.problems() == []
+
+
+@pytest.mark.slow
+def test_browser_draws_a_large_map_with_webgl(browser, tmp_path):
+    n = 6_000
+    page = report(
+        [f"row {i}" for i in range(n)], blobs(n, k=4),
+        clusterer=EmbeddingClusterer(
+            n_clusters=4, reduction="pca", n_components=2, random_state=0
+        ),
+    )  # fmt: skip
+    view = browser(page.save(tmp_path / "big.html"))
+    assert view.evaluate(_POINTS_DRAWN) == n
+    _screenshot(view, tmp_path / "big.png")
+    assert view.problems() == []
