@@ -36,8 +36,15 @@ def _script() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "embedtasks"]
 
 
-def run_cli(*args: str, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OPENAI_API_KEY": "test-key"}
+def run_cli(
+    *args: str, cwd: Path, timeout: float = 240, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "OPENAI_API_KEY": "test-key",
+        **(env or {}),
+    }
     return subprocess.run(
         [*_script(), *map(str, args)],
         cwd=cwd,
@@ -159,15 +166,16 @@ def test_unknown_extension_exits_2(server, tmp_path, capsys):
     assert "cannot tell the format" in err and "'.xlsx'" in err
 
 
-def test_empty_text_exits_1_naming_the_row(server, tmp_path, capsys):
+def test_empty_text_exits_2_naming_the_row_and_the_fix(server, tmp_path, capsys):
     src = tmp_path / "gaps.csv"
     pd.DataFrame({"text": ["fine", None, "also fine"]}).to_csv(src, index=False)
     flags = remote(server, tmp_path)
     code, stdout, err = run_main(
         "embed", src, "-o", tmp_path / "x.npy", *flags, capsys=capsys
     )
-    assert code == 1
-    assert "row 1" in err and "missing value" in err
+    assert code == 2
+    assert "row 1 (0-based)" in err and "--on-empty skip" in err
+    assert server.n_requests == 0
 
 
 def test_unreachable_server_exits_1(data, tmp_path, capsys):
@@ -189,8 +197,10 @@ def test_search_finds_exact_text_first(server, data, tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     hits = pd.read_csv(out)
-    assert list(hits.columns) == ["query", "rank", "score", "row", "id", "text"]
-    top = hits[hits["rank"] == 1]
+    assert list(hits.columns) == [
+        "query", "query_text", "rank", "index", "id", "score", "text",
+    ]  # fmt: skip
+    top = hits[hits["rank"] == 0]  # 0-based, as DotProductNeighbors.search
     assert top["id"].tolist() == [3, 0]
     np.testing.assert_allclose(top["score"], 1.0, atol=1e-4)
     assert len(hits) == 4
@@ -214,7 +224,8 @@ def test_search_queries_file(server, data, tmp_path, capsys):
     )  # fmt: skip
     assert code == 0, err
     hits = pd.read_json(out, lines=True)
-    assert hits["row"].tolist() == [4, 2]
+    assert hits["index"].tolist() == [4, 2]
+    assert hits["query"].tolist() == [0, 1]
 
 
 def test_cluster_writes_labels(server, data, tmp_path):
@@ -241,7 +252,8 @@ def test_outliers_scores_every_row(server, data, tmp_path):
     table = pd.read_parquet(out)
     assert list(table.columns) == ["id", "text", "outlier_score", "is_outlier"]
     assert table["outlier_score"].between(0, 2).all()
-    assert result.stdout.count("\n") == 4  # header + top 3
+    assert result.stdout.count("\n") == 5  # header + top 3 + "3 more rows"
+    assert "3 more rows" in result.stdout
 
 
 def test_diversity_per_group(server, data, tmp_path):
@@ -257,7 +269,8 @@ def test_diversity_per_group(server, data, tmp_path):
     table = pd.read_csv(out)
     assert table["group"].tolist() == ["all", "a", "b", "c"]
     assert "vendi_score" in table.columns
-    assert "near-duplicates (1.000)" in result.stdout  # the repeated text
+    assert "near-duplicate pairs" in result.stdout  # the repeated text
+    assert "1.0000" in result.stdout
 
 
 def test_diversity_missing_group_column(server, data, tmp_path, capsys):
@@ -301,7 +314,7 @@ def test_local_search_and_zero_shot_classify(data, tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     hits = pd.read_csv(tmp_path / "hits.csv")
-    assert set(hits["row"]) == {0, 4}  # the two cat texts
+    assert set(hits["index"]) == {0, 4}  # the two cat texts
     out = tmp_path / "labelled.csv"
     result = run_cli(
         "classify", data, "--labels", "animals,finance", "-o", out, *cache,
@@ -331,3 +344,330 @@ def test_demo_runs_every_task_and_reruns_from_cache(tmp_path):
     again = run_cli(*args, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "200 from the cache, 0 embedded" in again.stdout
+
+
+# -- output that fits, the same names as Python, forgiving input --------------------
+LONG = [
+    "Un paragraphe très long, avec des accents et des guillemets « ici », "
+    "qui continue encore et encore sur plusieurs phrases pour dépasser la largeur. "
+    * 8,
+    "日本語のテキストはここにあります。とても長い文章です。" * 10,
+    'a "quoted" text, with commas; semicolons\tand a tab\nand a newline',
+    "NA",
+    "null",
+    "None",
+    "short",
+    "🙂 emoji 🚀 text with zero-width\u200bspace and RTL \u202emark",
+]
+
+
+@pytest.fixture
+def odd(tmp_path: Path) -> Path:
+    """Unicode, long paragraphs, quotes, newlines and cells that look missing."""
+    path = tmp_path / "odd.csv"
+    frame = pd.DataFrame(
+        {
+            "id": [f"00{i}" for i in range(len(LONG))],
+            "text": LONG,
+            "group": list("aabbccdd"),
+        }
+    )
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["search", "--query", "long text", "--query", "日本語", "-k", "3"],
+        ["classify", "--labels", "french,japanese,english"],
+        ["outliers", "--n-neighbors", "2"],
+        ["cluster", "--n-clusters", "2", "--reduction", "none"],
+        ["diversity", "--group-column", "group", "--duplicate-threshold", "0.1"],
+        ["recommend", "--row", "0", "-k", "4"],
+    ],
+    ids=lambda c: c[0],
+)
+def test_tables_fit_the_terminal(command, server, odd, tmp_path):
+    result = run_cli(
+        command[0], odd, *command[1:], "--id-column", "id",
+        *remote(server, tmp_path), cwd=tmp_path, env={"COLUMNS": "100"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) >= 2
+    assert max(map(len, lines)) <= 100, max(lines, key=len)
+    assert lines[0 if command[0] not in {"search", "recommend"} else 1].strip()
+
+
+def test_classify_table_shows_label_and_probability_first(server, odd, tmp_path):
+    result = run_cli(
+        "classify", odd, "--labels", "french,japanese", *remote(server, tmp_path),
+        cwd=tmp_path, env={"COLUMNS": "80"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    header = result.stdout.splitlines()[0].split()
+    assert header == ["index", "label", "probability", "text"]
+
+
+def test_texts_that_look_missing_are_texts(server, odd, tmp_path, capsys):
+    out = tmp_path / "labelled.jsonl"
+    code, _, err = run_main(
+        "classify", odd, "--labels", "a,b", "-o", out, "--id-column", "id",
+        *remote(server, tmp_path), capsys=capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    table = pd.read_json(out, lines=True, dtype=False)
+    assert table["text"].tolist() == LONG  # "NA", "null", "None" kept, unicode intact
+    assert table["id"].tolist()[:2] == ["000", "001"]  # ids read as text
+
+
+def test_jsonl_round_trips(server, odd, tmp_path, capsys):
+    out = tmp_path / "hits.jsonl"
+    code, stdout, err = run_main(
+        "search", odd, "-q", "a long paragraph", "-q", "emoji", "-k", "8",
+        "--id-column", "id", "--format", "jsonl", "-o", out,
+        *remote(server, tmp_path), capsys=capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    printed = [json.loads(line) for line in stdout.splitlines()]
+    written = [json.loads(line) for line in out.read_text("utf-8").splitlines()]
+    assert printed == written
+    assert len(printed) == 16
+    assert [r["rank"] for r in printed[:8]] == list(range(8))
+    assert {r["text"] for r in printed} == set(LONG)
+    assert {r["id"] for r in printed} == {f"00{i}" for i in range(8)}
+    for record in printed:
+        assert LONG[record["index"]] == record["text"]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_other_formats_parse(fmt, server, odd, tmp_path, capsys):
+    code, stdout, err = run_main(
+        "outliers", odd, "--n-neighbors", "2", "--top", "0", "--format", fmt,
+        *remote(server, tmp_path), capsys=capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    from io import StringIO
+
+    read = pd.read_csv if fmt == "csv" else pd.read_json
+    table = (
+        read(StringIO(stdout), keep_default_na=False)
+        if fmt == "csv"
+        else read(StringIO(stdout))
+    )
+    assert list(table.columns) == ["index", "outlier_score", "is_outlier", "text"]
+    assert sorted(table["index"]) == list(range(len(LONG)))
+    assert table["outlier_score"].is_monotonic_decreasing
+
+
+def test_on_empty_skip_keeps_every_other_row(server, tmp_path, capsys):
+    src = tmp_path / "gaps.csv"
+    texts = [TEXTS[0], "", TEXTS[2], "   ", TEXTS[4], None]
+    pd.DataFrame({"text": texts, "n": range(6)}).to_csv(src, index=False)
+    out = tmp_path / "labelled.csv"
+    code, stdout, err = run_main(
+        "classify", src, "--labels", "pets,money", "--on-empty", "skip", "-o", out,
+        "--format", "jsonl", *remote(server, tmp_path), capsys=capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "skipped 3 empty rows: 1, 3, 5" in err
+    assert [json.loads(line)["index"] for line in stdout.splitlines()] == [0, 2, 4]
+    table = pd.read_csv(out)
+    assert table["n"].tolist() == list(range(6))  # every row kept, in order
+    assert table["label"].isna().tolist() == [False, True, False, True, False, True]
+    assert table["probability"].notna().sum() == 3
+
+    vectors = tmp_path / "x.npy"
+    code, _, err = run_main(
+        "embed", src, "--on-empty", "skip", "-o", vectors,
+        *remote(server, tmp_path), capsys=capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    X = np.load(vectors)
+    assert X.shape == (6, 16)
+    assert np.isnan(X[[1, 3, 5]]).all() and not np.isnan(X[[0, 2, 4]]).any()
+
+
+def test_numeric_column_is_named_as_such(server, data, tmp_path, capsys):
+    code, _, err = run_main(
+        "embed", data, "-c", "id", "-o", tmp_path / "x.npy",
+        *remote(server, tmp_path), capsys=capsys,
+    )  # fmt: skip
+    assert code == 2
+    assert "holds numbers" in err and "'text'" in err and "--column" in err
+
+
+@pytest.mark.parametrize(
+    ("command", "flag"),
+    [
+        (["search", "-q", "x", "-k", "0"], "argument -k: must be >= 1, got 0"),
+        (["cluster", "--min-cluster-size", "1"], "--min-cluster-size: must be >= 2"),
+        (["cluster", "--max-noise", "1.5"], "--max-noise: must be in [0, 1]"),
+        (["outliers", "--contamination", "0.9"], "--contamination: must be in (0"),
+        (["outliers", "--n-neighbors", "abc"], "expected a whole number"),
+        (["diversity", "--duplicate-threshold", "2"], "--duplicate-threshold"),
+        (["recommend", "--row", "-1"], "argument --row: must be >= 0"),
+        (["search", "-q", "x", "--batch-size", "0"], "--batch-size: must be >= 1"),
+    ],
+)
+def test_bad_flags_fail_before_embedding(command, flag, server, data, tmp_path):
+    result = run_cli(
+        command[0], data, *command[1:], *remote(server, tmp_path), cwd=tmp_path
+    )
+    assert result.returncode == 2
+    assert flag in result.stderr
+    assert server.n_requests == 0
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        (["search", "-q", "x", "-o", "out.xlsx"], "cannot tell the format"),
+        (["outliers", "--n-neighbors", "6"], "--n-neighbors 6 needs more than 6"),
+        (["cluster", "--n-clusters", "7"], "--n-clusters 7 is more than the 6"),
+        (["recommend", "--row", "9"], "--row 9 is outside the 6 rows"),
+        (["recommend", "--id", "x"], "--id needs --id-column"),
+        (["recommend", "--id", "x", "--id-column", "id"], "--id 'x' is not in"),
+        (["classify", "--labels", "one"], "--labels needs at least two classes"),
+        (["search", "-q", "x", "--id-column", "nope"], "column 'nope' not found"),
+    ],
+)
+def test_data_checks_fail_before_embedding(command, message, server, data, tmp_path):
+    result = run_cli(
+        command[0], data, *command[1:], *remote(server, tmp_path), cwd=tmp_path
+    )
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert server.n_requests == 0
+
+
+def test_recommend_excludes_the_liked_rows(server, data, tmp_path, capsys):
+    out = tmp_path / "more.csv"
+    code, stdout, err = run_main(
+        "recommend", data, "--id", "3", "--row", "0", "--id-column", "id", "-k", "3",
+        "--exclude", "5", "-o", out, *remote(server, tmp_path), capsys=capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    table = pd.read_csv(out)
+    assert list(table.columns) == ["rank", "index", "id", "score", "text"]
+    assert table["rank"].tolist() == [0, 1, 2]
+    assert not {0, 3, 5} & set(table["index"])
+    assert (table["text"] == [TEXTS[i] for i in table["index"]]).all()
+    assert "more like rows 0, 3" in stdout
+
+
+def test_cluster_and_diversity_write_every_artefact(server, tmp_path, capsys):
+    src = tmp_path / "dup.csv"
+    pd.DataFrame({"text": TEXTS + [TEXTS[1]], "g": list("aabbcca")}).to_csv(
+        src, index=False
+    )
+    flags = remote(server, tmp_path)
+    summary = tmp_path / "summary.jsonl"
+    code, stdout, err = run_main(
+        "cluster", src, "--n-clusters", "2", "--reduction", "none",
+        "--summary-output", summary, "--format", "json", *flags, capsys=capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    written = pd.read_json(summary, lines=True)
+    assert written["cluster"].tolist() == [0, 1]
+    assert json.loads(stdout) == json.loads(written.to_json(orient="records"))
+    pairs, groups = tmp_path / "pairs.csv", tmp_path / "groups.parquet"
+    code, _, err = run_main(
+        "diversity", src, "--group-column", "g", "--pairs-output", pairs,
+        "-o", groups, *flags, capsys=capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    found = pd.read_csv(pairs)
+    assert found[["index_a", "index_b"]].values.tolist() == [[1, 6]]
+    assert found["text_a"].tolist() == [TEXTS[1]]
+    assert pd.read_parquet(groups)["group"].tolist() == ["all", "a", "b", "c"]
+
+
+def test_odd_files_are_read(server, tmp_path, capsys):
+    flags = remote(server, tmp_path)
+    semicolons = tmp_path / "semi.csv"
+    semicolons.write_text("id;text\n1;café au lait\n2;a second, longer text\n")
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("text\ncaf\xe9 cr\xe8me\nna\xefve\n".encode("cp1252"))
+    lines = tmp_path / "lines.txt"
+    lines.write_text("first line\n\nsecond line\n", "utf-8")
+    array = tmp_path / "array.json"
+    array.write_text(json.dumps([{"text": "one"}, {"text": "two"}]))
+    parquet = tmp_path / "in.parquet"
+    pd.DataFrame({"text": ["x y", None, "z w"]}).to_parquet(parquet)
+    for path, n in [(semicolons, 2), (latin, 2), (lines, 2), (array, 2), (parquet, 2)]:
+        code, stdout, err = run_main(
+            "outliers", path, "--n-neighbors", "1", "--format", "jsonl",
+            "--on-empty", "skip", *flags, capsys=capsys,
+        )  # fmt: skip
+        assert code == 0, (path, err)
+        assert len(stdout.splitlines()) == n, path
+    code, stdout, _ = run_main(
+        "outliers", latin, "--n-neighbors", "1", "--format", "csv", *flags,
+        capsys=capsys,
+    )  # fmt: skip
+    assert "café crème" in stdout
+
+
+def test_help_imports_no_heavy_library(tmp_path):
+    code = (
+        "import sys\n"
+        "from embedtasks.cli import main\n"
+        "try:\n    main(['cluster', '--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = {'sklearn', 'pandas', 'umap', 'onnxruntime', 'hdbscan', 'numpy'}\n"
+        "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_quiet_keeps_the_results(server, data, tmp_path, capsys):
+    code, stdout, err = run_main(
+        "search", data, "-q", TEXTS[0], "-k", "1", "--quiet",
+        *remote(server, tmp_path), capsys=capsys,
+    )  # fmt: skip
+    assert code == 0
+    assert err == "" and TEXTS[0] in stdout
+
+
+@pytest.mark.local_model
+def test_local_model_tables_fit_and_jsonl_round_trips(odd, tmp_path):
+    """The default embedder on unicode and long paragraphs, as a new user runs it."""
+    cache = ["--cache-dir", tmp_path / "c"]
+    env = {"COLUMNS": "100"}
+    for command in (
+        ["search", odd, "-q", "日本語の文章", "-k", "2"],
+        ["classify", odd, "--labels", "french,japanese,english"],
+        ["outliers", odd, "--n-neighbors", "2"],
+    ):
+        result = run_cli(*command, *cache, cwd=tmp_path, env=env)
+        assert result.returncode == 0, result.stderr
+        assert max(map(len, result.stdout.splitlines())) <= 100
+    result = run_cli(
+        "search", odd, "-q", "日本語の文章", "-k", "1", "--format", "jsonl", *cache,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (hit,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert hit["index"] == 1 and hit["text"] == LONG[1] and hit["rank"] == 0
+
+
+@pytest.mark.local_model
+@pytest.mark.parametrize("flag", [["--assign-noise"], ["--max-noise", "0"]])
+def test_cluster_noise_flags_reach_the_clusterer(flag, tmp_path, capsys):
+    src = tmp_path / "many.csv"
+    texts = [f"{word} number {i}" for i in range(12) for word in ("a cat", "a bank")]
+    texts += ["the recipe needs flour", "quantum physics lecture"]  # noise
+    pd.DataFrame({"text": texts}).to_csv(src, index=False)
+    out = tmp_path / "rows.csv"
+    code, _, err = run_main(
+        "cluster", src, "--min-cluster-size", "2", "--reduction", "none", *flag,
+        "-o", out, "--cache-dir", tmp_path / "c", capsys=capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    clusters = pd.read_csv(out)["cluster"]
+    assert clusters.nunique() >= 2 and (clusters >= 0).all()  # no noise left

@@ -213,6 +213,31 @@ def test_plot_draws_two_panels():
     plt.close(fig)
 
 
+def test_plot_stays_readable_with_many_groups():
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    X = _topics(5, n=600)
+    groups = np.arange(600) % 60  # 60 groups (warnings are errors in the suite)
+    groups[:100] = 7  # the largest group
+    fig = DiversityReport(random_state=0).fit(X, groups=groups).plot(max_groups=6)
+    first, second = fig.axes[:2]
+    labels = [t.get_text() for t in second.get_legend().get_texts()]
+    # the corpus, the 6 largest groups (largest first), the other 54 pooled
+    assert len(labels) == 1 + 6 + 1 + 1
+    assert labels[0] == "all (600)" and labels[1].startswith("7 (")
+    assert labels[7].startswith("other 54 groups (")
+    assert labels[-1] == "duplicate threshold"
+    colours = [tuple(line.get_color()) for line in first.get_lines()[1:7]]
+    assert len(set(colours)) == 6  # no colour repeats
+    low, high = first.get_xlim()
+    assert low > -1.0 and high <= 1.0  # fitted to the similarities that occur
+    plt.close(fig)
+
+
 def test_plot_without_matplotlib_says_how_to_install(monkeypatch):
     report = DiversityReport().fit(_topics(2, n=10))
     monkeypatch.setitem(sys.modules, "matplotlib", None)

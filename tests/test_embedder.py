@@ -558,7 +558,7 @@ def test_cli_embed_dry_run_sends_nothing(fake_server, tmp_path, capsys):
     assert "3 rows, 2 unique, 0 already cached, 2 to embed" in out
     assert "tokens" in out and "1 requests" in out
     assert server.n_requests == 0
-    assert main([*argv, "-o", str(tmp_path / "v.npy"), "-q"]) == 0
+    assert main([*argv, "-o", str(tmp_path / "v.npy"), "--quiet"]) == 0
     assert main([*argv, "--dry-run"]) == 0
     assert "2 already cached, 0 to embed" in capsys.readouterr().out
 

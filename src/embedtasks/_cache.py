@@ -56,6 +56,7 @@ __all__ = [
     "default_cache_dir",
     "make_key",
     "make_keys",
+    "resolve_cache_dir",
 ]
 
 #: File name of the database inside a cache directory.
@@ -144,6 +145,26 @@ def default_cache_dir() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
     return base / "embedtasks"
+
+
+def resolve_cache_dir(cache_dir: str | os.PathLike[str] | None) -> Path | None:
+    """The folder a ``cache_dir`` setting stands for; the one place that decides.
+
+    ``"default"``: :func:`default_cache_dir`; ``None`` (no cache) and ``":memory:"``
+    (a cache in memory): no folder; anything else: that path, ``~`` expanded.
+
+    Examples
+    --------
+    >>> resolve_cache_dir(None) is None, resolve_cache_dir(":memory:") is None
+    (True, True)
+    >>> str(resolve_cache_dir("/tmp/x"))
+    '/tmp/x'
+    """
+    if cache_dir is None or cache_dir == ":memory:":
+        return None
+    if cache_dir == "default":
+        return default_cache_dir()
+    return Path(cache_dir).expanduser()
 
 
 def _identity_prefix(identity: Mapping[str, object]) -> bytes:

@@ -60,7 +60,6 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -71,7 +70,7 @@ from sklearn.base import (
     TransformerMixin,
 )
 
-from embedtasks._cache import EmbeddingCache, default_cache_dir, make_keys
+from embedtasks._cache import EmbeddingCache, make_keys, resolve_cache_dir
 from embedtasks._similarity import l2_normalize
 from embedtasks._validation import (
     StrOptions,
@@ -279,12 +278,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         cache_dir = self.cache_dir
         if cache_dir is None:
             return None
-        if cache_dir == ":memory:":
-            where: Path | None = None
-        elif cache_dir == "default":
-            where = default_cache_dir()
-        else:
-            where = Path(cache_dir).expanduser()
+        where = resolve_cache_dir(cache_dir)  # None: a cache in memory
         handle = getattr(self, "_cache_handle", None)
         if handle is not None and handle[0] == (cache_dir, where):
             return handle[1]  # type: ignore[no-any-return]

@@ -26,7 +26,6 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from embedtasks._cache import default_cache_dir
 from embedtasks._layout import umap_layout
 from embedtasks._similarity import place_by_similarity, top_k
 
@@ -39,15 +38,6 @@ LARGE_ROWS = 10_000
 #: Layouts kept in memory per process (the most recent ones).
 _MEMORY_ENTRIES = 8
 _MEMORY: OrderedDict[str, dict[str, np.ndarray]] = OrderedDict()
-
-
-def resolve_cache_dir(cache_dir: Any) -> Path | None:
-    """``"default"`` -> the embedtasks cache dir; a path -> itself; None -> None."""
-    if cache_dir is None:
-        return None
-    if isinstance(cache_dir, str) and cache_dir == "default":
-        return default_cache_dir()
-    return Path(cache_dir).expanduser()
 
 
 def knn_graph(

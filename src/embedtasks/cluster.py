@@ -21,6 +21,7 @@ from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.decomposition import PCA
 from sklearn.utils import check_random_state
 
+from embedtasks._cache import resolve_cache_dir
 from embedtasks._cluster_report import (
     ClusterComparison,
     compare_labels,
@@ -28,12 +29,7 @@ from embedtasks._cluster_report import (
     plot_map,
     topic_names,
 )
-from embedtasks._reduce import (
-    ReductionCache,
-    fit_layouts,
-    pca_map,
-    resolve_cache_dir,
-)
+from embedtasks._reduce import ReductionCache, fit_layouts, pca_map
 from embedtasks._similarity import (
     group_sum,
     l2_normalize,

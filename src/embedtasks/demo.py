@@ -22,6 +22,7 @@ import json
 import platform
 import re
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -268,6 +269,22 @@ class _Report:
             self.line(" " * len(head) + f"({name})")
 
 
+@dataclass
+class _Run:
+    """What every section of the demo reads: the corpus, its vectors, the report."""
+
+    report: _Report
+    embedder: Any
+    X: np.ndarray
+    texts: np.ndarray
+    labels: np.ndarray
+    names: np.ndarray
+    counts: pd.Series
+    results: dict[str, Any] = field(default_factory=dict)
+    nn: Any = None  # the search index, reused by the recommendations
+    cache_dir: str | Path | None = None
+
+
 def run_demo(
     out: TextIO,
     *,
@@ -297,27 +314,11 @@ def run_demo(
     dict
         The figures the report prints (sizes, timings, accuracies, ...), for tests.
     """
-    from sklearn.metrics import v_measure_score
-
-    from embedtasks._cache import default_cache_dir
-    from embedtasks.classify import NearestLabelClassifier
-    from embedtasks.cluster import EmbeddingClusterer
-    from embedtasks.diversity import DiversityReport
-    from embedtasks.local import LocalEmbedder
-    from embedtasks.neighbors import DotProductNeighbors
-    from embedtasks.outliers import OutlierScorer
+    from embedtasks._cache import resolve_cache_dir
 
     report = _Report(out)
-    results: dict[str, Any] = {}
-    where = None
-    if cache_dir == "default":
-        where = default_cache_dir()
-    elif cache_dir not in (None, ":memory:"):
-        where = Path(cache_dir).expanduser()
-
     t0 = time.perf_counter()
-    corpus = build_corpus(n_texts, cache_dir=where)
-    texts, labels, names = (corpus[c].to_numpy() for c in ("text", "label", "name"))
+    corpus = build_corpus(n_texts, cache_dir=resolve_cache_dir(cache_dir))
     counts = corpus["label"].value_counts()
     report.section("Corpus: docstrings of the installed Python packages")
     report.line(
@@ -325,8 +326,29 @@ def run_demo(
         f"docstring, from {counts.size} packages ({time.perf_counter() - t0:.1f} s):"
     )
     report.line("  " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    results["n_texts"] = len(corpus)
+    run = _embed(report, corpus, counts, embedder, cache_dir, progress)
+    for section in (_search, _recommend, _cluster, _outliers, _diversity, _classify):
+        section(run)
+    report.section("Done")
+    total = time.perf_counter() - report.started
+    report.line(
+        f"whole job {total:.1f} s; run it again: the vectors come from the cache"
+    )
+    run.results["seconds"] = total
+    return run.results
 
+
+def _embed(
+    report: _Report,
+    corpus: pd.DataFrame,
+    counts: pd.Series,
+    embedder: Any,
+    cache_dir: str | Path | None,
+    progress: bool | str,
+) -> _Run:
+    from embedtasks.local import LocalEmbedder
+
+    texts, labels, names = (corpus[c].to_numpy() for c in ("text", "label", "name"))
     report.section("Embed")
     own = embedder is None
     if own:
@@ -341,38 +363,48 @@ def run_demo(
         f"{usage.get('cache_hits', 0):,} from the cache, "
         f"{usage.get('embedded', 0):,} embedded, {seconds:.1f} s"
     )
-    results["embed"] = dict(usage)
+    run = _Run(report, embedder, X, texts, labels, names, counts, cache_dir=cache_dir)
+    run.results.update(n_texts=len(corpus), embed=dict(usage))
+    return run
 
-    # -- search ----------------------------------------------------------------
+
+def _search(run: _Run) -> None:
+    from embedtasks.neighbors import DotProductNeighbors
+
+    report, labels, texts, names = run.report, run.labels, run.texts, run.names
     report.section("Search: natural-language questions, top 3 of the corpus")
-    nn = DotProductNeighbors(n_neighbors=3).fit(X, names)
-    Q = embedder.transform(list(DEMO_QUERIES))
-    scores, indices = nn.search(Q)
-    for query, row_scores, rows in zip(DEMO_QUERIES, scores, indices, strict=True):
-        report.line(f"? {query}")
-        for score, row in zip(row_scores, rows, strict=True):
+    run.nn = DotProductNeighbors(n_neighbors=3).fit(run.X, names)
+    hits = run.nn.search(run.embedder.transform(list(DEMO_QUERIES)), as_frame=True)
+    for q, block in hits.groupby("query", sort=True):
+        report.line(f"? {DEMO_QUERIES[q]}")
+        for row, score in zip(block["index"], block["score"], strict=True):
             report.item(float(score), labels[row], texts[row], names[row])
-    results["search"] = indices
+    run.results["search"] = hits["index"].to_numpy().reshape(len(DEMO_QUERIES), -1)
 
-    # -- recommend -------------------------------------------------------------
-    liked = int(indices[0, 0])
+
+def _recommend(run: _Run) -> None:
+    report, labels, texts, names = run.report, run.labels, run.texts, run.names
+    liked = int(run.results["search"][0, 0])
     report.section("Recommend: more like the first answer above (itself excluded)")
     report.line(f"  liked: [{labels[liked]}] {names[liked]}")
-    rec_scores, rec_rows = nn.recommend(liked, 5)
-    for score, row in zip(rec_scores, rec_rows, strict=True):
+    table = run.nn.recommend(liked, 5, as_frame=True)
+    for row, score in zip(table["index"], table["score"], strict=True):
         report.item(float(score), labels[row], texts[row], names[row])
-    results["recommend"] = rec_rows
+    run.results["recommend"] = table["index"].to_numpy()
 
-    # -- cluster ---------------------------------------------------------------
-    report.section("Cluster: 20 topics (KMeans after PCA)")
+
+def _cluster(run: _Run) -> None:
+    from sklearn.metrics import v_measure_score
+
+    from embedtasks.cluster import EmbeddingClusterer
+
+    report, labels = run.report, run.labels
+    report.section("Cluster: topics found by density (HDBSCAN after UMAP)")
     t0 = time.perf_counter()
-    # Docstrings are diffuse: density clustering (the default, HDBSCAN after UMAP)
-    # leaves a quarter of them as noise and takes ~20 s here, so the tour asks for
-    # a fixed number of topics, which assigns every item in well under a second.
-    clusterer = EmbeddingClusterer(n_clusters=20, reduction="pca", random_state=0).fit(
-        X
-    )
-    summary = clusterer.summary(list(texts), n_keywords=5)
+    # The library's default clusterer; its UMAP layout is cached beside the vectors.
+    clusterer = EmbeddingClusterer(random_state=0, cache_dir=run.cache_dir)
+    clusterer.fit(run.X)
+    summary = clusterer.summary(list(run.texts), n_keywords=5)
     noise = float(np.mean(clusterer.labels_ == -1))
     found = clusterer.labels_ >= 0
     v = v_measure_score(labels[found], clusterer.labels_[found]) if found.any() else 0.0
@@ -381,36 +413,48 @@ def run_demo(
         f"agreement with the packages (V-measure): {v:.2f} "
         f"({time.perf_counter() - t0:.1f} s). Largest:"
     )
+    summary = summary[summary["cluster"] >= 0]
     for _, row in summary.sort_values("size", ascending=False).head(8).iterrows():
-        members = labels[clusterer.labels_ == row["cluster"]]
-        top, share = (
-            pd.Series(members)
-            .value_counts()
-            .pipe(lambda s: (s.index[0], s.iloc[0] / s.sum()))
-        )
+        members = pd.Series(labels[clusterer.labels_ == row["cluster"]])
+        shares = members.value_counts(normalize=True)
+        top, share = shares.index[0], shares.iloc[0]
         report.line(
             f"  #{row['cluster']:<3d} {row['size']:4d} items, {share:.0%} {top}; "
             f"keywords: {', '.join(row['keywords'])}"
         )
         report.item(None, top, row["representative_texts"][0])
-    results["cluster"] = {"n_clusters": clusterer.n_clusters_, "noise": noise, "v": v}
+    run.results["cluster"] = {
+        "n_clusters": clusterer.n_clusters_,
+        "noise": noise,
+        "v": v,
+    }
 
-    # -- outliers --------------------------------------------------------------
+
+def _outliers(run: _Run) -> None:
+    from embedtasks.outliers import OutlierScorer
+
+    report = run.report
     report.section("Outliers: least related to everything else (kNN distance)")
     scorer = OutlierScorer(n_neighbors=10)
-    flags = scorer.fit_predict(X)
+    flags = scorer.fit_predict(run.X)
     order = np.argsort(scorer.training_scores_, kind="stable")[:5]
     report.line(
         f"{int((flags == -1).sum())} of {len(flags):,} flagged "
         "(below the lower Tukey fence); the 5 most unusual (mean distance):"
     )
     for row in order:
-        report.item(-float(scorer.training_scores_[row]), labels[row], texts[row])
-    results["outliers"] = order
+        report.item(
+            -float(scorer.training_scores_[row]), run.labels[row], run.texts[row]
+        )
+    run.results["outliers"] = order
 
-    # -- diversity -------------------------------------------------------------
+
+def _diversity(run: _Run) -> None:
+    from embedtasks.diversity import DiversityReport
+
+    report, labels, texts, names = run.report, run.labels, run.texts, run.names
     report.section("Diversity: how varied is each package's documentation?")
-    div = DiversityReport(random_state=0).fit(X, groups=labels)
+    div = DiversityReport(random_state=0).fit(run.X, groups=labels)
     table = div.to_frame()
     report.line(
         f"whole corpus: Vendi score {div.vendi_score_:.0f} (effective number of "
@@ -432,19 +476,23 @@ def run_demo(
         report.line(f"  closest pair ({div.duplicate_similarities_[0]:.3f}):")
         report.item(None, labels[i], texts[i], names[i])
         report.item(None, labels[j], texts[j], names[j])
-    results["diversity"] = {"vendi": float(div.vendi_score_)}
+    run.results["diversity"] = {"vendi": float(div.vendi_score_)}
 
-    # -- classify --------------------------------------------------------------
+
+def _classify(run: _Run) -> None:
+    from embedtasks.classify import NearestLabelClassifier
+
+    report, labels, X = run.report, run.labels, run.X
     report.section("Classify: which package wrote this docstring?")
     rng = np.random.default_rng(0)
     train = np.zeros(len(labels), dtype=bool)
-    for label in counts.index:
+    for label in run.counts.index:
         rows = np.flatnonzero(labels == label)
         train[rng.choice(rows, size=min(10, rows.size // 2), replace=False)] = True
     few = NearestLabelClassifier().fit(X[train], labels[train])
     acc_few = float(few.score(X[~train], labels[~train]))
     zero = NearestLabelClassifier(
-        embedder=embedder,
+        embedder=run.embedder,
         labels=list(LABEL_DESCRIPTIONS),
         label_descriptions=LABEL_DESCRIPTIONS,
         template="Python documentation about {label}",
@@ -453,7 +501,7 @@ def run_demo(
     half = rng.random(len(labels)) < 0.5
     knn = NearestLabelClassifier(method="knn", n_neighbors=5).fit(X[half], labels[half])
     acc_half = float(knn.score(X[~half], labels[~half]))
-    chance = float(counts.max() / counts.sum())
+    chance = float(run.counts.max() / run.counts.sum())
     report.line(
         f"few-shot (10 labelled docstrings per package): accuracy {acc_few:.1%} on "
         f"the other {int((~train).sum()):,}"
@@ -470,20 +518,12 @@ def run_demo(
         "Fit the model to the training data and return the fitted estimator.",
         "Attach a file to the message as a MIME part.",
     ]
-    proba = few.predict_proba(embedder.transform(new))
+    proba = few.predict_proba(run.embedder.transform(new))
     for text, p in zip(new, proba, strict=True):
         best = int(p.argmax())
         report.line(f"  {few.classes_[best]:>12s} ({p[best]:.0%})  {text}")
-    results["classify"] = {
+    run.results["classify"] = {
         "few_shot": acc_few,
         "zero_shot": acc_zero,
         "half": acc_half,
     }
-
-    report.section("Done")
-    total = time.perf_counter() - report.started
-    report.line(
-        f"whole job {total:.1f} s; run it again: the vectors come from the cache"
-    )
-    results["seconds"] = total
-    return results

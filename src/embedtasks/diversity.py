@@ -336,13 +336,20 @@ class DiversityReport(BaseEstimator):
             records.append(record)
         return pd.DataFrame(records, index=[name for name, _ in self._rows])
 
-    def plot(self, *, ax=None):
+    def plot(self, *, ax=None, max_groups=8):
         """Histograms of pairwise and nearest-neighbour similarity, per group.
+
+        Readable at any number of groups: the ``max_groups`` largest are drawn
+        (largest first, colours from the perceptual *viridis* map), the others
+        pooled into one "other" line, the whole corpus in black; the x-axis spans
+        the similarities that occur, and the legend sits beside the panels.
 
         Parameters
         ----------
         ax : sequence of two matplotlib Axes, optional
             Where to draw; a new figure with two panels by default.
+        max_groups : int, default=8
+            Groups drawn on their own; the rest are pooled as "other".
 
         Returns
         -------
@@ -354,14 +361,22 @@ class DiversityReport(BaseEstimator):
             "matplotlib.pyplot", extra="plot", purpose="DiversityReport.plot()"
         )
         if ax is None:
-            fig, ax = plt.subplots(1, 2, figsize=(10, 3.5), layout="constrained")
+            fig, ax = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
         else:
             fig = ax[0].figure
         centres = (self.bin_edges_[:-1] + self.bin_edges_[1:]) / 2
-        for name, stats in self._rows:
-            label = str(name)
-            ax[0].plot(centres, stats["similarity_histogram"], label=label)
-            ax[1].plot(centres, stats["nn_histogram"], label=label)
+        lines = _plot_lines(self._rows, max(int(max_groups), 0))
+        colours = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, max(len(lines), 1)))
+        for i, (label, pairs, nn, kind) in enumerate(lines):
+            style: dict[str, Any] = {"label": label, "linewidth": 1.4}
+            if kind == "all":
+                style.update(color="black", linewidth=2.2)
+            elif kind == "other":
+                style.update(color="grey", linestyle=":")
+            else:
+                style.update(color=colours[i])
+            ax[0].plot(centres, pairs, **style)
+            ax[1].plot(centres, nn, **style)
         ax[0].set(title="Pairwise similarity", xlabel="cosine", ylabel="share")
         ax[1].set(title="Nearest-neighbour similarity", xlabel="cosine")
         ax[1].axvline(
@@ -370,8 +385,52 @@ class DiversityReport(BaseEstimator):
             linestyle="--",
             label="duplicate threshold",
         )
-        ax[1].legend(loc="upper left", fontsize="small")
+        width = self.bin_edges_[1] - self.bin_edges_[0]
+        for panel, column in ((ax[0], 1), (ax[1], 2)):
+            shares = np.array([line[column] for line in lines])
+            used = np.flatnonzero(shares.sum(axis=0) > 0)
+            if used.size:
+                low, high = self.bin_edges_[used[0]], self.bin_edges_[used[-1] + 1]
+                if panel is ax[1]:
+                    low = min(low, self.duplicate_threshold)
+                    high = max(high, self.duplicate_threshold)
+                panel.set_xlim(max(-1.0, low - width), min(1.0, high + width))
+        ax[1].legend(
+            loc="upper left",
+            bbox_to_anchor=(1.02, 1.0),
+            borderaxespad=0.0,
+            fontsize="small",
+            frameon=False,
+        )
         return fig
+
+
+def _plot_lines(rows, max_groups):
+    """(label, pair histogram, nn histogram, kind) for each line of the plot.
+
+    The corpus first, then the ``max_groups`` largest groups, then the others
+    pooled: their histograms averaged, weighted by pairs and rows.
+    """
+    (name, overall), groups = rows[0], rows[1:]
+    lines = [(f"{name} ({overall['nn_similarity'].size:,})", *_hists(overall), "all")]
+    groups = sorted(groups, key=lambda item: -item[1]["nn_similarity"].size)
+    for label, stats in groups[:max_groups]:
+        lines.append((f"{label} ({stats['nn_similarity'].size:,})", *_hists(stats), ""))
+    rest = groups[max_groups:]
+    if rest:
+        sizes = np.array([stats["nn_similarity"].size for _, stats in rest], float)
+        pair_w = sizes * (sizes - 1) / 2
+        pairs = np.array([_hists(stats)[0] for _, stats in rest])
+        nn = np.array([_hists(stats)[1] for _, stats in rest])
+        pooled_pairs = pair_w @ pairs / max(pair_w.sum(), 1.0)
+        pooled_nn = sizes @ nn / max(sizes.sum(), 1.0)
+        label = f"other {len(rest)} groups ({int(sizes.sum()):,})"
+        lines.append((label, pooled_pairs, pooled_nn, "other"))
+    return lines
+
+
+def _hists(stats):
+    return stats["similarity_histogram"], stats["nn_histogram"]
 
 
 def _approximate(neighbors: str, n: int) -> bool:
