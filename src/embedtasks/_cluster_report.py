@@ -120,9 +120,31 @@ def topic_names(
         return [f"cluster_{c}" for c in range(n_clusters)]
     names = []
     for c, words in enumerate(keywords):
-        tokens = [w.replace(" ", "-") for w in words[:n_words]]
+        tokens = [w.replace(" ", "-") for w in _distinct(words, n_words)]
         names.append("_".join([str(c), *tokens]) if tokens else f"cluster_{c}")
     return names
+
+
+def _distinct(keywords: list[str], n: int) -> list[str]:
+    """The first ``n`` keywords that add a word, a phrase replacing its own words.
+
+    ``["identity", "verify identity", "identity check", "id"]`` gives
+    ``["verify identity", "identity check", "id"]``: every keyword of a name adds
+    a word, and a word alone never repeats a phrase's.
+
+    >>> _distinct(["top-up", "top-up cancelled", "reverted", "top-up failed"], 3)
+    ['top-up cancelled', 'reverted', 'top-up failed']
+    """
+    chosen: list[str] = []
+    for keyword in keywords:
+        words = set(keyword.split())
+        if words <= {w for c in chosen for w in c.split()}:
+            continue  # every word already in the name
+        chosen = [c for c in chosen if not set(c.split()) <= words]
+        chosen.append(keyword)
+        if len(chosen) == n:
+            break
+    return chosen
 
 
 @dataclass(frozen=True)
