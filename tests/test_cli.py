@@ -398,6 +398,23 @@ def test_tables_fit_the_terminal(command, server, odd, tmp_path):
     assert len(lines) >= 2
     assert max(map(len, lines)) <= 100, max(lines, key=len)
     assert lines[0 if command[0] not in {"search", "recommend"} else 1].strip()
+    notes = result.stderr.splitlines()  # notes and warnings are wrapped too
+    assert notes and max(map(len, notes)) <= 100, max(notes, key=len)
+
+
+def test_long_notes_wrap_to_the_terminal(server, odd, tmp_path):
+    """A warning longer than the terminal is wrapped, not cut or left wide."""
+    wide = tmp_path / "wide.csv"
+    pd.DataFrame({f"column_{i}": ["a text"] for i in range(30)}).to_csv(wide)
+    result = run_cli(
+        "search", wide.name, "--column", "body", "--query", "x",
+        *remote(server, tmp_path), cwd=tmp_path, env={"COLUMNS": "60"},
+    )  # fmt: skip
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) > 3 and max(map(len, lines)) <= 60, result.stderr
+    assert lines[0].startswith("embedtasks search: error: column 'body'")
+    assert "'column_28' and 1 more" in " ".join(result.stderr.split())
 
 
 def test_classify_table_shows_label_and_probability_first(server, odd, tmp_path):

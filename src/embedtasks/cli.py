@@ -179,7 +179,10 @@ def _need_parquet() -> None:
 
 def _column(frame: Any, name: str, path: str, *, option: str = "--column") -> Any:
     if name not in frame.columns:
-        columns = ", ".join(map(repr, list(frame.columns)[:30]))
+        names = list(frame.columns)
+        columns = ", ".join(map(repr, names[:30]))
+        if len(names) > 30:
+            columns += f" and {len(names) - 30} more"
         raise CLIError(
             f"column {name!r} not found in '{path}'; it has {columns}. "
             f"Choose one with {option}"
@@ -338,9 +341,25 @@ def _embed(args: argparse.Namespace, texts: list[str]) -> tuple[Any, Any]:
     return embedder, X
 
 
+def _say(args: argparse.Namespace, message: object) -> None:
+    """One message on stderr, ``embedtasks CMD: ...``, wrapped to the terminal."""
+    import textwrap
+
+    from embedtasks._terminal import terminal_width
+
+    width = terminal_width()
+    lines = f"embedtasks {args.command}: {message}".splitlines() or [""]
+    for line in lines:
+        wrapped = textwrap.wrap(
+            line, width, subsequent_indent="  ", break_long_words=False,
+            break_on_hyphens=False,
+        )  # fmt: skip
+        print("\n".join(wrapped or [line]), file=sys.stderr)
+
+
 def _note(args: argparse.Namespace, message: str) -> None:
     if not args.quiet:
-        print(f"embedtasks {args.command}: {message}", file=sys.stderr)
+        _say(args, message)
 
 
 def _noter(args: argparse.Namespace) -> Callable[[str], None]:
@@ -1174,7 +1193,7 @@ def _warning_printer(args: argparse.Namespace) -> Callable[..., None]:
     """Warnings as one line each, like the errors (no source line, no path)."""
 
     def show(message: Warning | str, *_: object, **__: object) -> None:
-        print(f"embedtasks {args.command}: warning: {message}", file=sys.stderr)
+        _say(args, f"warning: {message}")
 
     return show
 
@@ -1193,14 +1212,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             _check_outputs(args)
             return int(args.handler(args))
     except CLIError as exc:
-        print(f"embedtasks {args.command}: error: {exc}", file=sys.stderr)
+        _say(args, f"error: {exc}")
         return 2
     except BrokenPipeError:  # e.g. `embedtasks search ... | head`
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
     except KeyboardInterrupt:
-        print(f"embedtasks {args.command}: interrupted", file=sys.stderr)
+        _say(args, "interrupted")
         return 130
     except Exception as exc:
         from embedtasks.exceptions import EmbedTasksError
@@ -1208,7 +1227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         known = (EmbedTasksError, ImportError, ValueError, TypeError, OSError)
         if not isinstance(exc, known):
             raise
-        print(f"embedtasks {args.command}: error: {exc}", file=sys.stderr)
+        _say(args, f"error: {exc}")
         return 1
 
 
