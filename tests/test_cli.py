@@ -403,18 +403,31 @@ def test_tables_fit_the_terminal(command, server, odd, tmp_path):
 
 
 def test_long_notes_wrap_to_the_terminal(server, odd, tmp_path):
-    """A warning longer than the terminal is wrapped, not cut or left wide."""
+    """Notes longer than a narrow terminal are wrapped, not cut or left wide."""
+    result = run_cli(
+        "search", odd, "--query", "long text", "-k", "1", *remote(server, tmp_path),
+        cwd=tmp_path, env={"COLUMNS": "40"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) >= 2 and max(map(len, lines)) <= 40, result.stderr
+    assert lines[0].startswith("embedtasks search: ")
+    assert all(line.startswith("  ") for line in lines[1:])
+
+
+def test_missing_column_lists_the_columns_on_one_line(server, tmp_path):
     wide = tmp_path / "wide.csv"
-    pd.DataFrame({f"column_{i}": ["a text"] for i in range(30)}).to_csv(wide)
+    pd.DataFrame({f"column_{i}": ["a text"] for i in range(31)}).to_csv(
+        wide, index=False
+    )
     result = run_cli(
         "search", wide.name, "--column", "body", "--query", "x",
         *remote(server, tmp_path), cwd=tmp_path, env={"COLUMNS": "60"},
     )  # fmt: skip
     assert result.returncode == 2
-    lines = result.stderr.splitlines()
-    assert len(lines) > 3 and max(map(len, lines)) <= 60, result.stderr
-    assert lines[0].startswith("embedtasks search: error: column 'body'")
-    assert "'column_28' and 1 more" in " ".join(result.stderr.split())
+    [line] = result.stderr.splitlines()  # errors stay on one line
+    assert line.startswith("embedtasks search: error: column 'body' not found")
+    assert "'column_29' and 1 more" in line and "--column" in line
 
 
 def test_classify_table_shows_label_and_probability_first(server, odd, tmp_path):

@@ -342,7 +342,11 @@ def _embed(args: argparse.Namespace, texts: list[str]) -> tuple[Any, Any]:
 
 
 def _say(args: argparse.Namespace, message: object) -> None:
-    """One message on stderr, ``embedtasks CMD: ...``, wrapped to the terminal."""
+    """A note or warning on stderr, ``embedtasks CMD: ...``, wrapped to the terminal.
+
+    Errors stay on one line (easy to grep in a log), as the table output does not
+    follow them.
+    """
     import textwrap
 
     from embedtasks._terminal import terminal_width
@@ -1212,14 +1216,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             _check_outputs(args)
             return int(args.handler(args))
     except CLIError as exc:
-        _say(args, f"error: {exc}")
+        print(f"embedtasks {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `embedtasks search ... | head`
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
     except KeyboardInterrupt:
-        _say(args, "interrupted")
+        print(f"embedtasks {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
         from embedtasks.exceptions import EmbedTasksError
@@ -1227,7 +1231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         known = (EmbedTasksError, ImportError, ValueError, TypeError, OSError)
         if not isinstance(exc, known):
             raise
-        _say(args, f"error: {exc}")
+        print(f"embedtasks {args.command}: error: {exc}", file=sys.stderr)
         return 1
 
 
