@@ -556,6 +556,8 @@ def test_bad_flags_fail_before_embedding(command, flag, server, data, tmp_path):
         (["search", "-q", "x", "-o", "out.xlsx"], "cannot tell the format"),
         (["outliers", "--n-neighbors", "6"], "--n-neighbors 6 needs more than 6"),
         (["cluster", "--n-clusters", "7"], "--n-clusters 7 is more than the 6"),
+        (["report", "--n-clusters", "7"], "--n-clusters 7 is more than the 6"),
+        (["report", "--min-cluster-size", "9"], "--min-cluster-size 9 is more than"),
         (["recommend", "--row", "9"], "--row 9 is outside the 6 rows"),
         (["recommend", "--id", "x"], "--id needs --id-column"),
         (["recommend", "--id", "x", "--id-column", "id"], "--id 'x' is not in"),
@@ -701,3 +703,16 @@ def test_cluster_noise_flags_reach_the_clusterer(flag, tmp_path, capsys):
     assert code == 0, err
     clusters = pd.read_csv(out)["cluster"]
     assert clusters.nunique() >= 2 and (clusters >= 0).all()  # no noise left
+
+
+def test_cluster_flags_default_to_the_estimator():
+    """The CLI clusters as EmbeddingClusterer() does (cluster and report alike)."""
+    from embedtasks import EmbeddingClusterer
+    from embedtasks.cli import build_parser
+
+    model = EmbeddingClusterer()
+    for command in ("cluster", "report"):
+        args = build_parser().parse_args([command, "data.csv"])
+        assert args.max_noise == model.max_noise
+        assert args.min_cluster_size == model.min_cluster_size
+        assert args.assign_noise == model.assign_noise

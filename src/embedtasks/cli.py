@@ -669,19 +669,17 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_cluster(args: argparse.Namespace) -> int:
-    """Cluster the rows; print a per-cluster summary, save labels with -o."""
+def _clusterer(args: argparse.Namespace, n: int) -> Any:
+    """The clusterer of the --n-clusters ... flags, checked against ``n`` texts."""
     from embedtasks.cluster import EmbeddingClusterer
 
-    frame, rows = _load(args)
-    n = len(rows.texts)
     if args.n_clusters is not None and args.n_clusters > n:
         raise CLIError(f"--n-clusters {args.n_clusters} is more than the {n:,} texts")
     if isinstance(args.min_cluster_size, int) and args.min_cluster_size > n:
         raise CLIError(
             f"--min-cluster-size {args.min_cluster_size} is more than the {n:,} texts"
         )
-    clusterer = EmbeddingClusterer(
+    return EmbeddingClusterer(
         n_clusters=args.n_clusters,
         reduction=None if args.reduction == "none" else args.reduction,
         min_cluster_size=args.min_cluster_size,
@@ -690,6 +688,12 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         random_state=args.random_state,
         cache_dir=_cache_setting(args),
     )
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    """Cluster the rows; print a per-cluster summary, save labels with -o."""
+    frame, rows = _load(args)
+    clusterer = _clusterer(args, len(rows.texts))
     _, X = _embed(args, rows.texts)
     labels = clusterer.fit_predict(X)
     summary = clusterer.summary(rows.texts, n_keywords=args.keywords)
@@ -870,23 +874,19 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Write one self-contained HTML page: map, clusters, outliers, near-copies."""
-    from embedtasks.cluster import EmbeddingClusterer
     from embedtasks.diversity import DiversityReport
     from embedtasks.report import report
 
     frame, rows = _load(args, args.group_column)
     texts = rows.texts
     groups = _groups(frame, args, rows)
+    clusterer = _clusterer(args, len(texts))
     _, X = _embed(args, texts)
     page = report(
         texts,
         X,
         groups=groups,
-        clusterer=EmbeddingClusterer(
-            n_clusters=args.n_clusters,
-            min_cluster_size=args.min_cluster_size,
-            random_state=args.random_state,
-        ),
+        clusterer=clusterer,
         diversity=DiversityReport(
             duplicate_threshold=args.duplicate_threshold, random_state=0
         ),
@@ -1100,31 +1100,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("cluster", cmd_cluster, "group similar rows; keywords per cluster")
     _common(p)
-    p.add_argument(
-        "--n-clusters", type=_integer(1), help="fixed number (KMeans); default HDBSCAN"
-    )
-    p.add_argument(
-        "--min-cluster-size",
-        type=_or_auto(_integer(2)),
-        default="auto",
-        help="HDBSCAN: an integer >= 2, or auto = max(15, rows // 200) (auto)",
-    )
-    p.add_argument(
-        "--reduction", choices=["auto", "umap", "pca", "none"], default="auto"
-    )
-    p.add_argument(
-        "--assign-noise",
-        action="store_true",
-        help="give every noise row (-1) its nearest cluster",
-    )
-    p.add_argument(
-        "--max-noise",
-        type=_number(0, 1),
-        help="HDBSCAN: at most this share of rows left as noise, the closest "
-        "noise rows joining clusters (default: HDBSCAN's noise)",
-    )
+    _cluster_flags(p)
     p.add_argument("--keywords", type=_integer(1), default=5, help="per cluster (5)")
-    p.add_argument("--random-state", type=int, default=0)
     p.add_argument("-o", "--output", help="write every row with 'cluster' here")
     p.add_argument("--summary-output", help="write the cluster summary here")
 
@@ -1171,16 +1148,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group-column", help="diversity per group of this column")
     p.add_argument("-o", "--output", default="report.html", help="(report.html)")
     p.add_argument("--title", help="page title (the input file's name)")
-    p.add_argument(
-        "--n-clusters", type=_integer(1), help="fixed number (KMeans); default HDBSCAN"
-    )
-    p.add_argument(
-        "--min-cluster-size",
-        type=_or_auto(_integer(2)),
-        default="auto",
-        help="HDBSCAN: an integer >= 2, or auto = max(15, rows // 200) (auto)",
-    )
-    p.add_argument("--random-state", type=int, default=0)
+    _cluster_flags(p)
     p.add_argument(
         "--duplicate-threshold",
         type=_number(-1, 1),
@@ -1191,6 +1159,35 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-text-chars", type=_integer(1), default=300, help="texts cut to (300)"
     )
     return parser
+
+
+def _cluster_flags(p: argparse.ArgumentParser) -> None:
+    """The clusterer's flags, shared by ``cluster`` and ``report``."""
+    p.add_argument(
+        "--n-clusters", type=_integer(1), help="fixed number (KMeans); default HDBSCAN"
+    )
+    p.add_argument(
+        "--min-cluster-size",
+        type=_or_auto(_integer(2)),
+        default="auto",
+        help="HDBSCAN: an integer >= 2, or auto = max(15, rows // 200) (auto)",
+    )
+    p.add_argument(
+        "--reduction", choices=["auto", "umap", "pca", "none"], default="auto"
+    )
+    p.add_argument(
+        "--assign-noise",
+        action="store_true",
+        help="give every noise row (-1) its nearest cluster",
+    )
+    p.add_argument(
+        "--max-noise",
+        type=_number(0, 1),
+        default=0.15,
+        help="HDBSCAN: at most this share of rows left as noise, the closest "
+        "noise rows joining clusters (0.15; 1 keeps all of HDBSCAN's noise)",
+    )
+    p.add_argument("--random-state", type=int, default=0)
 
 
 def _warning_printer(args: argparse.Namespace) -> Callable[..., None]:

@@ -336,18 +336,12 @@ class DotProductNeighbors(_shard.LocalCopyMixin, TransformerMixin, BaseEstimator
         otherwise. It changes speed, never a result.
         """
         X = self.embeddings_
-        if (
-            n_queries < MIN_SCREEN_QUERIES
-            or not isinstance(X, np.ndarray)
-            or X.shape[0] < MIN_SCREEN_ROWS
-            or find_mmap(X) is not None
-        ):
+        small = n_queries < MIN_SCREEN_QUERIES or X.shape[0] < MIN_SCREEN_ROWS
+        if small or not isinstance(X, np.ndarray):  # a sharded corpus: per worker
             return False
-        screen = getattr(self, "_screen", None)
-        if screen is None:
-            screen = build_screen(X) or False
-            self._screen = screen
-        return screen
+        if getattr(self, "_screen", None) is None:
+            self._screen = build_screen(X) or False  # None: mapped, or no kernel
+        return self._screen
 
     # -- queries -------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from embedtasks._similarity._corpus import Dense, quantize
+from embedtasks._similarity._corpus import Dense, as_corpus, quantize
 
 #: Corpus rows below which the float path is used: with few tiles per query the
 #: screen's fixed costs (seeding, refining its bound) outweigh its faster product
@@ -231,15 +231,10 @@ def build_screen(corpus: Any) -> Screen | None:
     ...      and (screened.scores == plain.scores).all())
     True
     """
-    src = corpus if isinstance(corpus, Dense) else None
-    if src is None:
-        from embedtasks._similarity._corpus import as_corpus
-
-        as_dense = as_corpus(corpus)
-        if not isinstance(as_dense, Dense):
-            return None
-        src = as_dense
-    if src.mapped or src.n == 0 or not screen_available():
+    src = as_corpus(corpus)
+    if not isinstance(src, Dense) or src.mapped or src.n == 0:
+        return None
+    if not screen_available():
         return None
     codes, step32, zero32 = quantize(src)
     # Residual norms in float32: each element errs by at most a few roundings of
