@@ -21,6 +21,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "DiversityReport": "embedtasks.diversity",
     "DotProductNeighbors": "embedtasks.neighbors",
+    "DriftResult": "embedtasks.drift",
+    "DriftTest": "embedtasks.drift",
     "EmbedTasksError": "embedtasks.exceptions",
     "EmbeddingCache": "embedtasks._cache",
     "EmbeddingClusterer": "embedtasks.cluster",
@@ -37,6 +39,8 @@ _EXPORTS = {
 __all__ = [
     "DiversityReport",
     "DotProductNeighbors",
+    "DriftResult",
+    "DriftTest",
     "EmbedTasksError",
     "EmbeddingCache",
     "EmbeddingClusterer",
@@ -56,6 +60,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from embedtasks.classify import NearestLabelClassifier
     from embedtasks.cluster import EmbeddingClusterer
     from embedtasks.diversity import DiversityReport
+    from embedtasks.drift import DriftResult, DriftTest
     from embedtasks.embedder import OpenAIEmbedder
     from embedtasks.exceptions import EmbedTasksError, InvalidTextError
     from embedtasks.local import LocalEmbedder

@@ -26,6 +26,7 @@ from embedtasks._similarity._approx import (
     APPROXIMATE_ABOVE,
     approximate_scan,
     approximate_top_k,
+    train_centroids,
 )
 from embedtasks._similarity._blobs import from_bytes, matrix_from_bytes, to_bytes
 from embedtasks._similarity._corpus import (
@@ -134,6 +135,7 @@ __all__ = [
     "to_bytes",
     "top_k",
     "top_k_rescored",
+    "train_centroids",
     "vendi_from_gram",
     "vendi_score",
 ]
