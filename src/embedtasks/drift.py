@@ -41,8 +41,8 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
-from embedtasks._cluster_report import ctfidf_keywords, topic_names
-from embedtasks._similarity import l2_normalize, top_k, train_centroids
+from embedtasks.cluster._names import ctfidf_keywords, topic_names
+from embedtasks._kernel import l2_normalize, top_k, train_centroids
 from embedtasks._validation import (
     Integral,
     Interval,
