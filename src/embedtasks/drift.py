@@ -41,7 +41,6 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
-from embedtasks.cluster._names import ctfidf_keywords, topic_names
 from embedtasks._kernel import l2_normalize, top_k, train_centroids
 from embedtasks._validation import (
     Integral,
@@ -53,6 +52,7 @@ from embedtasks._validation import (
     check_is_fitted,
     check_texts,
 )
+from embedtasks.cluster._names import ctfidf_keywords, topic_names
 
 __all__ = ["DriftResult", "DriftTest"]
 
@@ -232,9 +232,10 @@ class DriftTest(BaseEstimator):
         ``1 / (n_permutations + 1)``.
     n_clusters : "auto" or int, default="auto"
         Clusters of the pooled rows (k-means on the unit vectors) in
-        :attr:`DriftResult.clusters`. ``"auto"``: ``sqrt(n_pooled / 20)``
-        rounded, between 2 and 30, so that a cluster holds about
-        ``sqrt(20 * n_pooled)`` rows.
+        :attr:`DriftResult.clusters`. ``"auto"``: ``sqrt(n_pooled / 10)``
+        rounded, between 2 and 40 (a cluster then holds about
+        ``sqrt(10 * n_pooled)`` rows: 200 of 4,000, 450 of 20,000), enough
+        clusters for a small new topic to get its own.
     n_examples : int, default=10
         New rows listed in :attr:`DriftResult.examples`.
     max_samples : int or None, default=10000
@@ -283,7 +284,10 @@ class DriftTest(BaseEstimator):
     _parameter_constraints: dict = {
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "n_permutations": [Interval(Integral, 1, None, closed="left")],
-        "n_clusters": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "n_clusters": [
+            StrOptions({"auto"}),
+            Interval(Integral, 1, None, closed="left"),
+        ],
         "n_examples": [Interval(Integral, 0, None, closed="left")],
         "max_samples": [Interval(Integral, 2, None, closed="left"), None],
         "alpha": [Interval(Real, 0, 1, closed="neither")],
@@ -442,7 +446,7 @@ class DriftTest(BaseEstimator):
         n_pooled = pooled.shape[0]
         n_clusters = self.n_clusters
         if n_clusters == "auto":
-            n_clusters = int(np.clip(round(math.sqrt(n_pooled / 20)), 2, 30))
+            n_clusters = int(np.clip(round(math.sqrt(n_pooled / 10)), 2, 40))
         n_clusters = min(n_clusters, n_pooled)
         seed = int(rng.integers(np.iinfo(np.int32).max))
         centres = train_centroids(
@@ -451,13 +455,16 @@ class DriftTest(BaseEstimator):
             sample=min(n_pooled, _KMEANS_ROWS_PER_CLUSTER * n_clusters),
             n_iter=_KMEANS_ITERATIONS,
             random_state=seed,
+            init="k-means++",
         )
         labels = top_k(pooled, centres, 1).indices[:, 0]
         n_found = centres.shape[0]
         counts_new = np.bincount(labels[is_new], minlength=n_found)
         counts_ref = np.bincount(labels[~is_new], minlength=n_found)
         z = _z(1 - (1 - self.confidence) / n_found)  # Bonferroni over clusters
-        diff, low, high = _newcombe(counts_new, is_new.sum(), counts_ref, (~is_new).sum(), z)
+        diff, low, high = _newcombe(
+            counts_new, is_new.sum(), counts_ref, (~is_new).sum(), z
+        )
         keywords = None
         if texts is not None:
             keywords = ctfidf_keywords(texts, labels, n_found, 8, "english")

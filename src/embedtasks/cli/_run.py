@@ -229,8 +229,10 @@ def _save(args: argparse.Namespace, frame: Any, path: str | None, what: str) -> 
 
 def _check_outputs(args: argparse.Namespace) -> None:
     """Fail on an output file of unknown type before reading or embedding."""
-    tables = {"search", "recommend", "cluster", "outliers", "diversity", "classify"}
-    for name in ("output", "summary_output", "pairs_output"):
+    tables = {
+        "search", "recommend", "cluster", "outliers", "diversity", "classify", "drift"
+    }  # fmt: skip
+    for name in ("output", "summary_output", "pairs_output", "examples_output"):
         path = getattr(args, name, None)
         if path and (name != "output" or args.command in tables):
             kind = _kind(Path(path), "output file")
