@@ -57,7 +57,8 @@ def test_drift_detects_a_new_topic_and_its_cluster(centres):
     rng = np.random.default_rng(1)
     A, _ = _topics(rng, 400, centres, [0.2, 0.2, 0.2, 0.2, 0.2, 0.0])
     B, topic = _topics(rng, 400, centres, [0.18, 0.18, 0.18, 0.18, 0.18, 0.1])
-    result = DriftTest(n_permutations=199, random_state=0).fit(A).test(B)
+    drift = DriftTest(n_clusters=8, n_permutations=199, random_state=0)
+    result = drift.fit(A).test(B)
     assert isinstance(result, DriftResult)
     assert result.drifted and result.p_value == pytest.approx(1 / 200)
     low, high = result.confidence_interval

@@ -232,10 +232,10 @@ class DriftTest(BaseEstimator):
         ``1 / (n_permutations + 1)``.
     n_clusters : "auto" or int, default="auto"
         Clusters of the pooled rows (k-means on the unit vectors) in
-        :attr:`DriftResult.clusters`. ``"auto"``: ``sqrt(n_pooled / 10)``
-        rounded, between 2 and 40 (a cluster then holds about
-        ``sqrt(10 * n_pooled)`` rows: 200 of 4,000, 450 of 20,000), enough
-        clusters for a small new topic to get its own.
+        :attr:`DriftResult.clusters`. ``"auto"``: ``sqrt(n_pooled / 20)``
+        rounded, between 2 and 30 (a cluster then holds about
+        ``sqrt(20 * n_pooled)`` rows: 280 of 4,000, 630 of 20,000), few enough
+        to read and for each share to be measured.
     n_examples : int, default=10
         New rows listed in :attr:`DriftResult.examples`.
     max_samples : int or None, default=10000
@@ -446,7 +446,7 @@ class DriftTest(BaseEstimator):
         n_pooled = pooled.shape[0]
         n_clusters = self.n_clusters
         if n_clusters == "auto":
-            n_clusters = int(np.clip(round(math.sqrt(n_pooled / 10)), 2, 40))
+            n_clusters = int(np.clip(round(math.sqrt(n_pooled / 20)), 2, 30))
         n_clusters = min(n_clusters, n_pooled)
         seed = int(rng.integers(np.iinfo(np.int32).max))
         centres = train_centroids(

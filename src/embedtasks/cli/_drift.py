@@ -152,7 +152,7 @@ def drift_flags(p: argparse.ArgumentParser) -> None:
         "--n-clusters",
         type=_or_auto(_integer(1)),
         default="auto",
-        help="clusters of the pooled rows, or auto = sqrt(rows / 10) in [2, 40]",
+        help="clusters of the pooled rows, or auto = sqrt(rows / 20) in [2, 30]",
     )
     group.add_argument(
         "--examples", type=_integer(0), default=10, help="example rows shown (10)"
