@@ -49,7 +49,7 @@ def load(corpus: str) -> tuple[np.ndarray, np.ndarray]:
     X = np.vstack(
         [np.load(DATA / f"banking77/{s}_minilm.npy") for s in ("train", "test")]
     )
-    labels = pd.concat(frames)["label"].to_numpy()
+    labels = pd.concat(frames)["category"].to_numpy()
     # a topic: two intents, neighbours in the label list (card_arrival, card_linking)
     names = np.unique(labels)
     pair = {name: names[2 * (i // 2)] for i, name in enumerate(names)}
