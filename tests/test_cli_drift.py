@@ -182,3 +182,33 @@ def test_report_with_reference_opens_with_drift(server, files, tmp_path):
     assert "This corpus differs from the reference" in page
     assert page.index('id="drift"') < page.index('id="map"')
     assert NOVEL[0] in page
+
+
+def test_report_function_with_reference_escapes_and_keeps_the_result():
+    pytest.importorskip("plotly")
+    import numpy as np
+
+    from embedtasks import DriftResult, DriftTest, EmbeddingClusterer, report
+
+    rng = np.random.default_rng(0)
+    centres = np.eye(8, dtype=np.float32)[:3]
+    ref = centres[np.arange(60) % 2] + 0.05 * rng.normal(size=(60, 8))
+    new = centres[np.arange(60) % 3] + 0.05 * rng.normal(size=(60, 8))
+    ref_texts = [f"old {i}" for i in range(60)]
+    new_texts = [f"</script><b>new</b> {i}" for i in range(60)]
+    page = report(
+        new_texts,
+        new,
+        reference=ref_texts,
+        reference_X=ref,
+        drift_test=DriftTest(n_clusters=3, random_state=0),
+        clusterer=EmbeddingClusterer(
+            reduction="pca", n_components=2, min_cluster_size=5, random_state=0
+        ),
+    )
+    assert isinstance(page.drift, DriftResult) and page.drift.drifted
+    assert "&lt;/script&gt;&lt;b&gt;new&lt;/b&gt;" in page.html
+    section = page.html[page.html.index('id="drift"') : page.html.index('id="map"')]
+    assert "<b>new</b>" not in section and "grew" in section
+    with pytest.raises(ValueError, match="reference_X without reference"):
+        report(new_texts, new, reference_X=ref)

@@ -18,6 +18,7 @@ def _numeric_estimators():
         "OutlierScorer": [{}],
         "EmbeddingClusterer": [{}],
         "DiversityReport": [{}],
+        "DriftTest": [{}, {"n_neighbors": 3, "n_clusters": 2, "max_samples": None}],
     }
     for name, params_list in configs.items():
         cls = getattr(embedtasks, name, None)

@@ -238,3 +238,23 @@ def test_drift_texts_must_match_rows_and_come_in_pairs():
 def test_drift_parameters_are_validated():
     with pytest.raises(ValueError, match="'n_permutations' parameter of DriftTest"):
         DriftTest(n_permutations=0).fit(np.ones((3, 2)))
+
+
+def test_train_centroids_plus_plus_finds_a_small_separate_group():
+    from embedtasks._kernel import top_k, train_centroids
+
+    rng = np.random.default_rng(0)
+    centres = np.eye(6, dtype=np.float32)
+    sizes = [300, 300, 300, 300, 300, 15]  # a small group far from the rest
+    X = np.vstack(
+        [
+            c + 0.1 * rng.standard_normal((n, 6))
+            for c, n in zip(centres, sizes, strict=True)
+        ]
+    ).astype(np.float32)
+    C = train_centroids(X, 6, sample=len(X), random_state=0, init="k-means++")
+    labels = top_k(X, C, 1).indices[:, 0]
+    assert C.dtype == np.float32 and C.shape == (6, 6)
+    assert len(set(labels[-15:])) == 1 and (labels == labels[-1]).sum() == 15
+    again = train_centroids(X, 6, sample=len(X), random_state=0, init="k-means++")
+    np.testing.assert_array_equal(C, again)
