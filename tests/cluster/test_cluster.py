@@ -8,7 +8,6 @@ import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import adjusted_rand_score, v_measure_score
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from embedtasks import EmbeddingClusterer
 from embedtasks.exceptions import InvalidTextError
@@ -31,17 +30,6 @@ def _texts(y):
     return [
         f"{WORDS[label]} {WORDS[label]}s story number {i}" for i, label in enumerate(y)
     ]
-
-
-@parametrize_with_checks(
-    [
-        EmbeddingClusterer(),
-        EmbeddingClusterer(n_clusters=3, reduction="pca", n_components=2),
-        EmbeddingClusterer(reduction=None, min_cluster_size=5, assign_noise=True),
-    ]
-)
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
 
 
 def test_pca_hdbscan_recovers_topics():
