@@ -350,6 +350,45 @@ class OutlierScorer(LocalCopyMixin, OutlierMixin, BaseEstimator):
         self.fit(X)
         return np.where(self.training_scores_ < self.offset_, -1, 1)
 
+    def to_frame(self):
+        """The training rows as a table: how unusual each is and its nearest row.
+
+        The one table of outliers: the command line and the HTML report show it
+        (renaming columns at most), so a score means the same everywhere.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per training item, in input order: ``outlier_score`` (higher
+            is more unusual: ``-training_scores_``), ``is_outlier``
+            (``training_scores_ < offset_``), ``nearest`` (the most similar other
+            training row) and ``nearest_similarity``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from embedtasks import OutlierScorer
+        >>> X = [[1.0, 0.0], [0.99, 0.1], [0.98, -0.1], [0.0, 1.0]]
+        >>> OutlierScorer(n_neighbors=1).fit(X).to_frame().round(3)
+           outlier_score  is_outlier  nearest  nearest_similarity
+        0          0.005       False        1               0.995
+        1          0.005       False        0               0.995
+        2          0.005       False        0               0.995
+        3          0.900        True        1               0.100
+        """
+        import pandas as pd
+
+        check_is_fitted(self)
+        why = self.explain(n_neighbors=1)
+        return pd.DataFrame(
+            {
+                "outlier_score": -np.asarray(self.training_scores_, dtype=np.float64),
+                "is_outlier": self.training_scores_ < self.offset_,
+                "nearest": why.indices[:, 0],
+                "nearest_similarity": why.similarities[:, 0],
+            }
+        )
+
     def explain(self, X=None, *, n_neighbors=None):
         """Show why items score as they do: their most similar training items.
 

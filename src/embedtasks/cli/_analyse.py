@@ -42,14 +42,15 @@ def cmd_outliers(args: argparse.Namespace) -> int:
         n_neighbors=args.n_neighbors, contamination=args.contamination
     )
     _, X = _embed(args, rows.texts)
-    flags = scorer.fit_predict(X)
-    _note(args, f"{int((flags == -1).sum()):,} of {len(flags):,} rows flagged")
+    table = scorer.fit(X).to_frame()
+    flags = table["is_outlier"].to_numpy()
+    _note(args, f"{int(flags.sum()):,} of {len(flags):,} rows flagged")
     result = pd.DataFrame({"index": rows.kept})
     ids = _ids(frame, args, rows)
     if ids is not None:
         result["id"] = ids
-    result["outlier_score"] = -scorer.training_scores_
-    result["is_outlier"] = flags == -1
+    result["outlier_score"] = table["outlier_score"].to_numpy()
+    result["is_outlier"] = flags
     result[args.column] = rows.texts
     top = result.sort_values("outlier_score", ascending=False, kind="stable")
     _emit(
@@ -61,7 +62,7 @@ def cmd_outliers(args: argparse.Namespace) -> int:
     if args.output:
         out = frame.copy()
         out["outlier_score"] = rows.spread(result["outlier_score"].to_numpy())
-        out["is_outlier"] = rows.spread(flags == -1, "boolean")
+        out["is_outlier"] = rows.spread(flags, "boolean")
         _save(args, out, args.output, "scored rows")
     return 0
 
