@@ -195,5 +195,3 @@ def test_mmr_diversity_avoids_near_duplicates():
     corpus = l2_normalize([[1.0, 0.0], [1.0, 0.01], [1.0, 0.02], [0.6, 0.8]])
     picked = mmr_rerank([1.0, 0.1], np.arange(4), corpus, 2, 0.5)
     assert 3 in picked.tolist()
-
-
