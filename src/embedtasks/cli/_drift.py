@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from embedtasks.cli._args import CLIError, _common, _integer, _number, _or_auto
+from embedtasks.cli._args import CLIError, _common, _integer, owned
 from embedtasks.cli._run import _embed, _emit, _load, _note, _save
 
 _CLUSTER_COLUMNS = [
@@ -137,33 +137,32 @@ def register(add: Any) -> None:
 
 
 def drift_flags(p: argparse.ArgumentParser) -> None:
-    """The test's flags, shared by ``drift`` and ``report --reference``."""
+    """The test's flags: defaults and ranges are DriftTest's own."""
     group = p.add_argument_group("drift test")
-    group.add_argument(
-        "--n-neighbors", type=_integer(1), default=10, help="neighbours per row (10)"
-    )
-    group.add_argument(
+    spec = "embedtasks.drift:DriftTest"
+    owned(group, "--n-neighbors", spec=spec, param="n_neighbors", help="per row")
+    owned(
+        group,
         "--n-permutations",
-        type=_integer(1),
-        default=1000,
-        help="permutations for the p-value (1000)",
+        spec=spec,
+        param="n_permutations",
+        help="permutations for the p-value",
     )
-    group.add_argument(
+    owned(
+        group,
         "--n-clusters",
-        type=_or_auto(_integer(1)),
-        default="auto",
+        spec=spec,
+        param="n_clusters",
         help="clusters of the pooled rows, or auto = sqrt(rows / 20) in [2, 30]",
     )
-    group.add_argument(
-        "--examples", type=_integer(0), default=10, help="example rows shown (10)"
-    )
-    group.add_argument(
+    owned(group, "--examples", spec=spec, param="n_examples", help="example rows shown")
+    owned(
+        group,
         "--max-samples",
+        spec=spec,
+        param="max_samples",
         type=_integer(0),
-        default=10_000,
-        help="rows tested from each file at most, 0: all (10000)",
+        help="rows tested from each file at most, 0: all",
     )
-    group.add_argument(
-        "--alpha", type=_number(0, 1, open_low=True), default=0.05, help="(0.05)"
-    )
-    group.add_argument("--random-state", type=int, default=0)
+    owned(group, "--alpha", spec=spec, param="alpha", help="significance level")
+    group.add_argument("--random-state", type=int, default=0, help="seeds the test (0)")

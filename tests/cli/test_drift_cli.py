@@ -154,7 +154,7 @@ def test_drift_bad_flags_exit_2_before_embedding(files, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["drift", str(reference), str(new), "--n-permutations", "0"])
     assert exc.value.code == 2
-    assert "--n-permutations: must be >= 1" in capsys.readouterr().err
+    assert "--n-permutations: must be a whole number >= 1" in capsys.readouterr().err
     code, _, err = run_main(
         "drift", reference, new, "-o", tmp_path / "x.bin", capsys=capsys
     )
