@@ -167,6 +167,21 @@ def test_search_pipeline_rejects_other_estimators():
         search_pipeline(make_pipeline(FunctionTransformer()), ["x"])
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"n_neighbors": 0}, r"'n_neighbors' parameter of search_pipeline must be an"),
+        ({"as_frame": "yes"}, r"'as_frame' parameter of search_pipeline must be an"),
+        ({"queries": "one text"}, r"'queries' parameter of search_pipeline must be an"),
+    ],
+)
+def test_search_pipeline_checks_its_arguments(corpus, kwargs, message):
+    nn = DotProductNeighbors().fit(corpus)
+    arguments = {"model": nn, "queries": corpus[:1], **kwargs}
+    with pytest.raises(ValueError, match=message):
+        search_pipeline(**arguments)
+
+
 def test_clone_and_pickle_round_trip(corpus):
     nn = DotProductNeighbors(n_neighbors=3, normalize=False).fit(corpus)
     again = pickle.loads(pickle.dumps(nn))
