@@ -27,7 +27,7 @@ Measured here (2 shared cores, load average 6-14; 2026-12-07):
 
 | check | ours (DriftTest) | reference (AUC > 0.55) |
 |---|---|---|
-| null, Brown, 100 splits of 4,000 | 4/100 flagged, median p 0.48 | 0/100 (median AUC 0.50) |
+| null, Brown, 100 splits of 4,000 | 4/100 flagged, median p 0.48 | 0/100 (AUC 0.50) |
 | null, Banking77, 100 splits of 4,000 | 6/100 flagged, median p 0.51 | 0/100 |
 | power, Brown genres, 20 draws | 95% flagged; its cluster most grown 75% | 10% |
 | power, Banking77 intent pairs, 20 draws | 100% flagged; most grown 90% | 45% |
