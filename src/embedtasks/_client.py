@@ -37,13 +37,14 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import httpx
 import numpy as np
 import numpy.typing as npt
 
 from embedtasks._pacing import Pacer, SqlitePaceStore, open_store
-from embedtasks._secrets import mask_url, redact, reveal
+from embedtasks._secrets import check_header_value, check_key, mask_url, redact, reveal
 from embedtasks._secrets import secrets_of as _secrets_of
 from embedtasks._settings import (
     DEFAULT_BASE_URL,
@@ -56,13 +57,19 @@ from embedtasks._tokens import BYTES_PER_TOKEN, TokenCounter, token_counter
 from embedtasks._transport import (
     RETRY_STATUSES,
     SPLIT_STATUSES,
+    BadVector,
     Malformed,
     SyncTransportAdapter,
+    TooLarge,
     about_inputs,
     asks_for_floats,
     decode_body,
+    max_response_bytes,
+    post_bounded,
+    quota_exhausted,
     retry_after,
     sanitized,
+    server_message,
 )
 from embedtasks.exceptions import (
     BudgetExceededError,
@@ -209,6 +216,8 @@ class EmbeddingClient:
         s = self.settings
         headers = {"User-Agent": "embedtasks"}
         key = reveal(s.api_key)
+        if key is not None:
+            key = check_key(key)
         if key:
             if s.api_version is not None:
                 headers["api-key"] = key
@@ -217,14 +226,20 @@ class EmbeddingClient:
         for name, value in dict(s.headers or {}).items():
             plain = reveal(value)
             if plain is not None:
-                headers[name] = plain
+                headers[name] = check_header_value(str(name), plain)
         transport = self.transport
         if transport is not None and not hasattr(transport, "handle_async_request"):
             transport = SyncTransportAdapter(transport)
+        # A query in base_url travels as parameters: the path stays right.
+        parts = urlsplit(s.base_url)
+        params = dict(parse_qsl(parts.query, keep_blank_values=True))
+        if s.api_version:
+            params["api-version"] = s.api_version
+        root = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
         return {
-            "base_url": s.base_url + "/",
+            "base_url": root + "/",
             "headers": headers,
-            "params": {"api-version": s.api_version} if s.api_version else {},
+            "params": params,
             "timeout": httpx.Timeout(s.timeout),
             "limits": httpx.Limits(
                 max_connections=s.max_concurrency,
@@ -279,8 +294,8 @@ class _Run:
         self._reserved: dict[int, int] = {}  # first piece of a batch -> tokens
         self._ever_connected = False
         self._started = time.perf_counter()
-        self._deadline = (
-            None if self.s.deadline is None else time.time() + self.s.deadline
+        self._deadline_mono = (
+            None if self.s.deadline is None else time.monotonic() + self.s.deadline
         )
         self._counted_estimate = 0
         self._counted_real = 0
@@ -491,7 +506,8 @@ class _Run:
         )
 
     async def _sleep(self, seconds: float) -> None:
-        if self._deadline is not None and time.time() + seconds > self._deadline:
+        remaining = self._remaining()
+        if remaining is not None and seconds > remaining:
             raise self._deadline_error()
         if seconds > 0:
             await asyncio.sleep(seconds)
@@ -504,12 +520,16 @@ class _Run:
             if self.fatal is not None:
                 raise _Stop
             inputs = [self.piece_text[i] for i in batch.tolist()]
+            remaining = self._remaining()
             try:
                 ticket = await pacer.acquire(
-                    lambda: math.ceil(tokens * self._token_ratio()), self._deadline
+                    lambda: math.ceil(tokens * self._token_ratio()),
+                    None if remaining is None else time.time() + remaining,
                 )
             except TimeoutError:
-                raise self._deadline_error() from None
+                ticket = None
+            if ticket is None:
+                raise self._deadline_error()
             if self.fatal is not None:  # failed while this one waited its turn
                 pacer.release()
                 raise _Stop
@@ -517,26 +537,11 @@ class _Run:
             response: httpx.Response | None = None
             server_delay: float | None = None
             try:
-                try:
-                    response = await http.post("embeddings", json=c._payload(inputs))
-                finally:
-                    pacer.release()
-            except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-                raise c._error(
-                    f"Cannot send to {c.display_url}/embeddings: {exc}. Check "
-                    "base_url (e.g. 'https://api.openai.com/v1')."
-                ) from None
-            except httpx.ConnectError as exc:
-                if not self._ever_connected:
-                    raise c._error(
-                        f"Cannot connect to {c.display_url}/embeddings: {exc}. "
-                        "Check that the server is running and that base_url "
-                        "(host and port) is right."
-                    ) from None
-                failure = f"{type(exc).__name__}: {exc}"
-            except httpx.TransportError as exc:  # timeouts, dropped connections
-                self._ever_connected = True
-                failure = f"{type(exc).__name__}: {exc}"
+                response, failure_or_none = await self._post(http, inputs, len(batch))
+            finally:
+                pacer.release()
+            if response is None:
+                failure = failure_or_none or "no answer"
             else:
                 self._ever_connected = True
                 self.stats.requests += 1
@@ -545,6 +550,11 @@ class _Run:
                 if 200 <= status < 300:
                     try:
                         real = self._decode(response, batch)
+                    except BadVector as exc:
+                        failure = (
+                            f"malformed response body ({exc}: the text at row "
+                            f"{self._row(batch[exc.index])}; not cached)"
+                        )
                     except Malformed as exc:
                         failure = f"malformed response body ({exc})"
                     else:
@@ -558,6 +568,9 @@ class _Run:
                 elif status == 429:
                     self.stats.rate_limited += 1
                     server_delay = retry_after(response.headers)
+                    message = server_message(response)
+                    if quota_exhausted(response):
+                        raise self._api_error(response, batch)
                     delay = self._delay(attempt + 1, server_delay)
                     pacer.rate_limited(
                         ticket,
@@ -566,17 +579,17 @@ class _Run:
                         delay,
                         math.ceil(tokens * self._token_ratio()),
                     )
-                    if server_delay is not None:
-                        # "Later", not a failure: the pacer waits it out.
-                        if self._deadline is not None and time.time() > self._deadline:
-                            raise self._deadline_error()
-                        continue
-                    failure = f"{status} {response.reason_phrase}"
+                    failure = f"429 {response.reason_phrase}" + (
+                        f" ({message[:200]!r})" if message else ""
+                    )
                     attempt += 1
                     if attempt > s.max_retries:
                         raise self._gave_up(batch, failure, response)
                     self.stats.retries += 1
-                    continue
+                    remaining = self._remaining()
+                    if remaining is not None and remaining <= 0:
+                        raise self._deadline_error()
+                    continue  # the pacer waits the pause out
                 elif status in RETRY_STATUSES or status >= 500:
                     failure = f"{status} {response.reason_phrase}"
                     server_delay = retry_after(response.headers)
@@ -606,6 +619,81 @@ class _Run:
                 raise self._gave_up(batch, failure, response)
             self.stats.retries += 1
             await self._sleep(self._delay(attempt, server_delay))
+
+    def _remaining(self) -> float | None:
+        if self._deadline_mono is None:
+            return None
+        return self._deadline_mono - time.monotonic()
+
+    async def _post(
+        self, http: httpx.AsyncClient, inputs: list[str], n: int
+    ) -> tuple[httpx.Response | None, str | None]:
+        """Send one request: (answer, None), or (None, why it failed) to retry.
+
+        Nothing raised here holds the request (whose headers hold the key):
+        errors are built after the ``except`` blocks, so that neither their
+        ``__cause__`` nor their ``__context__`` points at an httpx error.
+        """
+        c, s = self.c, self.s
+        remaining = self._remaining()
+        timeout = (
+            s.timeout if remaining is None else max(0.0, min(s.timeout, remaining))
+        )
+        fatal: str | None = None
+        failure: str | None = None
+        by_deadline = remaining is not None and remaining < s.timeout
+        try:
+            response = await post_bounded(
+                http,
+                "embeddings",
+                c._payload(inputs),
+                timeout=timeout,
+                max_bytes=max_response_bytes(n),
+            )
+            self._ever_connected = True
+            return response, None
+        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+            fatal = (
+                f"Cannot send to {c.display_url}/embeddings: {exc}. Check "
+                "base_url (e.g. 'https://api.openai.com/v1')."
+            )
+        except httpx.ConnectError as exc:
+            if not self._ever_connected:
+                fatal = (
+                    f"Cannot connect to {c.display_url}/embeddings: {exc}. "
+                    "Check that the server is running and that base_url "
+                    "(host and port) is right."
+                )
+            failure = f"{type(exc).__name__}: {exc}"
+        except TooLarge:
+            fatal = (
+                f"The answer of {c.display_url}/embeddings for {n} inputs was "
+                f"larger than {max_response_bytes(n) / 2**20:,.0f} MiB once "
+                "decoded, far more than embeddings take: the server misbehaves, "
+                "or base_url points at another service. Check base_url."
+            )
+        except (TimeoutError, httpx.TimeoutException):
+            self._ever_connected = True
+            if by_deadline:
+                fatal = "deadline"
+            failure = (
+                f"no complete answer within timeout={s.timeout:g} s (the whole "
+                "request, not each read)"
+            )
+        except (httpx.HTTPError, httpx.StreamError) as exc:  # drops, bad gzip...
+            self._ever_connected = True
+            failure = f"{type(exc).__name__}: {exc}"
+        except (UnicodeError, ValueError, TypeError) as exc:
+            fatal = (
+                f"Cannot build the request to {c.display_url}/embeddings: "
+                f"{type(exc).__name__} (a header or the URL holds a character "
+                "HTTP cannot carry). Check headers and base_url."
+            )
+        if fatal == "deadline":
+            raise self._deadline_error()
+        if fatal is not None:
+            raise c._error(fatal)
+        return None, redact(failure or "no answer", c._secrets)
 
     def _shorten(self, piece: int) -> bool:
         """Halve a truncated piece the server found too long; False if none."""
@@ -649,6 +737,11 @@ class _Run:
             )
         elif status == 404:
             hint = "Check base_url and model (an Azure base_url names the deployment)"
+        elif status == 429:
+            hint = (
+                "The account's quota is spent, so retrying cannot help: check the "
+                "plan and billing of this key"
+            )
         elif row is not None:
             hint = (
                 f"The server rejected the text at row {row} on its own: fix or drop "
@@ -664,7 +757,7 @@ class _Run:
         return c._error(
             f"Embedding request to {c.display_url}/embeddings failed with {status} "
             f"{response.reason_phrase}{where} for model {s.model!r}. Server said: "
-            f"{response.text[:300]!r}. {hint}.",
+            f"{server_message(response)[:300]!r}. {hint}.",
             status_code=status,
             response=response,
             row=row,

@@ -13,7 +13,7 @@ import numpy.typing as npt
 from embedtasks._cache import make_keys
 from embedtasks._client import DEFAULT_BASE_URL, ClientSettings, EmbeddingClient
 from embedtasks._embedder_base import BaseEmbedder, Store
-from embedtasks._secrets import Secret, is_sensitive, mask_headers, mask_url
+from embedtasks._secrets import Secret, check_url, is_sensitive, mask_headers
 from embedtasks._tokens import token_counter
 from embedtasks._validation import HasMethods, Integral, Interval, Real, StrOptions
 
@@ -221,6 +221,18 @@ class OpenAIEmbedder(BaseEmbedder):
         self.__dict__["api_key"] = Secret(value) if isinstance(value, str) else value
 
     @property
+    def base_url(self) -> str | None:  # type: ignore[override]
+        return self.__dict__.get("base_url")
+
+    @base_url.setter
+    def base_url(self, value: Any) -> None:
+        # Refused at once: a key in a URL would show in get_params() (printed
+        # by scikit-learn for a Pipeline), in httpx's log lines and in errors.
+        if isinstance(value, str):
+            check_url(value)
+        self.__dict__["base_url"] = value
+
+    @property
     def headers(self) -> dict[str, Any] | None:  # type: ignore[override]
         return self.__dict__.get("headers")
 
@@ -316,16 +328,12 @@ class OpenAIEmbedder(BaseEmbedder):
     # -- repr: no key in the endpoint either -------------------------------------
     @contextmanager
     def _masked(self) -> Iterator[None]:
-        url = self.base_url
         headers = self.__dict__.get("headers")
-        if url is not None:
-            self.base_url = mask_url(url)
         if headers is not None:
             self.__dict__["headers"] = mask_headers(headers)
         try:
             yield
         finally:
-            self.base_url = url
             self.__dict__["headers"] = headers
 
     def __repr__(self, N_CHAR_MAX: int = 700) -> str:
