@@ -169,7 +169,10 @@ class EmbeddingClient:
         """
         try:
             asyncio.get_running_loop()
+            in_loop = True
         except RuntimeError:
+            in_loop = False  # (no error raised below chains to this one)
+        if not in_loop:
             return asyncio.run(self.aembed(texts, on_batch=on_batch, rows=rows))
         with ThreadPoolExecutor(1, thread_name_prefix="embedtasks") as pool:
             return pool.submit(
