@@ -97,7 +97,7 @@ def test_cache_stores_little_endian_float32_and_no_text(tmp_path):
     with sqlite3.connect(tmp_path / CACHE_FILENAME) as conn:
         rows = conn.execute("SELECT key, file, row FROM vectors").fetchall()
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-    (data_file,) = (tmp_path / "embeddings.vectors").iterdir()
+    (data_file,) = (tmp_path / "embeddings.vectors").glob("*.f32")
     raw = data_file.read_bytes()
     assert raw[:5] == b"ETVEC" and bytes.fromhex(data_file.stem) == raw[8:24]
     assert raw[32:] == X.astype("<f4").tobytes()  # after a 32-byte header
@@ -125,7 +125,7 @@ def test_cache_truncated_data_file_is_a_miss_not_an_error(tmp_path):
     X = _vectors(2)
     with EmbeddingCache(tmp_path) as cache:
         cache.put_many(keys, X)
-    (data_file,) = (tmp_path / "embeddings.vectors").iterdir()
+    (data_file,) = (tmp_path / "embeddings.vectors").glob("*.f32")
     data_file.write_bytes(data_file.read_bytes()[: 32 + 24 + 5])  # 1.2 rows of 6
     with EmbeddingCache(tmp_path) as cache:
         found, got = cache.get_many(keys)
@@ -332,7 +332,7 @@ def test_cache_flipped_bytes_are_never_served(tmp_path):
     X = _vectors(20, dim=4)
     with EmbeddingCache(tmp_path) as cache:
         cache.put_many(make_keys(IDENTITY, texts), X)
-    (data_file,) = (tmp_path / "embeddings.vectors").iterdir()
+    (data_file,) = (tmp_path / "embeddings.vectors").glob("*.f32")
     raw = bytearray(data_file.read_bytes())
     raw[32 + 16 * 5 + 2] ^= 0x40  # one bit of row 5
     raw[32 + 16 * 9] ^= 0xFF  # a byte of row 9
@@ -348,7 +348,7 @@ def test_cache_flipped_bytes_are_never_served(tmp_path):
 
 def test_cache_header_of_another_file_is_not_read(tmp_path):
     _fill(tmp_path, ["a"], 1.0)
-    (data_file,) = (tmp_path / "embeddings.vectors").iterdir()
+    (data_file,) = (tmp_path / "embeddings.vectors").glob("*.f32")
     raw = bytearray(data_file.read_bytes())
     raw[10] ^= 1  # the UUID in the header no longer names this file
     data_file.write_bytes(bytes(raw))
@@ -357,7 +357,7 @@ def test_cache_header_of_another_file_is_not_read(tmp_path):
 
 def test_cache_torn_tail_is_not_appended_after(tmp_path):
     _fill(tmp_path, ["a"], 1.0)
-    (data_file,) = (tmp_path / "embeddings.vectors").iterdir()
+    (data_file,) = (tmp_path / "embeddings.vectors").glob("*.f32")
     with open(data_file, "ab") as handle:
         handle.write(b"\x01\x02\x03")  # half a row left by a crash
     with EmbeddingCache(tmp_path) as cache:
@@ -434,7 +434,7 @@ def test_cache_info_verify_compact_clear(tmp_path):
 
 def test_cache_verify_repair_and_compact_drop_damaged_rows(tmp_path):
     _fill(tmp_path, [f"t{i}" for i in range(10)], 1.0)
-    (data_file,) = (tmp_path / "embeddings.vectors").iterdir()
+    (data_file,) = (tmp_path / "embeddings.vectors").glob("*.f32")
     raw = bytearray(data_file.read_bytes())
     raw[32 + 16 * 3] ^= 1
     data_file.write_bytes(bytes(raw))
@@ -469,7 +469,7 @@ def test_cli_cache_commands(tmp_path, capsys):
     assert "5 vectors" in out and "m-1" in out
     assert _cli("cache", "verify", "--cache-dir", str(tmp_path)) == 0
     assert "5 ok, 0 damaged" in capsys.readouterr().out
-    (data_file,) = (tmp_path / "embeddings.vectors").iterdir()
+    (data_file,) = (tmp_path / "embeddings.vectors").glob("*.f32")
     raw = bytearray(data_file.read_bytes())
     raw[40] ^= 1
     data_file.write_bytes(bytes(raw))

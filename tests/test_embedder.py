@@ -543,7 +543,7 @@ def test_damaged_cached_vector_is_refetched_not_served(tmp_path):
     calls = []
     emb = OpenAIEmbedder(transport=fake_openai_transport(4, calls), cache_dir=tmp_path)
     X = emb.fit_transform(["a", "b", "c"])
-    (data_file,) = (tmp_path / "embeddings.vectors").iterdir()
+    (data_file,) = (tmp_path / "embeddings.vectors").glob("*.f32")
     raw = bytearray(data_file.read_bytes())
     raw[32 + 16 + 3] ^= 0x80  # a bit of the vector of "b"
     data_file.write_bytes(bytes(raw))

@@ -31,6 +31,8 @@ estimators that should not touch the disk.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import hashlib
 import json
@@ -83,6 +85,9 @@ _SUM_ROWS = 65_536
 #: Reads longer than this are split across threads (page-cache copies in parallel).
 _PARALLEL_READ_BYTES = 32 * 2**20
 _MAX_READ_THREADS = 4  # rows per checksum block (bounds the uint64 temporary)
+#: The marker file inside a cache's data folder: says the folder is ours, and its
+#: format. Nothing without it is cleared, changed or called damaged.
+MARKER_FILENAME = "EMBEDTASKS_CACHE.json"
 _FIX = (
     "run `embedtasks cache clear --cache-dir {dir}` or delete {path} (it only "
     "holds cached vectors; they will be fetched again)"
@@ -212,9 +217,84 @@ def _guard(method: Callable[..., T]) -> Callable[..., T]:
         try:
             return method(self, *args, **kwargs)
         except sqlite3.DatabaseError as exc:
-            raise self._damaged(exc) from None
+            error = self._damaged(exc)
+        except OSError as exc:
+            if exc.errno not in _UNWRITABLE:
+                raise
+            error = self._damaged(exc)
+        raise error
 
     return wrapper
+
+
+_UNWRITABLE = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT}
+
+
+def read_marker(index: Path) -> dict[str, Any] | None:
+    """The marker of the cache whose index is ``index`` (None if it has none)."""
+    marker = index.parent / f"{index.stem}.vectors" / MARKER_FILENAME
+    try:
+        data = json.loads(marker.read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("library") != "embedtasks":
+        return None
+    return data
+
+
+def index_path(path: str | os.PathLike[str]) -> Path:
+    """The index file of a cache given as a folder or as its index file."""
+    p = Path(path).expanduser()
+    return p if p.suffix in {".sqlite3", ".sqlite", ".db"} else p / CACHE_FILENAME
+
+
+def _foreign(index: Path) -> str | None:
+    """What ``index`` is, if not an embedtasks index (None: ours, or new).
+
+    Ours: the marker, or (caches made before markers) our ``meta`` table, or a
+    damaged file under our own file name.
+    """
+    if read_marker(index) is not None:
+        return None
+    if not index.exists() or index.stat().st_size == 0:
+        return None
+    if index.is_dir():
+        return "a folder"
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"file:{index}?mode=ro", uri=True)
+        ) as probe:
+            tables = {
+                name
+                for (name,) in probe.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'"
+                )
+            }
+            ours = (
+                "meta" in tables
+                and probe.execute(
+                    "SELECT 1 FROM meta WHERE name = 'schema_version'"
+                ).fetchone()
+            )
+    except sqlite3.DatabaseError:
+        if index.name == CACHE_FILENAME:
+            return None  # ours, damaged: the open says so and names the fix
+        return "a file of another kind"
+    if ours:
+        return None
+    if not tables and index.name == CACHE_FILENAME:
+        return None
+    return (
+        f"an SQLite database with tables {', '.join(sorted(tables))}"
+        if tables
+        else "an SQLite database of another program"
+    )
+
+
+def is_cache(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` holds a cache embedtasks made (or a damaged one of ours)."""
+    index = index_path(path)
+    return index.exists() and _foreign(index) is None
 
 
 class EmbeddingCache:
@@ -263,11 +343,13 @@ class EmbeddingCache:
             self.path: Path | None = None
             target = ":memory:"
         else:
-            p = Path(path).expanduser()
-            if p.suffix not in {".sqlite3", ".sqlite", ".db"}:
-                p = p / CACHE_FILENAME
-            p.parent.mkdir(parents=True, exist_ok=True)
+            p = index_path(path)
             self.path = p
+            self._check_ours()
+            try:
+                p.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise self._damaged(exc) from None
             target = str(p)
         self.timeout = timeout
         self.mismatches = 0
@@ -287,13 +369,78 @@ class EmbeddingCache:
             raise self._damaged(exc) from None
         try:
             self._setup()
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, CacheError, OSError) as exc:
             self._conn.close()
-            raise self._damaged(exc) from None
+            if isinstance(exc, OSError) and exc.errno not in _UNWRITABLE:
+                raise
+            error = self._damaged(exc)
+            raise error from None
+
+    def _check_ours(self) -> None:
+        """Refuse an index that is not an embedtasks cache, or is a newer one."""
+        assert self.path is not None
+        marker = read_marker(self.path)
+        if marker is not None:
+            version = marker.get("format")
+            if isinstance(version, int) and version > _SCHEMA_VERSION:
+                raise self._newer(version)
+            return
+        foreign = _foreign(self.path)
+        if foreign is not None:
+            raise CacheError(
+                f"{self.path} is not an embedtasks cache ({foreign}, without the "
+                f"{MARKER_FILENAME} marker), so it is left untouched. Pass a "
+                "folder of its own as cache_dir (e.g. ~/.cache/embedtasks).",
+                path=str(self.path),
+            )
+
+    def _write_marker(self) -> None:
+        folder = self.data_dir
+        if folder is None:
+            return
+        folder.mkdir(exist_ok=True)
+        marker = folder / MARKER_FILENAME
+        text = json.dumps({"library": "embedtasks", "format": _SCHEMA_VERSION})
+        if not marker.exists() or marker.read_text("utf-8") != text:
+            tmp = folder / f".{MARKER_FILENAME}.{uuid.uuid4().hex}"
+            tmp.write_text(text, "utf-8")
+            os.replace(tmp, marker)
+
+    def _newer(self, version: object) -> CacheError:
+        return CacheError(
+            f"The embedding cache {self.path} was written by a newer embedtasks "
+            f"(format {version}; this one reads format {_SCHEMA_VERSION}), so it is "
+            "not read. Upgrade embedtasks (pip install -U embedtasks) or pass "
+            "another cache_dir.",
+            path=str(self.path),
+        )
+
+    def _check_version(self) -> None:
+        """A newer embedtasks may upgrade the index while this process runs."""
+        row = self._conn.execute(
+            "SELECT value FROM meta WHERE name = 'schema_version'"
+        ).fetchone()
+        if row is None or int(row[0]) != _SCHEMA_VERSION:
+            raise self._newer("unknown" if row is None else row[0])
 
     def _damaged(self, exc: BaseException) -> CacheError:
         where = "memory" if self.path is None else str(self.path)
         folder = "<dir>" if self.path is None else str(self.path.parent)
+        if isinstance(exc, CacheError):
+            return exc
+        text = str(exc).lower()
+        if "disk is full" in text or "readonly" in text or "read-only" in text:
+            what, fix = (
+                ("the disk is full", "free some space")
+                if "full" in text
+                else ("the folder is read-only", "make it writable")
+            )
+            return CacheError(
+                f"Cannot write the embedding cache in {folder}: {what} ({exc}); "
+                f"{fix}, or pass another cache_dir (or cache_dir=None to keep "
+                "vectors in memory).",
+                path=where,
+            )
         return CacheError(
             f"The embedding cache index {where} is damaged or unreadable ({exc}); "
             + _FIX.format(dir=folder, path=where)
@@ -338,10 +485,13 @@ class EmbeddingCache:
                 version = int(row[0])
         finally:
             c.execute("COMMIT")
+        if version > _SCHEMA_VERSION:
+            raise self._newer(version)
         if version != _SCHEMA_VERSION:
             raise sqlite3.DatabaseError(
                 f"schema version {version}, this embedtasks reads {_SCHEMA_VERSION}"
             )
+        self._write_marker()
 
     def _enable_wal(self) -> None:
         """Switch to WAL, waiting out other processes that open the file at once.
@@ -532,6 +682,9 @@ class EmbeddingCache:
         """
         ok = np.ones(rows.size, dtype=bool)
         if self.path is None:
+            if file_id not in self._arrays:
+                ok[:] = False
+                return ok
             out[dest] = self._arrays[file_id][rows]
             return ok
         dim, file_uuid = self._file(file_id)
@@ -613,6 +766,7 @@ class EmbeddingCache:
         (version,) = self._conn.execute("PRAGMA data_version").fetchone()
         stamp = (int(version), self._writes)
         if self._snapshot is None or self._snapshot[0] != stamp:
+            self._check_version()
             table = self._conn.execute(_SCAN).fetchall()  # key order
             columns: tuple[Any, ...] = (
                 tuple(zip(*table, strict=True)) if table else ((), (), (), ())
@@ -686,38 +840,65 @@ class EmbeddingCache:
             ident = None
             if identity is not None:
                 ident = self._identity_num(identity, matrix.shape[1])
-            file_id, first_row = self._append(matrix)
-            rows = (
-                (key, file_id, first_row + i, sums[i], ident)
-                for i, key in enumerate(keys)
-            )
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._conn.executemany(
-                    "INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?, ?)", rows
-                )
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
-            self._writes += 1
+            c = self._conn
+            for locked in (False, True):
+                # First append, then index under the write lock; if a compact
+                # in another process retired the file in between, append again
+                # holding the lock (nothing can retire it then).
+                if locked:
+                    c.execute("BEGIN IMMEDIATE")
+                try:
+                    if locked:
+                        self._check_version()
+                    file_id, first_row = self._append(matrix)
+                    if not locked:
+                        c.execute("BEGIN IMMEDIATE")
+                        self._check_version()
+                    alive = c.execute(
+                        "SELECT 1 FROM files WHERE id = ?", (file_id,)
+                    ).fetchone()
+                    if alive:
+                        c.executemany(
+                            "INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?, ?)",
+                            [
+                                (key, file_id, first_row + i, sums[i], ident)
+                                for i, key in enumerate(keys)
+                            ],
+                        )
+                except BaseException:
+                    if c.in_transaction:
+                        c.execute("ROLLBACK")
+                    raise
+                c.execute("COMMIT")
+                if alive:
+                    self._writes += 1
+                    return
+                self._writers.pop(matrix.shape[1], None)
+                self._files.pop(file_id, None)
+            raise AssertionError("unreachable: the locked pass always indexes")
 
     def _new_file(self, dim: int) -> int:
+        # Registered before it exists on disk, so that a data file no index row
+        # names is always an orphan (compact and clear may remove it).
         file_uuid = uuid.uuid4().bytes
+        c = self._conn
+        own = not c.in_transaction
+        if own:
+            c.execute("BEGIN IMMEDIATE")
+        try:
+            cursor = c.execute(
+                "INSERT INTO files (dim, uuid) VALUES (?, ?)", (dim, file_uuid)
+            )
+        finally:
+            if own:
+                c.execute("COMMIT")
+        file_id = int(cursor.lastrowid or 0)
         if self.path is not None:
             path = self._data_path(file_uuid)
             path.parent.mkdir(exist_ok=True)
             with open(path, "xb") as handle:
                 handle.write(_MAGIC + file_uuid + int(dim).to_bytes(4, "little"))
                 handle.write(b"\x00" * (_HEADER - 28))
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            cursor = self._conn.execute(
-                "INSERT INTO files (dim, uuid) VALUES (?, ?)", (dim, file_uuid)
-            )
-        finally:
-            self._conn.execute("COMMIT")
-        file_id = int(cursor.lastrowid or 0)
         self._files[file_id] = (dim, file_uuid)
         return file_id
 
@@ -814,8 +995,12 @@ class EmbeddingCache:
         return sorted(folder.glob("*.f32"))
 
     def _scan_files(self) -> Iterable[tuple[int, list[tuple[bytes, int, int]]]]:
+        """Index rows grouped by data file, including files the index lost."""
         c = self._conn
-        for (file_id,) in c.execute("SELECT id FROM files ORDER BY id").fetchall():
+        ids = c.execute(
+            "SELECT id FROM files UNION SELECT DISTINCT file FROM vectors ORDER BY 1"
+        ).fetchall()
+        for (file_id,) in ids:
             entries = c.execute(
                 "SELECT key, row, sum FROM vectors WHERE file = ? ORDER BY row",
                 (file_id,),
@@ -854,9 +1039,9 @@ class EmbeddingCache:
             for file_id, entries in self._scan_files():
                 if not entries:
                     continue
-                if (
-                    self.path is not None
-                    and not self._data_path(self._file(file_id)[1]).exists()
+                file_uuid = self._file(file_id)[1]
+                if not file_uuid or (
+                    self.path is not None and not self._data_path(file_uuid).exists()
                 ):
                     missing += 1
                 _, ok = self._read_verified(file_id, entries)
@@ -882,8 +1067,9 @@ class EmbeddingCache:
         """Rewrite the verified live vectors into fresh files; delete the rest.
 
         Reclaims replaced rows, damaged rows, torn tails and orphan data files
-        (left by a deleted index). Writers in other processes wait meanwhile;
-        run it while no other process reads this cache.
+        (left by a deleted index). It holds the write lock throughout: writers
+        in other processes wait, and a writer whose file was retired meanwhile
+        writes its rows again, so no finished vector is lost.
 
         Returns
         -------
@@ -892,47 +1078,50 @@ class EmbeddingCache:
             ``bytes_after``.
         """
         before = self.info()["data_bytes"]
-        kept = dropped = 0
         with self._lock:
             c = self._conn
-            old = [int(i) for (i,) in c.execute("SELECT id FROM files").fetchall()]
-            self._writers.clear()
-            moved: list[tuple[int, int, bytes]] = []
-            dead: list[bytes] = []
-            for file_id, entries in self._scan_files():
-                if not entries:
-                    continue
-                vectors, ok = self._read_verified(file_id, entries)
-                dead += [entries[i][0] for i in np.flatnonzero(~ok).tolist()]
-                good = np.flatnonzero(ok)
-                if good.size:
-                    new_id, first = self._append(vectors[good])
-                    moved += [
-                        (new_id, first + j, entries[i][0])
-                        for j, i in enumerate(good.tolist())
-                    ]
             c.execute("BEGIN IMMEDIATE")
             try:
-                c.executemany(
-                    "UPDATE vectors SET file = ?, row = ? WHERE key = ?", moved
-                )
-                c.executemany("DELETE FROM vectors WHERE key = ?", [(k,) for k in dead])
-                c.executemany("DELETE FROM files WHERE id = ?", [(i,) for i in old])
+                self._check_version()
+                kept, dropped = self._compact_locked()
             except BaseException:
                 c.execute("ROLLBACK")
+                self._writers.clear()
                 raise
             c.execute("COMMIT")
             self._writes += 1
             self._checked.clear()
-            kept, dropped = len(moved), len(dead)
-            self._remove_unreferenced()
             self._writers.clear()
+            self._remove_unreferenced()
         return {
             "vectors": kept,
             "dropped": dropped,
             "bytes_before": before,
             "bytes_after": self.info()["data_bytes"],
         }
+
+    def _compact_locked(self) -> tuple[int, int]:
+        c = self._conn
+        old = [int(i) for (i,) in c.execute("SELECT id FROM files").fetchall()]
+        self._writers.clear()
+        moved: list[tuple[int, int, bytes]] = []
+        dead: list[bytes] = []
+        for file_id, entries in self._scan_files():
+            if not entries:
+                continue
+            vectors, ok = self._read_verified(file_id, entries)
+            dead += [entries[i][0] for i in np.flatnonzero(~ok).tolist()]
+            good = np.flatnonzero(ok)
+            if good.size:
+                new_id, first = self._append(vectors[good])
+                moved += [
+                    (new_id, first + j, entries[i][0])
+                    for j, i in enumerate(good.tolist())
+                ]
+        c.executemany("UPDATE vectors SET file = ?, row = ? WHERE key = ?", moved)
+        c.executemany("DELETE FROM vectors WHERE key = ?", [(k,) for k in dead])
+        c.executemany("DELETE FROM files WHERE id = ?", [(i,) for i in old])
+        return len(moved), len(dead)
 
     def _remove_unreferenced(self) -> None:
         if self.path is None:
@@ -941,12 +1130,22 @@ class EmbeddingCache:
                 if file_id not in live:
                     del self._arrays[file_id]
             return
-        known = {
-            bytes(u).hex() for (u,) in self._conn.execute("SELECT uuid FROM files")
-        }
-        for p in self._data_files():
-            if p.stem not in known:
-                p.unlink(missing_ok=True)
+        # Under the write lock: a writer registers a file (committed, or in a
+        # transaction it holds the lock for) before creating it, so a data file
+        # that no committed row names is an orphan, never a file being born.
+        c = self._conn
+        own = not c.in_transaction
+        if own:
+            c.execute("BEGIN IMMEDIATE")
+        try:
+            on_disk = self._data_files()
+            known = {bytes(u).hex() for (u,) in c.execute("SELECT uuid FROM files")}
+            for p in on_disk:
+                if p.stem not in known:
+                    p.unlink(missing_ok=True)
+        finally:
+            if own:
+                c.execute("COMMIT")
 
     @_guard
     def clear(self) -> int:
@@ -964,6 +1163,10 @@ class EmbeddingCache:
             self._checked.clear()
             self._remove_unreferenced()
             c.execute("VACUUM")
+        if self.path is not None:  # learned rate limits and pauses go too
+            from embedtasks._pacing import remove_pacing
+
+            remove_pacing(self.path.parent)
         return n
 
     @staticmethod
@@ -972,15 +1175,23 @@ class EmbeddingCache:
 
         For an index too damaged to open; returns what was removed.
         """
-        p = Path(path).expanduser()
-        if p.suffix not in {".sqlite3", ".sqlite", ".db"}:
-            p = p / CACHE_FILENAME
+        p = index_path(path)
+        foreign = _foreign(p)
+        if foreign is not None:
+            raise CacheError(
+                f"{p} is not an embedtasks cache ({foreign}, without the "
+                f"{MARKER_FILENAME} marker), so it is not deleted.",
+                path=str(p),
+            )
         removed = []
         for suffix in ("", "-wal", "-shm", "-journal"):
             f = Path(str(p) + suffix)
             if f.exists():
                 f.unlink()
                 removed.append(f)
+        from embedtasks._pacing import remove_pacing
+
+        removed += remove_pacing(p.parent)
         folder = p.parent / f"{p.stem}.vectors"
         if folder.is_dir():
             for f in folder.glob("*.f32"):
