@@ -114,8 +114,8 @@ def test_compact_while_other_processes_write_loses_nothing(tmp_path):
     with EmbeddingCache(tmp_path) as cache:
         cache.put_many(make_keys(IDENTITY, ["seed"]), _vectors(1, 0))
     ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(3) as pool:
-        pending = pool.map_async(_writer, [(tmp_path, w, 60) for w in range(3)])
+    with ctx.Pool(2) as pool:
+        pending = pool.map_async(_writer, [(tmp_path, w, 25) for w in range(2)])
         with EmbeddingCache(tmp_path) as cache:
             while not pending.ready():
                 cache.compact()
