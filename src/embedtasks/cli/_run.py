@@ -56,6 +56,12 @@ def _rows(
         if value is None or (isinstance(value, float) and math.isnan(value)):
             empty.append(row)
         elif not isinstance(value, str):
+            if isinstance(value, list | tuple | dict | set) or hasattr(value, "shape"):
+                raise CLIError(
+                    f"column {column!r} of '{path}' holds lists, not texts (row "
+                    f"{row} has a {type(value).__name__}); choose a text column "
+                    "with --column, or join the items into one text per row first"
+                )
             texts.append(str(value))
             kept.append(row)
         elif not value.strip():
@@ -227,12 +233,42 @@ def _save(args: argparse.Namespace, frame: Any, path: str | None, what: str) -> 
         _note(args, f"wrote {len(frame):,} rows ({what}) to '{path}'")
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return a.samefile(b)
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
 def _check_outputs(args: argparse.Namespace) -> None:
-    """Fail on an output file of unknown type before reading or embedding."""
+    """Fail on an output file of unknown type, or one naming an input file,
+    before reading or embedding."""
     tables = {"search", "recommend", "cluster", "outliers", "diversity", "classify"}
-    for name in ("output", "summary_output", "pairs_output"):
+    sources = (
+        ("the input", "input"),
+        ("the --train", "train"),
+        ("the --queries-file", "queries_file"),
+    )
+    inputs = [
+        (flag, Path(path))
+        for flag, name in sources
+        if (path := getattr(args, name, None))
+    ]
+    outputs = ("output", "summary_output", "pairs_output")
+    for name in outputs:
         path = getattr(args, name, None)
-        if path and (name != "output" or args.command in tables):
+        if not path:
+            continue
+        for flag, source in inputs:
+            if _same_file(Path(path), source):
+                option = "--" + name.replace("_", "-")
+                raise CLIError(
+                    f"{option} '{path}' is {flag} file: writing there would "
+                    "overwrite your data. Name another output file"
+                )
+        if name != "output" or args.command in tables:
             kind = _kind(Path(path), "output file")
             if kind == "parquet":
                 _need_parquet()
