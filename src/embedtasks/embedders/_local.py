@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from typing import Any
@@ -139,6 +140,10 @@ class LocalEmbedder(BaseEmbedder):
         }
         if self.long_text != "truncate":
             identity["long_text"] = self.long_text
+        folder = identity["model"]
+        if isinstance(folder, str) and os.path.isdir(folder):
+            # A folder's name says nothing of what is in it: its content does.
+            identity["files"] = _local.folder_fingerprint(folder)
         return identity
 
     def _embed(self, X: Any, *, expected_dim: int | None) -> npt.NDArray[np.float32]:
