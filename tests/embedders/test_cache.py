@@ -65,7 +65,7 @@ def test_cache_round_trip_is_bit_exact(tmp_path, on_disk):
 def test_cache_long_reads_split_across_threads_stay_exact(tmp_path, monkeypatch):
     # 24-byte rows, 100-byte pieces: every run is read as several 4-row pieces
     # by a pool of threads, including runs broken by a gap and out-of-order asks.
-    monkeypatch.setattr(_cache, "_PARALLEL_READ_BYTES", 100)
+    monkeypatch.setattr(_cache._store, "_PARALLEL_READ_BYTES", 100)
     X = _vectors(200)
     keys = make_keys(IDENTITY, [f"t{i}" for i in range(200)])
     with EmbeddingCache(tmp_path) as cache:
@@ -196,14 +196,10 @@ def test_cache_repr_names_location(tmp_path):
     assert CACHE_FILENAME in repr(EmbeddingCache(tmp_path))
 
 
-# Load _cache.py alone (stdlib + numpy): importing the package costs seconds.
+# The cache package alone (stdlib + numpy; embedtasks imports lazily).
 _LOAD = textwrap.dedent(
-    f"""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("c", {str(_cache.__file__)!r})
-    c = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(c)
-    EmbeddingCache, make_keys = c.EmbeddingCache, c.make_keys
+    """
+    from embedtasks.embedders._cache import EmbeddingCache, make_keys
     """
 )
 

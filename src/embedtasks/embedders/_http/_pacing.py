@@ -539,9 +539,11 @@ class Pacer:
                 # A 429 since this slot was reserved: the slot was spaced for the
                 # old rate (or falls in a pause), so reserve again.
                 later = time.time()
-                paused, cut = self.store.update(
-                    lambda s, t=later: (s.pause_end(t), s.cuts)
-                )
+
+                def check(s: PaceState, t: float = later) -> tuple[float, int]:
+                    return s.pause_end(t), s.cuts
+
+                paused, cut = self.store.update(check)
                 if paused <= later and cut == cuts:
                     return Ticket(now, at, at > now + 0.001, cuts)
         except BaseException:
