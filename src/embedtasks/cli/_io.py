@@ -72,13 +72,7 @@ def read_table(
                 array = f.read(64).lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"[")
             if not array:
                 return _read_jsonl(path)
-            return pd.read_json(
-                path,
-                dtype=False,
-                convert_dates=False,
-                keep_default_dates=False,
-                precise_float=True,
-            )
+            return pd.read_json(path, dtype=False, precise_float=True)
         return _read_csv(path, kind, text_columns, note)
     except CLIError:
         raise
