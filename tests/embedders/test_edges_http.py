@@ -368,3 +368,14 @@ def test_base_url_with_a_query_keeps_the_path():
     (url,) = seen
     assert url.path == "/openai/v1/embeddings"
     assert url.params["team"] == "blue" and url.params["api-version"] == "2024-02-01"
+
+
+def test_key_in_openai_base_url_variable_is_refused_masked(monkeypatch, tmp_path):
+    monkeypatch.setenv("OPENAI_BASE_URL", f"https://example.com/v1?api-key={KEY}")
+    emb = OpenAIEmbedder(transport=httpx.MockTransport(_ok), cache_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"OPENAI_BASE_URL\) must not carry") as err:
+        emb.fit(["a"])
+    _assert_no_key(err.value)
+    assert not any(
+        KEY.encode() in p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()
+    )

@@ -259,6 +259,7 @@ class OpenAIEmbedder(BaseEmbedder):
     # -- BaseEmbedder hooks ----------------------------------------------------
     def _resolved_base_url(self) -> str:
         url = self.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+        check_url(url, "base_url (or $OPENAI_BASE_URL)")
         return url.rstrip("/")
 
     def _cache_identity(self) -> dict[str, object]:

@@ -181,6 +181,13 @@ class FolderMixin:
         if isinstance(exc, CacheError):
             return exc
         text = str(exc).lower()
+        if isinstance(exc, OSError):
+            text += " read-only" if exc.errno in (errno.EROFS, errno.EACCES) else ""
+            text += " disk is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+        elif "unable to open" in text and self.path is not None:
+            parent = self.path.parent
+            if parent.is_dir() and not os.access(parent, os.W_OK):
+                text += " read-only"
         if "disk is full" in text or "readonly" in text or "read-only" in text:
             what, fix = (
                 ("the disk is full", "free some space")
