@@ -434,8 +434,8 @@ def test_pacing_to_configured_limits_avoids_429s(fake_server):
 
 
 def test_limits_are_learned_from_429_headers(fake_server):
-    server = fake_server(tokens_per_minute=30_000, burst_seconds=0.05)
-    texts = [f"text {i:04d}" for i in range(120)]  # 3 tokens each for the server
+    server = fake_server(tokens_per_minute=60_000, burst_seconds=0.05)
+    texts = [f"text {i:04d}" for i in range(600)]  # 3 tokens each for the server
     client = _client(base_url=server.url, batch_size=10)
     out = client.embed(texts)
     np.testing.assert_array_equal(out, _expected(texts))

@@ -231,3 +231,29 @@ def test_embedding_with_a_damaged_pacing_file_works(tmp_path):
     with pytest.warns(RuntimeWarning, match="recreated"):
         assert emb.fit_transform(["a", "b"]).shape == (2, 4)
     assert _pacing.PACING_FILENAME == PACING_FILENAME
+
+
+# -- 16: few 429s under an unannounced limit -------------------------------------------
+def test_pacer_widens_gently_until_a_limit_is_known():
+    from embedtasks.embedders._http._pacing import Ticket
+
+    pacer = Pacer(max_concurrency=8)
+    assert pacer.window == 1.0  # the first requests go one at a time
+    for _ in range(3):
+        pacer.succeeded(Ticket(0.0, 0.0, False), 1)
+    assert pacer.window == pytest.approx(2.0)  # a third per answer, not one
+    pacer.store.update(lambda s: setattr(s, "req_rate", 5.0))  # a limit learned
+    pacer.succeeded(Ticket(0.0, 0.0, False), 1)
+    assert pacer.window == pytest.approx(3.0)
+
+
+def test_flow_measured_without_the_servers_clock_is_paced_well_under():
+    from embedtasks.embedders._http._pacing import Ticket
+
+    pacer = Pacer(max_concurrency=8)
+    start = time.time() - 2.0
+    for i in range(10):  # 10 accepted over 2 s: a flow of 5/s (burst included)
+        pacer.store.log_success(_pacing.Event(start + 0.2 * i, 1, None, None))
+    pacer.rate_limited(Ticket(time.time(), time.time(), False), {}, "", 0.5)
+    rate = pacer.store.update(lambda s: s.req_rate)
+    assert rate == pytest.approx(0.8 * 10 / (time.time() - start), rel=0.05)

@@ -10,9 +10,11 @@ directory and endpoint). It combines
 * a rate learned from 429s: the requests and tokens the server accepted since
   the previous reading divided by how far its clock moved (the
   ``x-ratelimit-reset-*`` headers give that clock; without them the flow we
-  measured is used), times 0.95;
-* a concurrency window (in flight at once) that halves on a 429 and grows by one
-  per success, up to ``max_concurrency``;
+  measured is used), times 0.95 (0.8 for a measured flow, which includes the
+  bucket's burst);
+* a concurrency window (in flight at once) that starts at one, grows by a third
+  per success until a limit is known (every request in flight at the first 429
+  is lost) and by one after, up to ``max_concurrency``, and halves on a 429;
 * fast recovery: after a cut the rate climbs 5% per success up to 97% of the
   last estimate, then probes upward by 0.3% per success (2% while no limit is
   known); it grows only while it holds requests back.
@@ -69,6 +71,8 @@ _FAST, _SLOW = 0.05, 0.003  # growth per success below / above 97% of the estima
 _PROBE = 0.04  # growth per success while no limit is known
 _AHEAD = 0.5  # seconds ahead a request may book its start
 _RECENT = 20.0  # seconds of successes an estimate looks back over
+_FLOW_MARGIN = 0.8  # pace this far under a flow measured without the server's clock
+_SLOW_START = 1.0 / 3.0  # window growth per success while no limit is known
 #: The longest pause a header or a 429 may impose on every process at once.
 MAX_PAUSE = 60.0
 
@@ -466,7 +470,7 @@ class Pacer:
         self.req_cap = requests_per_minute / 60.0 if requests_per_minute else None
         self.tok_cap = tokens_per_minute / 60.0 if tokens_per_minute else None
         self.max_concurrency = max_concurrency
-        self.window = float(min(2, max_concurrency))
+        self.window = 1.0  # slow start (see _SLOW_START)
         self.store = store if store is not None else LocalPaceStore()
         self.in_flight = 0
         self._wakeup: asyncio.Event | None = None
@@ -600,7 +604,11 @@ class Pacer:
             )
         ]
         self.store.log_success(Event(ticket.start, tokens, *clocks))
-        self.window = min(float(self.max_concurrency), self.window + 1.0)
+        # Until a limit is known, every request in flight when the first 429
+        # lands is lost (providers count it against the quota): widen gently.
+        known = self.store.update(lambda s: s.req_rate or s.tok_rate)
+        step = 1.0 if known else _SLOW_START
+        self.window = min(float(self.max_concurrency), self.window + step)
         if not ticket.waited:
             return
 
@@ -662,7 +670,8 @@ class Pacer:
                     new = estimate * _MARGIN  # the server's own clock says so
                     setattr(s, f"{short}_ceiling", estimate)
                 elif estimate is not None:
-                    new = min(new, estimate * _MARGIN)
+                    # A measured flow includes the bucket's burst: aim lower.
+                    new = min(new, estimate * _FLOW_MARGIN)
                 if new == math.inf:  # nothing accepted yet: one per pause
                     new = max(cost, 1) / max(delay, 0.05)
                 setattr(s, f"{short}_rate", new)
