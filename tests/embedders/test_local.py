@@ -131,13 +131,13 @@ def test_missing_bundled_model_says_how_to_install(monkeypatch):
 @pytest.mark.parametrize("backend", ["onnx", "sentence-transformers"])
 def test_bundled_aliases_and_backends_share_one_identity(name, backend):
     # The identity earlier releases wrote: their cached vectors stay valid.
-    identity = LocalEmbedder(name, backend=backend)._cache_identity()
+    identity = LocalEmbedder(name, backend=backend)._backend().identity
     assert identity == {
         "backend": "sentence-transformers",
         "model": "sentence-transformers/all-MiniLM-L6-v2",
     }
     for policy in ("chunk", "error"):  # "error" is never served a truncated row
-        other = LocalEmbedder(long_text=policy)._cache_identity()
+        other = LocalEmbedder(long_text=policy)._backend().identity
         assert other == {**identity, "long_text": policy}
 
 

@@ -68,12 +68,9 @@ def _dry_run(args: argparse.Namespace, texts: list[str]) -> int:
 
 def cmd_cache(args: argparse.Namespace) -> int:
     """Inspect, check, compact or clear the embedding cache."""
-    from embedtasks.embedders._cache import (
-        EmbeddingCache,
-        index_path,
-        is_cache,
-        resolve_cache_dir,
-    )
+    from embedtasks._cachedir import resolve_cache_dir
+    from embedtasks.embedders import EmbeddingCache
+    from embedtasks.embedders._cache import index_path, is_cache
     from embedtasks.exceptions import CacheError
 
     where = resolve_cache_dir(args.cache_dir or "default")
