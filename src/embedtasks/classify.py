@@ -41,6 +41,15 @@ from embedtasks._similarity import (
     softmax,
     top_k,
 )
+from embedtasks._zero_shot import (
+    MIN_ROWS,
+    MIN_ROWS_PER_CLASS,
+    balancing_bias,
+    enough_rows,
+    self_consistency,
+    spread_temperature,
+    temperature_for_confidence,
+)
 from embedtasks._validation import (
     HasMethods,
     Integral,
@@ -56,11 +65,6 @@ __all__ = ["NearestLabelClassifier"]
 
 #: Zero-shot temperature when no inputs are given to fit one from.
 DEFAULT_TEMPERATURE = 0.05
-#: Zero-shot temperature = this times the mean per-row spread (standard deviation)
-#: of the inputs' hub-corrected label scores. Fitted on Banking77's training
-#: queries (zero-shot, expected calibration error 1.0%; 2.3% on its test queries);
-#: see benchmarks/bench_classify.py.
-ZERO_SHOT_SPREAD = 0.40
 #: Heads ``method="auto"`` chooses among, simplest first (ties go to the simpler).
 HEADS = ("centroid", "knn", "linear")
 #: Neighbour counts the ``"knn"`` head tries when ``n_neighbors="auto"``.
@@ -71,7 +75,6 @@ _MANY_CLASSES = "The number of unique classes is greater than 50%"
 _MIN_HELD_OUT = 2000
 #: At most this many inputs set the zero-shot hub correction and temperature.
 _MAX_REFERENCE_ROWS = 10_000
-_BALANCE_ITERATIONS = 50
 
 
 class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
@@ -411,21 +414,47 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
         self.centroids_ = L
         self._fit_examples(np.zeros((0, L.shape[1]), np.float32), np.empty(0, np.intp))
         bias = np.zeros(L.shape[0], dtype=np.float64)
-        reference = None
+        Xn = None
         if X is not None and X.shape[0] > 0:
             step = max(1, -(-X.shape[0] // _MAX_REFERENCE_ROWS))
-            reference = similarity(l2_normalize(X[::step]), L).astype(np.float64)
+            Xn = l2_normalize(X[::step])
+        reference = None if Xn is None else similarity(Xn, L).astype(np.float64)
         if reference is not None and self.hub_correction > 0 and L.shape[0] > 1:
-            bias = self.hub_correction * _balancing_bias(
-                reference, _spread_temperature(reference)
+            bias = self.hub_correction * balancing_bias(
+                reference, spread_temperature(reference)
             )
         self.label_bias_ = bias
+        self.expected_accuracy_ = None
         if self.temperature != "auto":
-            self.temperature_ = float(self.temperature)
-        elif reference is None or L.shape[0] < 2:
-            self.temperature_ = DEFAULT_TEMPERATURE
-        else:
-            self.temperature_ = _spread_temperature(reference + bias)
+            self.temperature_, self.calibrated_ = float(self.temperature), False
+            return self
+        n_rows = 0 if Xn is None else Xn.shape[0]
+        if reference is None or L.shape[0] < 2 or not enough_rows(n_rows, L.shape[0]):
+            self.calibrated_ = False
+            self.temperature_ = (
+                DEFAULT_TEMPERATURE
+                if reference is None
+                else spread_temperature(reference + bias)
+            )
+            if L.shape[0] > 1:
+                warnings.warn(
+                    f"NearestLabelClassifier: predict_proba is not calibrated "
+                    f"(calibrated_=False): zero-shot, the temperature is read off "
+                    f"the inputs given to fit, and {n_rows} rows are too few for "
+                    f"{L.shape[0]} labels (at least "
+                    f"{max(MIN_ROWS, MIN_ROWS_PER_CLASS * L.shape[0])} needed). "
+                    "Pass the texts to classify to fit, or labelled examples.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+            return self
+        assert Xn is not None
+        found = self_consistency(Xn, L, bias)
+        self.expected_accuracy_ = found.expected_accuracy
+        self.temperature_ = temperature_for_confidence(
+            reference + bias, found.expected_accuracy
+        )
+        self.calibrated_ = True
         return self
 
     def _fit_examples(self, Xn: np.ndarray, y_idx: np.ndarray) -> None:
@@ -972,20 +1001,3 @@ def _fit_temperature(logits: np.ndarray, y_idx: np.ndarray) -> float:
 
     best = minimize_scalar(nll, bounds=(np.log(1e-3), np.log(100.0)), method="bounded")
     return float(np.exp(best.x))
-
-
-def _spread_temperature(scores: np.ndarray) -> float:
-    """Zero-shot temperature: ``ZERO_SHOT_SPREAD`` times the mean per-row standard
-    deviation of the label scores (the scale on which labels differ)."""
-    spread = float(np.mean(np.std(scores, axis=1)))
-    return ZERO_SHOT_SPREAD * spread if spread > 0 else DEFAULT_TEMPERATURE
-
-
-def _balancing_bias(scores: np.ndarray, temperature: float) -> np.ndarray:
-    """Per-label shifts that make every label equally likely on average over the
-    rows of ``scores`` (a label similar to everything gets a negative shift)."""
-    bias = np.zeros(scores.shape[1], dtype=np.float64)
-    for _ in range(_BALANCE_ITERATIONS):
-        share = softmax(scores + bias, temperature).mean(axis=0) * scores.shape[1]
-        bias -= temperature * np.log(np.maximum(share, 1e-300))
-    return bias - bias.mean()
