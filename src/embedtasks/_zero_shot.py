@@ -17,8 +17,9 @@ from how *self-consistent* the zero-shot labels are on the inputs given to ``fit
 
 The expected accuracy is the midpoint of the two estimates (never below
 ``1 / n_classes``), and the temperature is the one at which the mean top
-probability on the inputs equals it. No constant is fitted to a corpus: with an
-unrelated label set the estimate falls to chance and the probabilities to uniform.
+probability on the inputs equals it (``temperature_for_confidence``). No constant
+is fitted to a corpus: with an unrelated label set the estimate falls to chance
+and the probabilities to uniform.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy.optimize import brentq
 
-from embedtasks._similarity import similarity, softmax, top_k
+from embedtasks._calibration import DEFAULT_TEMPERATURE, temperature_for_confidence
+from embedtasks._similarity import l2_normalize, similarity, softmax, top_k
 
 #: Neighbours whose predicted labels each input is compared with.
 N_NEIGHBORS = 10
@@ -95,26 +96,6 @@ def self_consistency(
     return SelfConsistency(agreement, g0, float(min(expected, 1.0)))
 
 
-def temperature_for_confidence(scores: np.ndarray, target: float) -> float:
-    """The temperature at which the mean top probability of ``scores`` rows is
-    ``target`` (it falls from ~1 toward ``1 / n_classes`` as the temperature
-    grows). Near chance, a temperature that makes the rows almost uniform."""
-    spread = float(np.mean(np.std(scores, axis=1)))
-    if not spread > 0:
-        return 1.0
-    low, high = np.log(spread * 1e-3), np.log(spread * 1e3)
-
-    def excess(log_t: float) -> float:
-        t = float(np.exp(log_t))
-        return float(softmax(scores, t).max(axis=1).mean()) - target
-
-    if excess(high) >= 0:  # the target is at chance: as flat as the bracket allows
-        return float(np.exp(high))
-    if excess(low) <= 0:  # the target is above what the scores can reach
-        return float(np.exp(low))
-    return float(np.exp(brentq(excess, low, high, xtol=1e-6)))
-
-
 def spread_temperature(scores: np.ndarray) -> float:
     """Scale of the hub-correction shifts: ``_BALANCE_SPREAD`` times the mean
     per-row standard deviation of the label scores."""
@@ -130,3 +111,47 @@ def balancing_bias(scores: np.ndarray, temperature: float) -> np.ndarray:
         share = softmax(scores + bias, temperature).mean(axis=0) * scores.shape[1]
         bias -= temperature * np.log(np.maximum(share, 1e-300))
     return bias - bias.mean()
+
+
+@dataclass(frozen=True)
+class ZeroShotFit:
+    """The zero-shot state :func:`fit_zero_shot` measures on the inputs."""
+
+    bias: np.ndarray
+    temperature: float
+    calibrated: bool
+    expected_accuracy: float | None
+    n_rows: int
+
+
+def fit_zero_shot(
+    labels: npt.NDArray[np.float32],
+    X: np.ndarray | None,
+    *,
+    hub_correction: float,
+    temperature: float | str,
+    max_rows: int,
+) -> ZeroShotFit:
+    """Hub correction and temperature of unit ``labels`` from the inputs ``X``
+    (at most ``max_rows`` of them, evenly spaced); ``temperature`` is "auto" or
+    a fixed value (then ``calibrated`` is False: the user chose it)."""
+    n_classes = labels.shape[0]
+    Xn = None
+    if X is not None and X.shape[0] > 0:
+        Xn = l2_normalize(X[:: max(1, -(-X.shape[0] // max_rows))])
+    reference = None if Xn is None else similarity(Xn, labels).astype(np.float64)
+    n_rows = 0 if Xn is None else Xn.shape[0]
+    bias = np.zeros(n_classes, dtype=np.float64)
+    if reference is not None and hub_correction > 0 and n_classes > 1:
+        bias = hub_correction * balancing_bias(reference, spread_temperature(reference))
+    if temperature != "auto":
+        return ZeroShotFit(bias, float(temperature), False, None, n_rows)
+    if reference is None:
+        return ZeroShotFit(bias, DEFAULT_TEMPERATURE, False, None, 0)
+    if n_classes < 2 or not enough_rows(n_rows, n_classes):
+        t = spread_temperature(reference + bias)
+        return ZeroShotFit(bias, t, False, None, n_rows)
+    assert Xn is not None
+    found = self_consistency(Xn, labels, bias)
+    t = temperature_for_confidence(reference + bias, found.expected_accuracy)
+    return ZeroShotFit(bias, t, True, found.expected_accuracy, n_rows)
