@@ -140,6 +140,18 @@ def fit_temperature(logits: np.ndarray, y_idx: np.ndarray) -> float | None:
     return temperature
 
 
+def lowest_supported_similarity(
+    logits: np.ndarray, y_idx: np.ndarray, centroid_scores: np.ndarray
+) -> float | None:
+    """The lowest held-out similarity to the predicted class's centroid at which
+    a held-out prediction was right (None if none was): below it a query is
+    unlike anything the folds got right, so it is out of domain."""
+    pred = logits.argmax(axis=1)
+    own = centroid_scores[np.arange(pred.size), pred]
+    right = (pred == y_idx) & np.isfinite(own)
+    return float(own[right].min()) if right.any() else None
+
+
 def threshold_for_precision(
     proba: np.ndarray, y_idx: np.ndarray, target_precision: float
 ) -> float:

@@ -24,17 +24,15 @@ whatever batch it comes in.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from scipy.special import logsumexp
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
-from sklearn.exceptions import NotFittedError
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from threadpoolctl import threadpool_limits
 
-from embedtasks._kernel import l2_normalize, similarity, softmax, top_k
+from embedtasks._kernel import l2_normalize, similarity, softmax
 from embedtasks._optional import import_optional
 from embedtasks._validation import (
     HasMethods,
@@ -49,10 +47,17 @@ from embedtasks._validation import (
 from embedtasks.classify._calibration import (
     DEFAULT_TEMPERATURE,
     fit_temperature,
+    lowest_supported_similarity,
     make_folds,
     supported_confidence,
     temperature_for_confidence,
     threshold_for_precision,
+)
+from embedtasks.classify._explain import (
+    Examples,
+    evidence_table,
+    example_evidence,
+    label_evidence,
 )
 from embedtasks.classify._heads import (
     HEADS,
@@ -63,7 +68,13 @@ from embedtasks.classify._heads import (
     Prior,
     make_head,
 )
-from embedtasks.classify._zero_shot import MIN_ROWS, MIN_ROWS_PER_CLASS, fit_zero_shot
+from embedtasks.classify._labels import (
+    embed_labels,
+    index_of,
+    label_names,
+    label_texts,
+)
+from embedtasks.classify._zero_shot import fit_zero_shot, too_few_rows
 
 __all__ = ["NearestLabelClassifier"]
 
@@ -472,12 +483,7 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
             centroid_oof, _ = self._new_head("centroid").out_of_fold(
                 X_held, y_held, folds
             )
-        pred = logits.argmax(axis=1)
-        similarity_ = centroid_oof[np.arange(pred.size), pred]
-        right = (pred == y_held) & np.isfinite(similarity_)
-        if not right.any():
-            return None
-        return float(similarity_[right].min())
+        return lowest_supported_similarity(logits, y_held, centroid_oof)
 
     def _fit_zero_shot(self, X: np.ndarray | None) -> NearestLabelClassifier:
         """Label embeddings only: hub correction and temperature from the inputs."""
@@ -506,16 +512,7 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
         self.calibrated_ = found.calibrated
         self.expected_accuracy_ = found.expected_accuracy
         if not found.calibrated and self.temperature == "auto" and L.shape[0] > 1:
-            need = max(MIN_ROWS, MIN_ROWS_PER_CLASS * L.shape[0])
-            warnings.warn(
-                f"NearestLabelClassifier: predict_proba is not calibrated "
-                f"(calibrated_=False): zero-shot, the temperature is read off the "
-                f"inputs given to fit, and {found.n_rows} rows are too few for "
-                f"{L.shape[0]} labels (at least {need}). Pass the texts to "
-                "classify to fit, or labelled examples.",
-                UserWarning,
-                stacklevel=3,
-            )
+            warnings.warn(too_few_rows(found.n_rows, L.shape[0]), stacklevel=3)
         return self
 
     def _fit_examples(self, Xn: np.ndarray, y_idx: np.ndarray) -> None:
@@ -531,86 +528,17 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------- labels
     def _label_names(self) -> list[Any] | None:
         """The labels given for zero-shot use, or None."""
-        if self.labels is not None:
-            names = list(np.asarray(self.labels, dtype=object).ravel())
-            if not names:
-                raise ValueError("labels is empty; pass at least one class label.")
-            return names
-        if isinstance(self.label_descriptions, Mapping):
-            return list(self.label_descriptions)
-        if self.label_descriptions is not None:
-            raise ValueError(
-                "label_descriptions is a list, so it needs labels= to say which "
-                "label each description belongs to (or pass a dict {label: text})."
-            )
-        return None
+        return label_names(self.labels, self.label_descriptions)
 
     def _index_of(self, values: Any, *, what: str) -> np.ndarray:
         """Positions of ``values`` in ``classes_``; unknown values raise."""
-        values = np.asarray(values, dtype=self.classes_.dtype)
-        idx = np.searchsorted(self.classes_, values)
-        idx = np.minimum(idx, self.classes_.shape[0] - 1)
-        unknown = self.classes_[idx] != values
-        if unknown.any():
-            missing = np.unique(values[unknown])[:5].tolist()
-            raise ValueError(
-                f"{what} holds labels that are not in labels: {missing}. Add them "
-                f"to labels= (known: {self.classes_[:5].tolist()}"
-                f"{'...' if self.classes_.shape[0] > 5 else ''})."
-            )
-        return idx
-
-    def _label_texts(self) -> list[str]:
-        if "{label}" not in self.template:
-            raise ValueError(
-                f"template must contain '{{label}}', got {self.template!r}. For "
-                "example: 'A question about {label}'."
-            )
-        descriptions = self.label_descriptions
-        if descriptions is not None and not isinstance(descriptions, Mapping):
-            if len(descriptions) != len(self.labels):
-                raise ValueError(
-                    f"label_descriptions has {len(descriptions)} texts but labels "
-                    f"has {len(self.labels)} entries; give one description per "
-                    "label, or a dict {label: text}."
-                )
-            descriptions = dict(
-                zip(self._label_names() or [], descriptions, strict=True)
-            )
-        texts = []
-        if descriptions is not None:
-            self._index_of(list(descriptions), what="label_descriptions")
-            descriptions = {
-                np.asarray(k, dtype=self.classes_.dtype).item(): v
-                for k, v in descriptions.items()
-            }
-        for label in self.classes_:
-            key = label.item() if isinstance(label, np.generic) else label
-            text = str(key) if descriptions is None else descriptions.get(key, key)
-            texts.append(self.template.format(label=text))
-        return texts
+        return index_of(self.classes_, values, what=what)
 
     def _embed_labels(self) -> np.ndarray:
-        if self.embedder is None:
-            raise ValueError(
-                "NearestLabelClassifier got labels or label_descriptions but no "
-                "embedder to embed them. Pass embedder= (the transformer that "
-                "embedded X, e.g. LocalEmbedder()), or drop labels= and fit on "
-                "labelled examples."
-            )
-        texts = self._label_texts()
-        try:
-            check_is_fitted(self.embedder)
-            embedder = self.embedder
-        except NotFittedError:
-            embedder = clone(self.embedder).fit(texts)
-        Z = np.asarray(embedder.transform(texts), dtype=np.float32)
-        if Z.ndim != 2 or Z.shape[0] != len(texts) or not np.isfinite(Z).all():
-            raise ValueError(
-                f"The embedder must map {len(texts)} label texts to a finite "
-                f"(n_texts, n_features) array; got shape {Z.shape}."
-            )
-        return l2_normalize(Z)
+        texts = label_texts(
+            self.classes_, self.labels, self.label_descriptions, self.template
+        )
+        return embed_labels(self.embedder, texts)
 
     # ------------------------------------------------------------ scoring
     def _scores(self, X) -> np.ndarray:
@@ -747,74 +675,22 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
             )
         S = self._scores(X)  # checks the fit and X before anything is read
         Q = l2_normalize(check_embeddings(self, X, reset=False))
-        proba = softmax(S, self.temperature_)
-        best = S.argmax(axis=1)
-        parts = []
         if self.method_ == "zero-shot":
-            k = min(n_examples, S.shape[1])
-            order = np.argsort(-S, axis=1, kind="stable")[:, :k]
-            raw = similarity(Q, self.label_embeddings_)
-            rows = np.repeat(np.arange(S.shape[0]), k)
-            cls = order.ravel()
-            parts.append(
-                dict(
-                    row=rows,
-                    kind="label",
-                    label=self.classes_[cls],
-                    example=np.full(rows.size, -1),
-                    similarity=raw[rows, cls],
-                    score=S[rows, cls],
-                )
+            parts = label_evidence(
+                Q, S, self.label_embeddings_, self.classes_, n_examples
             )
         else:
-            for c in np.unique(best):
-                queries = np.flatnonzero(best == c)
-                lo, hi = self._bounds[c], self._bounds[c + 1]
-                if hi > lo:
-                    found = top_k(
-                        Q[queries], self._examples[lo:hi], n_examples, n_jobs=1
-                    )
-                    hit = found.indices >= 0
-                    rows = np.repeat(queries, hit.sum(axis=1))
-                    parts.append(
-                        dict(
-                            row=rows,
-                            kind="example",
-                            label=self.classes_[np.full(rows.size, c)],
-                            example=self._order[lo + found.indices[hit]],
-                            similarity=found.scores[hit],
-                            score=S[rows, c],
-                        )
-                    )
-                if self.label_embeddings_ is not None:
-                    sim = similarity(Q[queries], self.label_embeddings_[c : c + 1])
-                    parts.append(
-                        dict(
-                            row=queries,
-                            kind="label",
-                            label=self.classes_[np.full(queries.size, c)],
-                            example=np.full(queries.size, -1),
-                            similarity=sim[:, 0],
-                            score=S[queries, c],
-                        )
-                    )
-        columns = ["row", "kind", "label", "example", "similarity", "score"]
-        frame = pd.concat(
-            [pd.DataFrame(part, columns=columns) for part in parts]
-            or [pd.DataFrame(columns=columns)],
-            ignore_index=True,
+            parts = example_evidence(
+                Q,
+                S,
+                Examples(self._examples, self._bounds, self._order),
+                self.label_embeddings_,
+                self.classes_,
+                n_examples,
+            )
+        return evidence_table(
+            pd, parts, S, softmax(S, self.temperature_), self.classes_
         )
-        rows = frame["row"].to_numpy(dtype=np.intp)
-        frame.insert(1, "prediction", self.classes_[best[rows]])
-        frame.insert(2, "probability", proba[rows, best[rows]])
-        frame["example"] = frame["example"].astype(np.int64)
-        frame["similarity"] = frame["similarity"].astype(np.float32)
-        kind_order = frame["kind"].map({"label": 1, "example": 0})
-        frame = frame.assign(_k=kind_order.to_numpy())
-        frame = frame.sort_values(
-            ["row", "_k", "similarity"], ascending=[True, True, False], kind="stable"
-        )
-        return frame.drop(columns="_k").reset_index(drop=True)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

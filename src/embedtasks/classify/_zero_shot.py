@@ -158,3 +158,14 @@ def fit_zero_shot(
     found = self_consistency(Xn, labels, bias)
     t = temperature_for_confidence(reference + bias, found.expected_accuracy)
     return ZeroShotFit(bias, t, True, found.expected_accuracy, n_rows)
+
+
+def too_few_rows(n_rows: int, n_classes: int) -> str:
+    """The warning when the inputs cannot support a zero-shot temperature."""
+    need = max(MIN_ROWS, MIN_ROWS_PER_CLASS * n_classes)
+    return (
+        f"NearestLabelClassifier: predict_proba is not calibrated "
+        f"(calibrated_=False): zero-shot, the temperature is read off the inputs "
+        f"given to fit, and {n_rows} rows are too few for {n_classes} labels (at "
+        f"least {need}). Pass the texts to classify to fit, or labelled examples."
+    )
