@@ -168,7 +168,7 @@ def threshold_for_precision(
             f"{precision.max():.3f}); predict will abstain on every row. Lower "
             "target_precision or give more examples.",
             UserWarning,
-            stacklevel=4,
+            stacklevel=5,  # the estimator's fit, _fit_context, the caller
         )
         return float(np.nextafter(1.0, 2.0))  # above every probability
     return float(confidence[order][reached[-1]])

@@ -49,8 +49,6 @@ from embedtasks.classify._calibration import (
     fit_temperature,
     lowest_supported_similarity,
     make_folds,
-    supported_confidence,
-    temperature_for_confidence,
     threshold_for_precision,
 )
 from embedtasks.classify._explain import (
@@ -437,7 +435,7 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
             self.temperature_ = fitted
             self.expected_accuracy_ = self.cv_scores_[self.method_]
         else:
-            self.temperature_ = self._temperature_without_evidence(Xn, y_idx)
+            self.temperature_ = self._temperature_without_evidence(y_idx)
         if self.target_precision is not None:
             if fitted is None or logits is None:
                 raise ValueError(
@@ -456,10 +454,9 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
             )
         return self
 
-    def _temperature_without_evidence(self, Xn: np.ndarray, y_idx: np.ndarray):
+    def _temperature_without_evidence(self, y_idx: np.ndarray) -> float:
         """No held-out row could be scored (e.g. one example per class): the
-        temperature at which the training rows' mean top probability is 1/2,
-        the rule-of-succession guess after no trial, and a warning."""
+        default temperature, and a warning that it is not calibrated."""
         warnings.warn(
             f"NearestLabelClassifier: predict_proba is not calibrated "
             f"(calibrated_=False): no held-out prediction could be made from "
@@ -467,10 +464,9 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
             "examples, or label embeddings). Give more examples per class, or "
             "labels= with an embedder.",
             UserWarning,
-            stacklevel=4,
+            stacklevel=5,  # _fit_with_examples, fit, _fit_context, the caller
         )
-        scores = self._head.scores(Xn)
-        return temperature_for_confidence(scores, supported_confidence(0, 0))
+        return DEFAULT_TEMPERATURE
 
     def _lowest_supported_similarity(self, X_held, y_held, logits, centroid_oof):
         """Abstain below the lowest similarity to the predicted class's centroid
@@ -512,7 +508,7 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
         self.calibrated_ = found.calibrated
         self.expected_accuracy_ = found.expected_accuracy
         if not found.calibrated and self.temperature == "auto" and L.shape[0] > 1:
-            warnings.warn(too_few_rows(found.n_rows, L.shape[0]), stacklevel=3)
+            warnings.warn(too_few_rows(found.n_rows, L.shape[0]), stacklevel=4)
         return self
 
     def _fit_examples(self, Xn: np.ndarray, y_idx: np.ndarray) -> None:

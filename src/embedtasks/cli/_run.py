@@ -195,10 +195,7 @@ def _emit(
     """Print ``frame`` in ``--format``: a table that fits the terminal, or data."""
     from embedtasks.cli import _terminal
 
-    if max_rows is not None:
-        frame_out = frame.head(max_rows) if args.format != "table" else frame
-    else:
-        frame_out = frame
+    frame_out = frame  # --top shortens the terminal table only: data keeps every row
     if args.format == "csv":
         _flat(frame_out).to_csv(sys.stdout, index=False)
     elif args.format in {"jsonl", "json"}:
