@@ -128,6 +128,7 @@ def _embedder(args: argparse.Namespace) -> Any:
             progress=progress,
             **({"batch_size": args.batch_size} if args.batch_size else {}),
             **({} if args.max_retries is None else {"max_retries": args.max_retries}),
+            **({"long_text": args.long_text} if args.long_text else {}),
         )
     from embedtasks.embedders._local import LocalEmbedder
 
@@ -137,6 +138,7 @@ def _embedder(args: argparse.Namespace) -> Any:
         cache_dir=cache_dir,
         progress=progress,
         **({"batch_size": args.batch_size} if args.batch_size else {}),
+        **({"long_text": args.long_text} if args.long_text else {}),
     )
 
 
@@ -225,14 +227,21 @@ def _save(args: argparse.Namespace, frame: Any, path: str | None, what: str) -> 
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
-    """Fail on an output file of unknown type before reading or embedding."""
+    """Fail on an output file of unknown type, or a missing optional library
+    (pyarrow for Parquet, plotly for the report), before reading or embedding:
+    the error names the install line."""
     tables = {"search", "recommend", "cluster", "outliers", "diversity", "classify"}
     for name in ("output", "summary_output", "pairs_output"):
         path = getattr(args, name, None)
-        if path and (name != "output" or args.command in tables):
+        embed_table = args.command == "embed" and Path(str(path)).suffix != ".npy"
+        if path and (name != "output" or args.command in tables or embed_table):
             kind = _kind(Path(path), "output file")
             if kind == "parquet":
                 _need_parquet()
+    if args.command == "report":
+        from embedtasks._optional import import_optional
+
+        import_optional("plotly", extra="report", purpose="embedtasks report")
 
 
 def _warning_printer(args: argparse.Namespace) -> Callable[..., None]:

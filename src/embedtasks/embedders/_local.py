@@ -156,8 +156,9 @@ class LocalEmbedder(BaseEmbedder):
             warnings.warn(
                 f"{name} truncated {truncated} of {len(texts)} texts at the model's "
                 f"window of {self._window} tokens (the first at row {row}); their "
-                "vectors stand for their beginning only. Set long_text='chunk' to "
-                "embed them whole, or long_text='error' to refuse them; "
+                "vectors stand for their beginning only. Set long_text='chunk' "
+                "(--long-text chunk on the command line) to embed them whole, or "
+                "long_text='error' to refuse them; "
                 "usage_['truncated'] counts them.",
                 UserWarning,
                 stacklevel=_caller_level(),

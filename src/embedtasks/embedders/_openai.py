@@ -266,6 +266,8 @@ class OpenAIEmbedder(BaseEmbedder):
 
     def _settings(self) -> ClientSettings:
         key = self.api_key if self.api_key else os.environ.get(self.api_key_env)
+        if not key and self.transport is None:  # a transport may bring its own
+            self._check_key_not_needed()
         cache = self._open_cache()
         shared = {
             name: getattr(self, name)
@@ -280,6 +282,22 @@ class OpenAIEmbedder(BaseEmbedder):
             else cache.path.parent,
         )
         return ClientSettings(**shared)
+
+    def _check_key_not_needed(self) -> None:
+        """Before the first request: OpenAI's and Azure's hosted APIs need a key,
+        so a missing one is named here, not found out from a failed (or, offline,
+        an unreachable) request. Other servers (vLLM, Ollama, TEI) may need none."""
+        url = self._resolved_base_url()
+        host = url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0].lower()
+        hosted = host == "api.openai.com" or host.endswith(".openai.azure.com")
+        auth = {str(k).lower() for k in (self.headers or {})}
+        if hosted and not auth & {"authorization", "api-key"}:
+            raise ValueError(
+                f"OpenAIEmbedder: no API key for {url}: the environment variable "
+                f"{self.api_key_env} is not set or empty. Set it (export "
+                f"{self.api_key_env}=...), or pass api_key_env= naming the variable "
+                "that holds the key (--api-key-env on the command line)."
+            )
 
     def _client(self) -> EmbeddingClient:
         return EmbeddingClient(self._settings(), transport=self.transport)
