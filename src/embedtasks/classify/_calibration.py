@@ -2,11 +2,12 @@
 :class:`~embedtasks.NearestLabelClassifier`.
 
 With labelled examples the probabilities are fitted on held-out predictions: the
-temperature minimises their log-loss, but never claims more than those rows can
-support. After ``n`` held-out predictions of which ``c`` were right, Laplace's
-rule of succession puts the chance that the next one is right at
-``(c + 1) / (n + 2)``; the mean top probability on the held-out rows is kept at
-or below that, so nine right answers out of nine give at most 0.91, not 1.0.
+temperature minimises their log-loss. When every held-out prediction is right
+(few, well-separated examples) the log-loss has no optimum: it keeps falling as
+the temperature does, toward p = 1.0. Then Laplace's rule of succession sets the
+limit: after ``n`` right answers out of ``n`` the chance that the next one is
+right is ``(n + 1) / (n + 2)``, and the mean top probability on the held-out rows
+is kept at or below that (nine out of nine: 0.91, not 1.0).
 """
 
 from __future__ import annotations
@@ -134,6 +135,10 @@ def fit_temperature(logits: np.ndarray, y_idx: np.ndarray) -> float | None:
     best = minimize_scalar(nll, bounds=(np.log(1e-3), np.log(100.0)), method="bounded")
     temperature = float(np.exp(best.x))
     n_correct = int(np.sum(S.argmax(axis=1) == y_idx[valid]))
+    if n_correct < S.shape[0]:  # a held-out error: the log-loss has its optimum
+        return temperature
+    # Every held-out prediction right: the log-loss falls as the temperature does,
+    # toward certainty. Hold the mean top probability to the rule of succession.
     cap = supported_confidence(n_correct, S.shape[0])
     if softmax(S, temperature).max(axis=1).mean() > cap:
         temperature = max(temperature, temperature_for_confidence(S, cap))

@@ -120,10 +120,11 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
     temperature : "auto" or float, default="auto"
         Softmax temperature of :meth:`predict_proba` (lower is sharper). ``"auto"``:
         with examples, the temperature that minimises the log-loss on the held-out
-        folds, raised where needed so the held-out mean top probability stays
-        within what their accuracy supports (``(right + 1) / (n + 2)``: nine right
-        out of nine give at most 0.91). Zero-shot, the temperature at which the
-        mean top probability on the inputs given to :meth:`fit` equals the
+        folds; when every held-out prediction is right (where the log-loss would
+        fall toward certainty) the held-out mean top probability is held to the
+        rule of succession, ``(n + 1) / (n + 2)``: nine out of nine, 0.91.
+        Zero-shot, the temperature at which the mean top probability on the
+        inputs given to :meth:`fit` equals the
         accuracy their self-consistency implies (``expected_accuracy_``: how
         often neighbouring inputs get the same label, against label sets rotated
         at random). When nothing supports a probability (too few inputs or
