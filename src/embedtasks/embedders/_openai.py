@@ -11,7 +11,12 @@ import numpy as np
 import numpy.typing as npt
 
 from embedtasks._validation import HasMethods, Integral, Interval, Real, StrOptions
-from embedtasks.embedders._base import BaseEmbedder, Store
+from embedtasks.embedders._base import (
+    Backend,
+    BaseEmbedder,
+    StoreFn,
+    keys_with_policy,
+)
 from embedtasks.embedders._cache import make_keys
 from embedtasks.embedders._http._client import (
     DEFAULT_BASE_URL,
@@ -244,30 +249,8 @@ class OpenAIEmbedder(BaseEmbedder):
         url = self.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
         return url.rstrip("/")
 
-    def _cache_identity(self) -> dict[str, object]:
-        return {
-            "kind": "openai",
-            "endpoint": self._resolved_base_url(),
-            "model": self.model,
-            "dimensions": self.dimensions,
-        }
-
-    def _cache_keys(
-        self, identity: dict[str, object], texts: Sequence[str]
-    ) -> list[bytes]:
-        # Only the texts a long_text policy changes get their own keys: every
-        # other text keeps the key (and the cached vector) it has under "error".
-        if self.long_text == "error":
-            return make_keys(identity, texts)
-        counts = token_counter(self.model).count(texts)
-        long_rows = np.flatnonzero(counts > self.max_tokens_per_input).tolist()
-        policy = [self.long_text, self.max_tokens_per_input]
-        return self._keys_with_policy(identity, texts, long_rows, policy)
-
     def _settings(self) -> ClientSettings:
         key = self.api_key if self.api_key else os.environ.get(self.api_key_env)
-        if not key and self.transport is None:  # a transport may bring its own
-            self._check_key_not_needed()
         cache = self._open_cache()
         shared = {
             name: getattr(self, name)
@@ -283,57 +266,39 @@ class OpenAIEmbedder(BaseEmbedder):
         )
         return ClientSettings(**shared)
 
-    def _check_key_not_needed(self) -> None:
-        """Before the first request: OpenAI's and Azure's hosted APIs need a key,
-        so a missing one is named here, not found out from a failed (or, offline,
-        an unreachable) request. Other servers (vLLM, Ollama, TEI) may need none."""
+    def _backend(self) -> _OpenAIBackend:
+        return _OpenAIBackend(
+            EmbeddingClient(self._settings(), transport=self.transport),
+            identity={
+                "kind": "openai",
+                "endpoint": self._resolved_base_url(),
+                "model": self.model,
+                "dimensions": self.dimensions,
+            },
+            long_text=self.long_text,
+            max_tokens=self.max_tokens_per_input,
+            missing_key=self._missing_key(),
+        )
+
+    def _missing_key(self) -> str | None:
+        """Why a request would fail for want of a key, or None. OpenAI's and
+        Azure's hosted APIs need one; other servers (vLLM, Ollama, TEI) may not,
+        and a caller's transport or Authorization header may bring its own."""
+        key = self.api_key if self.api_key else os.environ.get(self.api_key_env)
+        if key or self.transport is not None:
+            return None
         url = self._resolved_base_url()
         host = url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0].lower()
         hosted = host == "api.openai.com" or host.endswith(".openai.azure.com")
         auth = {str(k).lower() for k in (self.headers or {})}
-        if hosted and not auth & {"authorization", "api-key"}:
-            raise ValueError(
-                f"OpenAIEmbedder: no API key for {url}: the environment variable "
-                f"{self.api_key_env} is not set or empty. Set it (export "
-                f"{self.api_key_env}=...), or pass api_key_env= naming the variable "
-                "that holds the key (--api-key-env on the command line)."
-            )
-
-    def _client(self) -> EmbeddingClient:
-        return EmbeddingClient(self._settings(), transport=self.transport)
-
-    def _embed_uncached_stream(
-        self, texts: list[str], progress: Any, store: Store
-    ) -> npt.NDArray[np.float32]:
-        client = self._client()
-
-        def on_batch(
-            positions: npt.NDArray[np.intp], vectors: npt.NDArray[np.float32]
-        ) -> None:
-            store(positions, vectors)
-            progress.update(len(positions))
-
-        rows = getattr(self, "_fetch_rows", None)
-        if rows is not None and len(rows) != len(texts):
-            rows = None
-        try:
-            return client.embed(texts, on_batch=on_batch, rows=rows)
-        finally:
-            self._last_stats = client.last_stats.as_dict()
-
-    def _embed_uncached(
-        self, texts: list[str], progress: Any
-    ) -> npt.NDArray[np.float32]:
-        return self._embed_uncached_stream(texts, progress, lambda p, v: None)
-
-    def _estimate_uncached(self, texts: list[str]) -> dict[str, object]:
-        return self._client().estimate(texts)
-
-    def _usage_details(self) -> dict[str, object]:
-        stats = dict(getattr(self, "_last_stats", {}))
-        stats.pop("texts", None)
-        stats.pop("seconds", None)
-        return stats
+        if not hosted or auth & {"authorization", "api-key"}:
+            return None
+        return (
+            f"OpenAIEmbedder: no API key for {url}: the environment variable "
+            f"{self.api_key_env} is not set or empty. Set it (export "
+            f"{self.api_key_env}=...), or pass api_key_env= naming the variable "
+            "that holds the key (--api-key-env on the command line)."
+        )
 
     # -- repr: no key in the endpoint either -------------------------------------
     @contextmanager
@@ -365,5 +330,59 @@ class OpenAIEmbedder(BaseEmbedder):
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         state["api_key"] = None  # never pickle a secret (Secret would hold None)
-        state.pop("_last_stats", None)
         return state
+
+
+class _OpenAIBackend(Backend):
+    """An OpenAI-compatible ``/embeddings`` endpoint, through the HTTP client."""
+
+    def __init__(
+        self,
+        client: EmbeddingClient,
+        *,
+        identity: dict[str, object],
+        long_text: str,
+        max_tokens: int,
+        missing_key: str | None = None,
+    ) -> None:
+        self.client, self.identity = client, identity
+        self.missing_key = missing_key
+        dims = identity.get("dimensions")
+        self.expected_dim = dims if isinstance(dims, int) else None
+        self.long_text, self.max_tokens = long_text, max_tokens
+
+    def cache_keys(self, texts: Sequence[str]) -> list[bytes]:
+        # Only the texts a long_text policy changes get their own keys: every
+        # other text keeps the key (and the cached vector) it has under "error".
+        if self.long_text == "error":
+            return make_keys(self.identity, texts)
+        model = str(self.identity["model"])
+        counts = token_counter(model).count(texts)
+        long_rows = np.flatnonzero(counts > self.max_tokens).tolist()
+        policy = [self.long_text, self.max_tokens]
+        return keys_with_policy(self.identity, texts, long_rows, policy)
+
+    def embed(
+        self,
+        texts: list[str],
+        rows: npt.NDArray[np.intp],
+        progress: Any,
+        store: StoreFn,
+    ) -> tuple[npt.NDArray[np.float32], dict[str, object]]:
+        if self.missing_key:  # before the first request, not from its failure
+            raise ValueError(self.missing_key)
+
+        def on_batch(
+            positions: npt.NDArray[np.intp], vectors: npt.NDArray[np.float32]
+        ) -> None:
+            store(positions, vectors)
+            progress.update(len(positions))
+
+        vectors = self.client.embed(texts, on_batch=on_batch, rows=rows.tolist())
+        stats = self.client.last_stats.as_dict()
+        stats.pop("texts", None)
+        stats.pop("seconds", None)
+        return vectors, stats
+
+    def estimate(self, texts: list[str]) -> dict[str, object]:
+        return self.client.estimate(texts)
