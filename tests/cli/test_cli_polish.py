@@ -166,3 +166,18 @@ def test_cli_without_a_key_names_the_variable(docs, tmp_path, capsys, monkeypatc
     )
     assert code == 1
     assert "OPENAI_API_KEY is not set" in err and "--api-key-env" in err
+
+
+def test_a_cached_run_needs_no_key(tmp_path, monkeypatch):
+    reply = {"data": [{"index": 0, "embedding": [0.6, 0.8]}], "model": "m"}
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=reply))
+    monkeypatch.setenv("MY_KEY", "k")
+    first = OpenAIEmbedder(
+        api_key_env="MY_KEY", cache_dir=tmp_path, transport=transport
+    )
+    vectors = first.fit_transform(["hello"])
+    monkeypatch.delenv("MY_KEY")
+    again = OpenAIEmbedder(api_key_env="MY_KEY", cache_dir=tmp_path)  # no request
+    np.testing.assert_array_equal(again.fit_transform(["hello"]), vectors)
+    with pytest.raises(ValueError, match="MY_KEY is not set"):
+        again.transform(["a new text"])
