@@ -440,6 +440,7 @@ def test_classify_table_shows_label_and_probability_first(server, odd, tmp_path)
     assert header == ["index", "label", "probability", "text"]
 
 
+@pytest.mark.filterwarnings("ignore:NearestLabelClassifier. predict_proba is not")
 def test_texts_that_look_missing_are_texts(server, odd, tmp_path, capsys):
     out = tmp_path / "labelled.jsonl"
     code, _, err = run_main(
@@ -491,6 +492,7 @@ def test_other_formats_parse(fmt, server, odd, tmp_path, capsys):
     assert table["outlier_score"].is_monotonic_decreasing
 
 
+@pytest.mark.filterwarnings("ignore:NearestLabelClassifier. predict_proba is not")
 def test_on_empty_skip_keeps_every_other_row(server, tmp_path, capsys):
     src = tmp_path / "gaps.csv"
     texts = [TEXTS[0], "", TEXTS[2], "   ", TEXTS[4], None]

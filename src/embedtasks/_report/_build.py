@@ -115,6 +115,7 @@ def report(
     X: Any = None,
     *,
     groups: Any = None,
+    ids: Any = None,
     embedder: Any = None,
     clusterer: Any = None,
     outlier_scorer: Any = None,
@@ -140,6 +141,10 @@ def report(
     groups : array-like of shape (n_samples,), optional
         A group label per text (source, class, period...): diversity is then
         reported per group too, and the group shows on hover.
+    ids : array-like of shape (n_samples,), optional
+        A name per text (the file's id column, a package name...): the page's
+        tables and hover labels show it instead of the row number, and the
+        returned tables gain an ``id`` column.
     embedder : estimator, optional
         Embeds ``texts`` when ``X`` is not given; default
         :class:`~embedtasks.LocalEmbedder`.
@@ -211,6 +216,15 @@ def report(
             f"embedtasks.report got {n} texts but embeddings of shape {X.shape}; "
             "pass one embedding row per text, in the same order."
         )
+    id_values = None
+    if ids is not None:
+        id_values = np.asarray(ids, dtype=object)
+        if id_values.shape != (n,):
+            raise ValueError(
+                f"embedtasks.report got {n} texts but ids of shape "
+                f"{id_values.shape}; pass one id per text."
+            )
+        id_values = np.asarray(["" if v is None else str(v) for v in id_values])
     group_values = None
     if groups is not None:
         group_values = np.asarray(groups).astype(str)
@@ -242,6 +256,8 @@ def report(
     )
     if group_values is not None:
         points["group"] = group_values
+    if id_values is not None:
+        points.insert(1, "id", id_values)
     pairs = diversity_report.duplicate_pairs_[:n_duplicates]
     duplicates = pd.DataFrame(
         {
@@ -271,7 +287,12 @@ def report(
         diversity=diversity_report,
         groups=group_values,
         title=title,
+        ids=None if id_values is None else id_values.tolist(),
     )
+    if id_values is not None:
+        top.insert(1, "id", id_values[top["row"].to_numpy()])
+        duplicates.insert(2, "id_a", id_values[duplicates["row_a"].to_numpy()])
+        duplicates.insert(3, "id_b", id_values[duplicates["row_b"].to_numpy()])
     return Report(
         page.render(top, duplicates),
         points=points,

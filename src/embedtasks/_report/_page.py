@@ -94,8 +94,10 @@ class Page:
         diversity: Any,
         groups: np.ndarray | None,
         title: str,
+        ids: list[str] | None = None,
     ) -> None:
         self.texts = texts
+        self.ids = ids
         self.summary = summary
         self.points = points
         self.diversity = diversity
@@ -103,6 +105,10 @@ class Page:
         self.title = title
         self.labels = points["cluster"].to_numpy()
         self.names = self._names()
+
+    def row(self, i: int) -> str:
+        """How row ``i`` is named on the page: its id when ids are given."""
+        return _e(self.ids[i]) if self.ids is not None else str(i)
 
     def _names(self) -> dict[int, str]:
         names = {-1: "noise"}
@@ -192,7 +198,7 @@ class Page:
             flag = "yes" if record["is_outlier"] else ""
             rows.append(
                 f'<tr class="pick" data-rows="{int(record["row"])},{nearest}">'
-                f'<td class="num">{int(record["row"])}</td>'
+                f'<td class="num">{self.row(int(record["row"]))}</td>'
                 f'<td class="num">{_number(record["outlier_score"])}</td>'
                 f"<td>{flag}</td>"
                 f"<td>{_e(self.names.get(int(record['cluster']), ''))}</td>"
@@ -202,7 +208,7 @@ class Page:
             )
         return _table(
             [
-                "row",
+                "row" if self.ids is None else "id",
                 "score",
                 "flagged",
                 "cluster",
@@ -226,15 +232,16 @@ class Page:
             rows.append(
                 f'<tr class="pick" data-rows="{a},{b}">'
                 f'<td class="num">{_number(record["similarity"])}</td>'
-                f'<td class="num">{a}</td><td>{_e(self.texts[a])}</td>'
-                f'<td class="num">{b}</td><td>{_e(self.texts[b])}</td></tr>'
+                f'<td class="num">{self.row(a)}</td><td>{_e(self.texts[a])}</td>'
+                f'<td class="num">{self.row(b)}</td><td>{_e(self.texts[b])}</td></tr>'
             )
         shown = len(rows)
         note = (
             f'<p class="note">{total:,} pairs with similarity at least '
             f"{threshold:g}; the {shown:,} most similar are shown.</p>"
         )
-        return note + _table(["similarity", "row", "text", "row", "text"], rows)
+        row = "row" if self.ids is None else "id"
+        return note + _table(["similarity", row, "text", row, "text"], rows)
 
     def diversity_table(self) -> str:
         frame = self.diversity.to_frame()
@@ -274,6 +281,8 @@ class Page:
         }
         if self.groups is not None:
             data["groups"] = self.groups.tolist()
+        if self.ids is not None:
+            data["ids"] = self.ids
         stats = [
             (f"{n:,}", "rows"),
             (f"{n_clusters:,}", "clusters"),
@@ -356,8 +365,9 @@ _SCRIPT = r"""
     if (line) lines.push(line);
     return lines.map(esc).join("<br>");
   }
+  function rowName(i) { return DATA.ids ? DATA.ids[i] : "row " + i; }
   function header(i) {
-    var h = "row " + i + " · " + DATA.names[String(DATA.labels[i])];
+    var h = rowName(i) + " · " + DATA.names[String(DATA.labels[i])];
     if (DATA.groups) h += " · " + DATA.groups[i];
     return "<b>" + esc(h) + "</b>";
   }
@@ -394,7 +404,7 @@ _SCRIPT = r"""
     list.textContent = "";
     rows.slice(0, 200).forEach(function (i) {
       var div = document.createElement("div"), tag = document.createElement("small");
-      tag.textContent = "row " + i + " · " + DATA.names[String(DATA.labels[i])];
+      tag.textContent = rowName(i) + " · " + DATA.names[String(DATA.labels[i])];
       div.appendChild(tag);
       div.appendChild(document.createTextNode(DATA.texts[i]));
       div.addEventListener("click", function () { highlight([i]); });

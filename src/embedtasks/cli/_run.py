@@ -134,6 +134,7 @@ def _embedder(args: argparse.Namespace) -> Any:
             progress=progress,
             **({"batch_size": args.batch_size} if args.batch_size else {}),
             **({} if args.max_retries is None else {"max_retries": args.max_retries}),
+            **({"long_text": args.long_text} if args.long_text else {}),
         )
     from embedtasks.embedders._local import LocalEmbedder
 
@@ -143,6 +144,7 @@ def _embedder(args: argparse.Namespace) -> Any:
         cache_dir=cache_dir,
         progress=progress,
         **({"batch_size": args.batch_size} if args.batch_size else {}),
+        **({"long_text": args.long_text} if args.long_text else {}),
     )
 
 
@@ -201,10 +203,7 @@ def _emit(
     """Print ``frame`` in ``--format``: a table that fits the terminal, or data."""
     from embedtasks.cli import _terminal
 
-    if max_rows is not None:
-        frame_out = frame.head(max_rows) if args.format != "table" else frame
-    else:
-        frame_out = frame
+    frame_out = frame  # --top shortens the terminal table only: data keeps every row
     if args.format == "csv":
         _flat(frame_out).to_csv(sys.stdout, index=False)
     elif args.format in {"jsonl", "json"}:
@@ -243,8 +242,9 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
-    """Fail on an output file of unknown type, or one naming an input file,
-    before reading or embedding."""
+    """Fail on an output file of unknown type, one naming an input file, or a
+    missing optional library (pyarrow for Parquet, plotly for the report), before
+    reading or embedding: the error names the fix."""
     tables = {"search", "recommend", "cluster", "outliers", "diversity", "classify"}
     sources = (
         ("the input", "input"),
@@ -268,10 +268,15 @@ def _check_outputs(args: argparse.Namespace) -> None:
                     f"{option} '{path}' is {flag} file: writing there would "
                     "overwrite your data. Name another output file"
                 )
-        if name != "output" or args.command in tables:
+        embed_table = args.command == "embed" and Path(str(path)).suffix != ".npy"
+        if name != "output" or args.command in tables or embed_table:
             kind = _kind(Path(path), "output file")
             if kind == "parquet":
                 _need_parquet()
+    if args.command == "report":
+        from embedtasks._optional import import_optional
+
+        import_optional("plotly", extra="report", purpose="embedtasks report")
 
 
 def _warning_printer(args: argparse.Namespace) -> Callable[..., None]:

@@ -156,9 +156,9 @@ class LocalEmbedder(BaseEmbedder):
                 f"{name} truncated {truncated} of {len(texts)} texts at the model's "
                 f"window of {self.usage_['window']} tokens (the first at row "
                 f"{self.usage_['first_truncated_row']}); their vectors stand for "
-                "their beginning only. Set long_text='chunk' to embed them whole, "
-                "or long_text='error' to refuse them; usage_['truncated'] counts "
-                "them.",
+                "their beginning only. Set long_text='chunk' (--long-text chunk on "
+                "the command line) to embed them whole, or long_text='error' to "
+                "refuse them; usage_['truncated'] counts them.",
                 UserWarning,
                 stacklevel=_caller_level(),
             )

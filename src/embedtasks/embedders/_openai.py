@@ -295,6 +295,27 @@ class OpenAIEmbedder(BaseEmbedder):
             },
             long_text=self.long_text,
             max_tokens=self.max_tokens_per_input,
+            missing_key=self._missing_key(),
+        )
+
+    def _missing_key(self) -> str | None:
+        """Why a request would fail for want of a key, or None. OpenAI's and
+        Azure's hosted APIs need one; other servers (vLLM, Ollama, TEI) may not,
+        and a caller's transport or Authorization header may bring its own."""
+        key = self.api_key if self.api_key else os.environ.get(self.api_key_env)
+        if key or self.transport is not None:
+            return None
+        url = self._resolved_base_url()
+        host = url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0].lower()
+        hosted = host == "api.openai.com" or host.endswith(".openai.azure.com")
+        auth = {str(k).lower() for k in (self.headers or {})}
+        if not hosted or auth & {"authorization", "api-key"}:
+            return None
+        return (
+            f"OpenAIEmbedder: no API key for {url}: the environment variable "
+            f"{self.api_key_env} is not set or empty. Set it (export "
+            f"{self.api_key_env}=...), or pass api_key_env= naming the variable "
+            "that holds the key (--api-key-env on the command line)."
         )
 
     # -- repr: no key in the endpoint either -------------------------------------
@@ -337,8 +358,10 @@ class _OpenAIBackend(Backend):
         identity: dict[str, object],
         long_text: str,
         max_tokens: int,
+        missing_key: str | None = None,
     ) -> None:
         self.client, self.identity = client, identity
+        self.missing_key = missing_key
         dims = identity.get("dimensions")
         self.expected_dim = dims if isinstance(dims, int) else None
         self.long_text, self.max_tokens = long_text, max_tokens
@@ -361,6 +384,9 @@ class _OpenAIBackend(Backend):
         progress: Any,
         store: StoreFn,
     ) -> tuple[npt.NDArray[np.float32], dict[str, object]]:
+        if self.missing_key:  # before the first request, not from its failure
+            raise ValueError(self.missing_key)
+
         def on_batch(
             positions: npt.NDArray[np.intp], vectors: npt.NDArray[np.float32]
         ) -> None:

@@ -356,7 +356,8 @@ def encode(
                 f"Text at row {row} has about {n_tokens} tokens, over the window of "
                 f"{model.window} tokens of model {model.name!r}. Shorten it, or set "
                 "long_text='truncate' (keep the first window) or long_text='chunk' "
-                "(embed every window and average them).",
+                "(embed every window and average them); on the command line "
+                "--long-text truncate or --long-text chunk.",
                 row=row,
                 n_tokens=n_tokens,
                 limit=model.window,
