@@ -18,6 +18,7 @@ def _numeric_estimators():
         "OutlierScorer": [{}],
         "EmbeddingClusterer": [{}],
         "DiversityReport": [{}],
+        "NearDuplicates": [{}, {"threshold": 0.5, "neighbors": "approximate"}],
     }
     for name, params_list in configs.items():
         cls = getattr(embedtasks, name, None)

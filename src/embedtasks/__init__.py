@@ -26,6 +26,7 @@ _EXPORTS = {
     "EmbeddingClusterer": "embedtasks.cluster",
     "InvalidTextError": "embedtasks.exceptions",
     "LocalEmbedder": "embedtasks.local",
+    "NearDuplicates": "embedtasks.duplicates",
     "NearestLabelClassifier": "embedtasks.classify",
     "OpenAIEmbedder": "embedtasks.embedder",
     "OutlierScorer": "embedtasks.outliers",
@@ -42,6 +43,7 @@ __all__ = [
     "EmbeddingClusterer",
     "InvalidTextError",
     "LocalEmbedder",
+    "NearDuplicates",
     "NearestLabelClassifier",
     "OpenAIEmbedder",
     "OutlierScorer",
@@ -56,6 +58,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from embedtasks.classify import NearestLabelClassifier
     from embedtasks.cluster import EmbeddingClusterer
     from embedtasks.diversity import DiversityReport
+    from embedtasks.duplicates import NearDuplicates
     from embedtasks.embedder import OpenAIEmbedder
     from embedtasks.exceptions import EmbedTasksError, InvalidTextError
     from embedtasks.local import LocalEmbedder

@@ -27,10 +27,10 @@ from embedtasks._shard import (
     vendi_score,
 )
 from embedtasks._similarity import (
-    APPROXIMATE_ABOVE,
     approximate_scan,
     group_mean_similarity,
     l2_normalize,
+    use_approximate,
 )
 from embedtasks._validation import (
     Integral,
@@ -261,7 +261,7 @@ class DiversityReport(BaseEstimator):
         n_pairs = n * (n - 1) // 2
         exact = n_pairs <= self.max_pairs
         sharded = isinstance(X, ShardedCorpus)  # scanned exactly, shard by shard
-        if not sharded and _approximate(self.neighbors, n):
+        if not sharded and use_approximate(self.neighbors, n):
             scan = approximate_scan(
                 X,
                 self.duplicate_threshold,
@@ -432,7 +432,3 @@ def _plot_lines(rows, max_groups):
 def _hists(stats):
     return stats["similarity_histogram"], stats["nn_histogram"]
 
-
-def _approximate(neighbors: str, n: int) -> bool:
-    """Whether the all-pairs neighbour work of ``n`` rows takes the approximate path."""
-    return neighbors == "approximate" or (neighbors == "auto" and n > APPROXIMATE_ABOVE)

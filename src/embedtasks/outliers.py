@@ -23,11 +23,11 @@ from sklearn.utils.metaestimators import available_if
 
 from embedtasks._shard import LocalCopyMixin, ShardedCorpus, is_dask_array, top_k
 from embedtasks._similarity import (
-    APPROXIMATE_ABOVE,
     approximate_top_k,
     l2_normalize,
     quadratic_form,
     similarity,
+    use_approximate,
 )
 from embedtasks._validation import (
     Integral,
@@ -213,10 +213,7 @@ class OutlierScorer(LocalCopyMixin, OutlierMixin, BaseEstimator):
         self.n_neighbors_ = min(self.n_neighbors, n - 1)
         self._train_nn = None
         if self.method in ("knn", "lof"):
-            approximate = self.neighbors == "approximate" or (
-                self.neighbors == "auto" and n > APPROXIMATE_ABOVE
-            )
-            if approximate:
+            if use_approximate(self.neighbors, n):
                 nn = approximate_top_k(X, self.n_neighbors_, n_jobs=self.n_jobs)
             else:
                 nn = top_k(X, X, self.n_neighbors_, self_offset=0, n_jobs=self.n_jobs)

@@ -26,6 +26,7 @@ from embedtasks._similarity._approx import (
     APPROXIMATE_ABOVE,
     approximate_scan,
     approximate_top_k,
+    use_approximate,
 )
 from embedtasks._similarity._blobs import from_bytes, matrix_from_bytes, to_bytes
 from embedtasks._similarity._corpus import (
@@ -131,6 +132,7 @@ __all__ = [
     "softmax",
     "stream_norms",
     "tile_shape",
+    "use_approximate",
     "to_bytes",
     "top_k",
     "top_k_rescored",

@@ -30,6 +30,15 @@ from embedtasks._similarity._topk import TopK, top_k
 APPROXIMATE_ABOVE = 200_000
 
 
+def use_approximate(neighbors: str, n: int) -> bool:
+    """Whether all-pairs work on ``n`` rows takes the approximate path.
+
+    ``neighbors`` is an estimator's setting: ``"approximate"``, ``"exact"`` or
+    ``"auto"`` (approximate past :data:`APPROXIMATE_ABOVE` rows).
+    """
+    return neighbors == "approximate" or (neighbors == "auto" and n > APPROXIMATE_ABOVE)
+
+
 def default_lists(n: int) -> int:
     """About sqrt(n) lists (1,000 for a million rows), at least 1."""
     return int(max(1, min(4096, round(np.sqrt(n)))))

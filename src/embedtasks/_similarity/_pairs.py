@@ -35,7 +35,8 @@ class NeighbourScan(NamedTuple):
     ``max_kept`` most similar pairs ``i < j`` at or above the threshold (best
     first; ties by ``i`` then ``j``); ``n_pairs``: how many pairs reach it in all.
     ``pair_sims``: every pairwise similarity (upper triangle, row-major) when
-    asked for, else None.
+    asked for, else None. ``degree``: with ``weights``, each row's weight plus
+    the weights of the rows at or above the threshold with it, else None.
     """
 
     nn_sim: npt.NDArray[np.float32]
@@ -44,6 +45,7 @@ class NeighbourScan(NamedTuple):
     pair_scores: npt.NDArray[np.float32]
     n_pairs: int
     pair_sims: npt.NDArray[np.float32] | None
+    degree: npt.NDArray[np.int64] | None = None
 
 
 def square_block(memory_budget: int) -> int:
@@ -59,8 +61,12 @@ def square_block(memory_budget: int) -> int:
 class _ScanState:
     """One thread's running state (merged at the end, so threads never share)."""
 
-    def __init__(self, X: npt.NDArray[np.float32]) -> None:
+    def __init__(self, X: npt.NDArray[np.float32], weights=None) -> None:
         self.X = X
+        self.weights = weights
+        self.degree = None if weights is None else np.zeros(X.shape[0], np.float64)
+        self.deg_parts: list[tuple[np.ndarray, np.ndarray]] = []
+        self.n_deg = 0
         self.best = np.full(X.shape[0], -np.inf, dtype=np.float32)
         self.nn: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.n_nn = 0
@@ -86,6 +92,17 @@ class _ScanState:
             r, c, v = r[first], c[first], v[first]
         self.nn = [(r, c, v)]
         self.n_nn = r.size
+
+    def add_degree(self, i, j, flush=False) -> None:
+        """Count each pair for both rows (weighted), in batches of bincounts."""
+        self.deg_parts.append((i, j))
+        self.n_deg += i.size
+        if self.n_deg < 2**20 and not flush:
+            return
+        a = np.concatenate([np.concatenate(p) for p in self.deg_parts])
+        b = np.concatenate([np.concatenate(p[::-1]) for p in self.deg_parts])
+        self.degree += np.bincount(a, self.weights[b], self.X.shape[0])
+        self.deg_parts, self.n_deg = [], 0
 
     def add_pairs(self, i, j, s, max_kept, m2) -> None:
         self.pairs.append((i, j, s))
@@ -166,6 +183,8 @@ def _scan_pair(X, a0, a1, b0, b1, state, X_c, threshold, m, max_kept):
         ok[unsure] = canon >= np.float32(threshold)
     i, j, s = i[ok], j[ok], s[ok]
     state.n_found += i.size
+    if state.degree is not None and i.size:
+        state.add_degree(i, j)
     if max_kept and i.size:
         state.add_pairs(i, j, s, max_kept, m2)
 
@@ -189,6 +208,7 @@ def neighbour_scan(
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     n_jobs: int | None = None,
     max_norm: float | None = None,
+    weights: npt.ArrayLike | None = None,
 ) -> NeighbourScan:
     """Each row's nearest other row and the pairs above ``threshold``, exactly.
 
@@ -213,6 +233,9 @@ def neighbour_scan(
         Threads (``None``: every core).
     max_norm : float, optional
         The largest row norm of ``X``, if known (else one pass computes it).
+    weights : array-like of int, optional
+        Count, for each row, the weights of the rows at or above ``threshold``
+        with it (plus its own): ``degree``, in memory independent of the pairs.
 
     Returns
     -------
@@ -238,7 +261,8 @@ def neighbour_scan(
     tasks = [(a, b) for ia, a in enumerate(starts) for b in starts[ia:]]
     n_threads = (os.cpu_count() or 1) if n_jobs is None else max(1, n_jobs)
     n_threads = max(1, min(n_threads, len(tasks)))
-    states = [_ScanState(Xc) for _ in range(n_threads)]
+    w = None if weights is None else np.asarray(weights, dtype=np.float64)
+    states = [_ScanState(Xc, w) for _ in range(n_threads)]
 
     def run(t: int) -> None:
         for a0, b0 in tasks[t::n_threads]:
@@ -258,6 +282,14 @@ def neighbour_scan(
     pair_sims = None
     if keep_all:
         pair_sims = similarity(Xc, Xc)[np.triu_indices(n, k=1)]
+    degree = None
+    if w is not None:
+        degree = w.copy()
+        for state in states:
+            if state.deg_parts:
+                state.add_degree(*state.deg_parts.pop(), flush=True)
+            degree += state.degree
+        degree = degree.astype(np.int64)
     return NeighbourScan(
         nn_sim,
         nn_idx,
@@ -265,6 +297,7 @@ def neighbour_scan(
         ps,
         int(sum(s.n_found for s in states)),
         pair_sims,
+        degree,
     )
 
 

@@ -1,0 +1,435 @@
+"""Near-duplicate groups, de-duplication and train/test leakage.
+
+:class:`NearDuplicates` groups near-copies around a canonical row (the star rule
+of :mod:`embedtasks._similarity._groups`: every member within the threshold of
+its group's canonical row, so groups never chain unrelated texts), keeps one row
+per group, places new records in the fitted groups (old rows keep their ids) and
+measures how much of a test set near-duplicates the training set, beside the
+share chance alone gives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+
+from embedtasks._similarity import (
+    above_threshold,
+    l2_normalize,
+    top_k,
+    use_approximate,
+)
+from embedtasks._similarity._groups import (
+    group_lowest_similarity,
+    match_rows,
+    row_keys,
+    star_groups,
+    unique_rows,
+)
+from embedtasks._validation import (
+    Integral,
+    Interval,
+    Real,
+    StrOptions,
+    _fit_context,
+    check_embeddings,
+    check_is_fitted,
+)
+
+__all__ = ["Leakage", "NearDuplicates"]
+
+#: Rows sampled to measure the approximate path's recall (and the chance share).
+_SAMPLE_ROWS = 1_000
+
+
+@dataclass(frozen=True)
+class Leakage:
+    """What :meth:`NearDuplicates.leakage` found.
+
+    Attributes
+    ----------
+    frame : pandas.DataFrame
+        One row per test row (index: its position): ``nearest`` (the most similar
+        fitted row), ``group`` (that row's group), ``similarity`` and ``leaked``
+        (``similarity >= threshold``).
+    summary : dict
+        ``n_test``, ``n_leaked``, ``leaked_share``; ``chance_share``: the share of
+        a held-out slice of the fitted rows with a near-duplicate among the other
+        fitted rows (what a test set drawn like the training set would show);
+        ``excess_share``: ``leaked_share - chance_share``; ``n_chance`` (rows in
+        that slice) and ``threshold``.
+    """
+
+    frame: Any
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        s = self.summary
+        return (
+            f"{s['n_leaked']:,} of {s['n_test']:,} test rows "
+            f"({s['leaked_share']:.1%}) near-duplicate a training row (similarity >= "
+            f"{s['threshold']:g}); chance: {s['chance_share']:.1%} (a held-out slice "
+            f"of {s['n_chance']:,} training rows); excess: {s['excess_share']:+.1%}"
+        )
+
+
+class NearDuplicates(BaseEstimator):
+    """Group near-duplicate rows, keep one per group, and measure leakage.
+
+    Rows are normalised to unit length, so similarities are cosines.
+
+    **Linkage rule (star groups).** Exact copies (identical vectors) always share
+    a group. Rows are visited by their number of near-duplicates (rows at or
+    above ``threshold``, copies included), most first, ties by the earlier row; a
+    row not yet in a group becomes the *canonical* row of a new group and takes
+    every row not yet in a group at or above ``threshold`` of it. Then every
+    other row joins the most similar canonical row at or above ``threshold``
+    (ties: the earlier). So each member is within ``threshold`` of its group's
+    canonical row: a chain ``a ~ b ~ c`` never pulls ``a`` and ``c`` together
+    unless one of them is close to the centre; two canonical rows are never
+    near-duplicates of each other; any two members are at least ``cos(2
+    arccos(threshold))`` similar (0.805 at 0.95), and :attr:`min_similarity_`
+    reports each group's actual lowest.
+
+    Parameters
+    ----------
+    threshold : float, default=0.95
+        Cosine similarity at or above which a row is a near-duplicate of a
+        canonical row (and a test row leaks from a training row).
+    neighbors : {"auto", "exact", "approximate"}, default="auto"
+        How pairs above ``threshold`` are found. ``"exact"``: every pair (the
+        symmetric scan). ``"approximate"``: rows sharing one of their 2 nearest
+        of ~sqrt(n) k-means lists are compared (exact scores; the recall of
+        pairs on a sample of rows is measured in :attr:`approximate_recall_`).
+        ``"auto"``: exact up to 200,000 distinct rows.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the approximate path's lists, its recall sample and the slice
+        :meth:`leakage` holds out for the chance share.
+    n_jobs : int, default=None
+        Threads of the pair scan (``None``: every core).
+
+    Attributes
+    ----------
+    groups_ : ndarray of shape (n_samples,), dtype intp
+        Each row's group, numbered 0, 1, ... in order of the group's first row;
+        a row without a near-duplicate has a group of its own. Pass it as
+        ``groups=`` to :class:`~sklearn.model_selection.GroupKFold`.
+    keep_ : ndarray of shape (n_samples,), dtype bool
+        One row per group: its canonical row (the member with the most
+        near-duplicates, ties: the first row; the first of exact copies).
+    n_groups_ : int
+        Number of groups.
+    canonical_ : ndarray of shape (n_groups_,), dtype intp
+        Each group's canonical row.
+    group_sizes_ : ndarray of shape (n_groups_,), dtype intp
+        Rows in each group.
+    min_similarity_ : ndarray of shape (n_groups_,), dtype float32
+        Each group's lowest similarity between two of its rows (NaN for a group
+        of one row).
+    similarity_ : ndarray of shape (n_samples,), dtype float32
+        Each row's similarity to its group's canonical row.
+    n_pairs_ : int
+        Pairs of distinct vectors at or above ``threshold`` (found).
+    approximate_recall_ : float or None
+        On the approximate path: the share of the exact pairs at or above
+        ``threshold`` found, on up to 1,000 sampled rows checked by brute force
+        (NaN if the sample holds no such pair); None on the exact path.
+    n_features_in_ : int
+        Width of the embeddings.
+
+    See Also
+    --------
+    DiversityReport : Similarity distributions and near-duplicate pairs.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from embedtasks import NearDuplicates
+    >>> X = np.array([[1, 0, 0], [0, 1, 0], [1, 0.1, 0], [1, 0, 0], [0, 0, 1]])
+    >>> dedupe = NearDuplicates(threshold=0.95).fit(X)
+    >>> dedupe.groups_, dedupe.keep_
+    (array([0, 1, 0, 0, 2]), array([ True,  True, False, False,  True]))
+    >>> dedupe.predict([[0.99, 0.05, 0], [0.5, 0.5, 0.7]])
+    array([ 0, -1])
+    >>> print(dedupe.leakage([[1, 0.02, 0], [0, 0.6, 0.8]]))  # doctest: +ELLIPSIS
+    1 of 2 test rows (50.0%) near-duplicate a training row ...
+    """
+
+    _parameter_constraints: dict = {
+        "threshold": [Interval(Real, -1, 1, closed="both")],
+        "neighbors": [StrOptions({"auto", "exact", "approximate"})],
+        "random_state": ["random_state"],
+        "n_jobs": [None, Interval(Integral, 1, None, closed="left")],
+    }
+
+    def __init__(self, threshold=0.95, *, neighbors="auto", random_state=None,
+                 n_jobs=None):  # fmt: skip
+        self.threshold = threshold
+        self.neighbors = neighbors
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    # ------------------------------------------------------------------ fit
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Group the rows of ``X``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Embeddings; normalised to unit length here.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : NearDuplicates
+            The fitted estimator.
+        """
+        X = l2_normalize(check_embeddings(self, X, reset=True))
+        self._rng = check_random_state(self.random_state)
+        self._X = X
+        first, self._row_distinct, counts = unique_rows(X)
+        self._distinct = first
+        self._keys = row_keys(X[first])
+        self._counts = counts
+        approximate = use_approximate(self.neighbors, first.size)
+        found = self._group(X[first], counts, approximate)
+        self._d_label, self._d_sim = found.labels, found.centre_similarity
+        self._centre_d = found.centres
+        self.n_pairs_ = found.n_pairs
+        self.approximate_recall_ = (
+            self._recall(X[first], found.pairs) if approximate else None
+        )
+        self._publish(np.arange(found.centres.size))
+        return self
+
+    def _group(self, U, counts, approximate):
+        return star_groups(
+            U,
+            self.threshold,
+            weights=counts,
+            approximate=approximate,
+            random_state=int(self._rng.randint(2**31 - 1)),
+            n_jobs=self.n_jobs,
+        )
+
+    def _recall(self, U, pairs):
+        """Share of the exact pairs, among sampled rows, that the scan found."""
+        m = U.shape[0]
+        sample = np.sort(self._rng.choice(m, min(m, _SAMPLE_ROWS), replace=False))
+        truth = above_threshold(U[sample], U, self.threshold)
+        a = np.concatenate([np.full(idx.size, r) for r, (idx, _) in
+                            zip(sample, truth, strict=True)])  # fmt: skip
+        b = np.concatenate([idx for idx, _ in truth])
+        other = a != b
+        a, b = a[other], b[other]
+        if a.size == 0:
+            return float("nan")
+        key = np.minimum(a, b) * m + np.maximum(a, b)
+        got = np.unique(pairs[:, 0] * m + pairs[:, 1]) if pairs is not None else []
+        return float(np.isin(np.unique(key), got).mean())
+
+    def _publish(self, changed):
+        """Row-level attributes from the distinct rows' groups."""
+        self.groups_ = self._d_label[self._row_distinct]
+        self.similarity_ = self._d_sim[self._row_distinct]
+        self.n_groups_ = int(self._centre_d.size)
+        self.canonical_ = self._distinct[self._centre_d]
+        self.keep_ = np.zeros(self.groups_.size, dtype=bool)
+        self.keep_[self.canonical_] = True
+        self.group_sizes_ = np.bincount(self.groups_, minlength=self.n_groups_)
+        old = getattr(self, "min_similarity_", np.empty(0, dtype=np.float32))
+        lowest = np.full(self.n_groups_, np.nan, dtype=np.float32)
+        lowest[: old.size] = old[: self.n_groups_]
+        if changed.size:
+            U = self._X[self._distinct]
+            mask = np.isin(self._d_label, changed)
+            rows = np.flatnonzero(mask)
+            relabel = np.full(self.n_groups_, -1, dtype=np.intp)
+            relabel[changed] = np.arange(changed.size)
+            lowest[changed] = group_lowest_similarity(
+                U[rows], relabel[self._d_label[rows]], changed.size,
+                weights=self._counts[rows],
+            )  # fmt: skip
+        self.min_similarity_ = lowest
+
+    # --------------------------------------------------- new rows, leakage
+    def _place(self, X):
+        """(distinct id or -1, group or -1, similarity to its canonical row)."""
+        same = match_rows(self._keys, self._X[self._distinct], X)
+        group = np.where(same >= 0, self._d_label[np.maximum(same, 0)], -1)
+        sim = np.where(same >= 0, self._d_sim[np.maximum(same, 0)], -np.inf)
+        sim = sim.astype(np.float32)
+        todo = np.flatnonzero(same < 0)
+        if todo.size:
+            centres = self._X[self.canonical_]
+            best = top_k(X[todo], centres, 1, n_jobs=self.n_jobs)
+            ok = best.scores[:, 0] >= np.float32(self.threshold)
+            group[todo[ok]] = best.indices[ok, 0]
+            sim[todo] = best.scores[:, 0]
+        return same, group, sim
+
+    def predict(self, X):
+        """The group each row would join (-1: none), leaving the fit unchanged.
+
+        A row joins the group of its exact copy among the fitted rows, else the
+        group of its most similar canonical row at or above ``threshold``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            New embeddings.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,), dtype intp
+            Group ids of the fitted groups, or -1 for a row that is new.
+        """
+        check_is_fitted(self)
+        X = l2_normalize(check_embeddings(self, X, reset=False))
+        return self._place(X)[1]
+
+    def partial_fit(self, X, y=None):
+        """Add rows: they join existing groups or form new ones; old ids stay.
+
+        A new row joins the group of its exact copy among the fitted rows, else
+        that of its most similar canonical row at or above ``threshold``; the
+        others are grouped among themselves by the same star rule, as new groups
+        numbered after the existing ones. Canonical rows never change, so the
+        result can differ from :meth:`fit` on all rows at once. Before any fit,
+        this is :meth:`fit`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            New embeddings.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : NearDuplicates
+            The estimator, now holding the old and the new rows.
+        """
+        if not hasattr(self, "groups_"):
+            return self.fit(X, y)
+        check_is_fitted(self)
+        self._validate_params()
+        X = l2_normalize(check_embeddings(self, X, reset=False))
+        same, group, sim = self._place(X)
+        n_old, m_old = self._X.shape[0], self._distinct.size
+        first, inverse, counts = unique_rows(X)
+        row_distinct = np.where(same >= 0, same, -1)
+        new_d = np.flatnonzero(same[first] < 0)  # new distinct vectors (in X)
+        d_id = np.full(first.size, -1, dtype=np.intp)
+        d_id[new_d] = m_old + np.arange(new_d.size)
+        row_distinct[same < 0] = d_id[inverse[same < 0]]
+        np.add.at(self._counts, same[same >= 0], 1)
+        d_group = group[first[new_d]]
+        d_sim = sim[first[new_d]]
+        alone = np.flatnonzero(d_group < 0)
+        changed = np.unique(group[group >= 0])
+        new_centres = np.empty(0, dtype=np.intp)
+        if alone.size:
+            rows = first[new_d[alone]]
+            found = self._group(X[rows], counts[new_d[alone]], False)
+            d_group[alone] = self.n_groups_ + found.labels
+            d_sim[alone] = found.centre_similarity
+            new_centres = m_old + alone[found.centres]
+            changed = np.concatenate(
+                [changed, self.n_groups_ + np.arange(found.centres.size)]
+            )
+            self.n_pairs_ += found.n_pairs
+        self._X = np.concatenate([self._X, X])
+        self._distinct = np.concatenate([self._distinct, n_old + first[new_d]])
+        self._keys = np.concatenate([self._keys, row_keys(X[first[new_d]])])
+        self._counts = np.concatenate([self._counts, counts[new_d]])
+        self._row_distinct = np.concatenate([self._row_distinct, row_distinct])
+        self._d_label = np.concatenate([self._d_label, d_group])
+        self._d_sim = np.concatenate([self._d_sim, d_sim]).astype(np.float32)
+        self._centre_d = np.concatenate([self._centre_d, new_centres])
+        self._publish(changed)
+        return self
+
+    def fit_predict(self, X, y=None):
+        """Fit and return :attr:`groups_`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Embeddings.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,), dtype intp
+            Each row's group.
+        """
+        return self.fit(X).groups_
+
+    def leakage(self, X):
+        """How many rows of a test set near-duplicate the fitted (training) rows.
+
+        Each test row's most similar fitted row is found exactly; it *leaks* if
+        their similarity is at or above ``threshold``. The chance share applies
+        the same rule within the training set: a random slice of the fitted rows
+        (up to 1,000, seeded by ``random_state``) is held out and each of its rows
+        compared with the other fitted rows, which is what a test set drawn from
+        the same source as the training set, with no copying, would show.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_test, n_features)
+            Test embeddings.
+
+        Returns
+        -------
+        Leakage
+            ``.frame`` (one row per test row: ``nearest``, ``group``,
+            ``similarity``, ``leaked``) and ``.summary`` (``leaked_share``,
+            ``chance_share``, ``excess_share``...); ``print()`` gives one line.
+        """
+        import pandas as pd
+
+        check_is_fitted(self)
+        Q = l2_normalize(check_embeddings(self, X, reset=False))
+        best = top_k(Q, self._X, 1, n_jobs=self.n_jobs)
+        nearest, sims = best.indices[:, 0], best.scores[:, 0]
+        leaked = sims >= np.float32(self.threshold)
+        frame = pd.DataFrame(
+            {
+                "nearest": nearest,
+                "group": self.groups_[nearest],
+                "similarity": sims,
+                "leaked": leaked,
+            }
+        )
+        chance, n_chance = self._chance_share()
+        share = float(leaked.mean()) if leaked.size else float("nan")
+        summary = {
+            "n_test": int(leaked.size),
+            "n_leaked": int(leaked.sum()),
+            "leaked_share": share,
+            "chance_share": chance,
+            "excess_share": share - chance,
+            "n_chance": n_chance,
+            "threshold": float(self.threshold),
+        }
+        return Leakage(frame, summary)
+
+    def _chance_share(self):
+        n = self._X.shape[0]
+        size = min(_SAMPLE_ROWS, n // 2)
+        if size == 0:
+            return float("nan"), 0
+        rng = check_random_state(self.random_state)
+        held = np.sort(rng.choice(n, size, replace=False))
+        found = top_k(self._X[held], self._X, 1, exclude=[held] * size,
+                      n_jobs=self.n_jobs)  # fmt: skip
+        return float((found.scores[:, 0] >= np.float32(self.threshold)).mean()), size
