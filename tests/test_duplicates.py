@@ -11,11 +11,12 @@ from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GroupKFold
 
 from embedtasks import NearDuplicates
-from embedtasks._similarity import l2_normalize, similarity
-from embedtasks._similarity._groups import (
+from embedtasks._kernel import (
+    l2_normalize,
     lowest_similarity,
     match_rows,
     row_keys,
+    similarity,
     star_groups,
     unique_rows,
 )

@@ -17,8 +17,13 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
-from embedtasks._optional import import_optional
-from embedtasks._shard import (
+from embedtasks._kernel import (
+    approximate_scan,
+    group_mean_similarity,
+    l2_normalize,
+    use_approximate,
+)
+from embedtasks._kernel._shard import (
     ShardedCorpus,
     is_dask_array,
     neighbour_scan,
@@ -26,12 +31,7 @@ from embedtasks._shard import (
     sample_pair_similarities,
     vendi_score,
 )
-from embedtasks._similarity import (
-    approximate_scan,
-    group_mean_similarity,
-    l2_normalize,
-    use_approximate,
-)
+from embedtasks._optional import import_optional
 from embedtasks._validation import (
     Integral,
     Interval,
@@ -431,4 +431,3 @@ def _plot_lines(rows, max_groups):
 
 def _hists(stats):
     return stats["similarity_histogram"], stats["nn_histogram"]
-

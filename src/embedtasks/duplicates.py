@@ -1,7 +1,7 @@
 """Near-duplicate groups, de-duplication and train/test leakage.
 
 :class:`NearDuplicates` groups near-copies around a canonical row (the star rule
-of :mod:`embedtasks._similarity._groups`: every member within the threshold of
+of :mod:`embedtasks._kernel._groups`: every member within the threshold of
 its group's canonical row, so groups never chain unrelated texts), keeps one row
 per group, places new records in the fitted groups (old rows keep their ids) and
 measures how much of a test set near-duplicates the training set, beside the
@@ -17,18 +17,16 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
-from embedtasks._similarity import (
+from embedtasks._kernel import (
     above_threshold,
-    l2_normalize,
-    top_k,
-    use_approximate,
-)
-from embedtasks._similarity._groups import (
     group_lowest_similarity,
+    l2_normalize,
     match_rows,
     row_keys,
     star_groups,
+    top_k,
     unique_rows,
+    use_approximate,
 )
 from embedtasks._validation import (
     Integral,
