@@ -229,7 +229,10 @@ def _save(args: argparse.Namespace, frame: Any, path: str | None, what: str) -> 
 
 def _check_outputs(args: argparse.Namespace) -> None:
     """Fail on an output file of unknown type before reading or embedding."""
-    tables = {"search", "recommend", "cluster", "outliers", "diversity", "classify"}
+    tables = {
+        "search", "recommend", "cluster", "outliers", "diversity", "classify",
+        "dedupe", "leakage",
+    }  # fmt: skip
     for name in ("output", "summary_output", "pairs_output"):
         path = getattr(args, name, None)
         if path and (name != "output" or args.command in tables):
