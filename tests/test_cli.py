@@ -780,13 +780,13 @@ def test_leakage_prints_summary_and_leaked_rows(server, tmp_path):
     test = _write(tmp_path / "test.csv", [TEXTS[4], TEXTS[1], TEXTS[5]], "te")
     out = tmp_path / "leak.csv"
     result = run_cli(
-        "leakage", train, test, "--id-column", "id", "-o", out,
+        "leakage", train, test, "--id-column", "id", "-o", out, "--threshold", "0.95",
         *remote(server, tmp_path), cwd=tmp_path, env={"COLUMNS": "160"},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     first, *rest = result.stdout.splitlines()
     assert first.startswith("1 of 3 test rows (33.3%) near-duplicate a training row")
-    assert "chance: 0.0% (a held-out slice of 2 training rows)" in first
+    assert "(similarity >= 0.950, fixed); chance: 0.0% (a held-out slice of 2 " in first
     table = "\n".join(rest)
     assert "te1" in table and "tr1" in table and TEXTS[1] in table
     assert "te0" not in table
@@ -794,6 +794,16 @@ def test_leakage_prints_summary_and_leaked_rows(server, tmp_path):
     assert frame["leaked"].tolist() == [False, True, False]
     assert frame["train_index"][1] == 1 and frame["test_id"][1] == "te1"
     assert frame["text_train"][1] == frame["text_test"][1] == TEXTS[1]
+
+
+def test_leakage_threshold_auto_by_default(server, tmp_path, capsys):
+    train = _write(tmp_path / "train.csv", TEXTS, "tr")
+    test = _write(tmp_path / "test.csv", [TEXTS[2]], "te")
+    code, out, err = run_main(
+        "leakage", train, test, *remote(server, tmp_path), capsys=capsys
+    )
+    assert code == 0, err
+    assert out.startswith("1 of 1 test rows (100.0%)") and ", auto); chance" in out
 
 
 def test_leakage_missing_test_file(server, tmp_path, capsys):

@@ -214,7 +214,7 @@ def test_near_duplicates_leakage_frame_and_summary():
     train = np.vstack([X[:300], X[:10]])  # 10 internal copies
     dedupe = NearDuplicates(random_state=0).fit(train)
     test = np.vstack([_near(X, range(20), 0.02), X[300:400]])
-    result = dedupe.leakage(test)
+    result = dedupe.leakage(test, threshold=None)  # the estimator's 0.95
     frame = result.frame
     assert list(frame.columns) == ["nearest", "group", "similarity", "leaked"]
     assert frame.shape == (120, 4) and frame["similarity"].dtype == np.float32
@@ -226,7 +226,30 @@ def test_near_duplicates_leakage_frame_and_summary():
     # 20 of the 310 training rows have a copy elsewhere in the training set.
     assert 0.0 < s["chance_share"] < 0.2
     assert s["excess_share"] == pytest.approx(s["leaked_share"] - s["chance_share"])
-    assert "20 of 120 test rows (16.7%)" in str(result)
+    assert "20 of 120 test rows (16.7%)" in str(result) and "fixed" in str(result)
+
+
+def test_near_duplicates_leakage_auto_threshold_sits_above_unrelated_rows():
+    # Edited copies at ~0.8 similarity, unrelated rows far below: the auto rule
+    # flags the copies that 0.95 misses, and few unseen rows.
+    X = _corpus(3000, 64)
+    dedupe = NearDuplicates(random_state=0).fit(X[:2000])
+    copies = _near(X, range(300), 0.09)
+    test = np.vstack([copies, X[2000:]])
+    auto = dedupe.leakage(test)
+    fixed = dedupe.leakage(test, threshold=None)
+    flagged = auto.frame["leaked"].to_numpy()
+    assert auto.summary["threshold_rule"] == "auto"
+    assert auto.summary["threshold"] < 0.95 and flagged[:300].all()
+    assert fixed.frame["leaked"][:300].sum() < 300
+    assert flagged[300:].mean() <= 0.01
+    assert auto.summary["chance_share"] <= 0.01 and auto.summary["n_chance"] == 1000
+
+
+def test_near_duplicates_leakage_threshold_checked():
+    dedupe = NearDuplicates().fit(_corpus(10))
+    with pytest.raises(ValueError, match="threshold must be 'auto', None or a"):
+        dedupe.leakage(_corpus(2), threshold=1.5)
 
 
 def test_near_duplicates_approximate_path_reports_recall():

@@ -56,10 +56,11 @@ class Leakage:
         (``similarity >= threshold``).
     summary : dict
         ``n_test``, ``n_leaked``, ``leaked_share``; ``chance_share``: the share of
-        a held-out slice of the fitted rows with a near-duplicate among the other
-        fitted rows (what a test set drawn like the training set would show);
-        ``excess_share``: ``leaked_share - chance_share``; ``n_chance`` (rows in
-        that slice) and ``threshold``.
+        a held-out slice of the fitted rows that leaks from the other fitted rows
+        by the same rule (what a test set drawn like the training set would
+        show); ``excess_share``: ``leaked_share - chance_share``; ``n_chance``
+        (rows in that slice); ``threshold`` (the leakage threshold used) and
+        ``threshold_rule`` (``"auto"`` or ``"fixed"``).
     """
 
     frame: Any
@@ -70,8 +71,9 @@ class Leakage:
         return (
             f"{s['n_leaked']:,} of {s['n_test']:,} test rows "
             f"({s['leaked_share']:.1%}) near-duplicate a training row (similarity >= "
-            f"{s['threshold']:g}); chance: {s['chance_share']:.1%} (a held-out slice "
-            f"of {s['n_chance']:,} training rows); excess: {s['excess_share']:+.1%}"
+            f"{s['threshold']:.3f}, {s['threshold_rule']}); chance: "
+            f"{s['chance_share']:.1%} (a held-out slice of {s['n_chance']:,} "
+            f"training rows); excess: {s['excess_share']:+.1%}"
         )
 
 
@@ -153,8 +155,11 @@ class NearDuplicates(BaseEstimator):
     (array([0, 1, 0, 0, 2]), array([ True,  True, False, False,  True]))
     >>> dedupe.predict([[0.99, 0.05, 0], [0.5, 0.5, 0.7]])
     array([ 0, -1])
-    >>> print(dedupe.leakage([[1, 0.02, 0], [0, 0.6, 0.8]]))  # doctest: +ELLIPSIS
-    1 of 2 test rows (50.0%) near-duplicate a training row ...
+    >>> leak = dedupe.leakage([[1, 0.02, 0], [0, 0.6, 0.8]], threshold=0.95)
+    >>> leak.frame
+       nearest  group  similarity  leaked
+    0        0      0      0.9998    True
+    1        4      2      0.8000   False
     """
 
     _parameter_constraints: dict = {
@@ -371,35 +376,62 @@ class NearDuplicates(BaseEstimator):
         """
         return self.fit(X).groups_
 
-    def leakage(self, X):
+    def leakage(self, X, *, threshold="auto"):
         """How many rows of a test set near-duplicate the fitted (training) rows.
 
-        Each test row's most similar fitted row is found exactly; it *leaks* if
-        their similarity is at or above ``threshold``. The chance share applies
-        the same rule within the training set: a random slice of the fitted rows
-        (up to 1,000, seeded by ``random_state``) is held out and each of its rows
-        compared with the other fitted rows, which is what a test set drawn from
-        the same source as the training set, with no copying, would show.
+        Each test row's most similar fitted row is found exactly; the row *leaks*
+        if their similarity is at or above the leakage threshold. A random slice
+        of the fitted rows (half of them, at most 1,000; seeded by
+        ``random_state``) is held out and each of its rows compared with the
+        other fitted rows: that is what a test set drawn like the training set,
+        with nothing copied, would show.
+
+        - The leakage threshold, by default (``"auto"``), is the 99.9th
+          percentile of the nearest similarity of the held-out rows that have no
+          near-copy in the fit (groups of one row): a test row leaks when it is
+          closer to a training row than unrelated rows of the training set ever
+          are. Embedding models differ in how similar unrelated texts look
+          (paragraphs: ~0.7 with all-MiniLM-L6-v2; one-line queries: up to
+          0.95), and edited copies of paragraphs fall to 0.8, so no fixed value
+          serves both. Where the slice has no such row, ``threshold`` is used.
+        - The chance share applies the same rule to the held-out rows.
 
         Parameters
         ----------
         X : array-like of shape (n_test, n_features)
             Test embeddings.
+        threshold : "auto", float or None, default="auto"
+            The leakage threshold: ``"auto"`` (above), a cosine similarity, or
+            None for the estimator's ``threshold``.
 
         Returns
         -------
         Leakage
             ``.frame`` (one row per test row: ``nearest``, ``group``,
             ``similarity``, ``leaked``) and ``.summary`` (``leaked_share``,
-            ``chance_share``, ``excess_share``...); ``print()`` gives one line.
+            ``chance_share``, ``excess_share``, ``threshold``...); ``print()``
+            gives one line.
         """
         import pandas as pd
 
         check_is_fitted(self)
+        if not (threshold is None or threshold == "auto" or
+                isinstance(threshold, Real) and -1 <= threshold <= 1):  # fmt: skip
+            raise ValueError(
+                f"NearDuplicates.leakage: threshold must be 'auto', None or a "
+                f"number in [-1, 1], got {threshold!r}."
+            )
         Q = l2_normalize(check_embeddings(self, X, reset=False))
         best = top_k(Q, self._X, 1, n_jobs=self.n_jobs)
         nearest, sims = best.indices[:, 0], best.scores[:, 0]
-        leaked = sims >= np.float32(self.threshold)
+        held_sims, unrelated = self._held_out()
+        rule = "auto" if threshold == "auto" and unrelated.any() else "fixed"
+        if rule == "auto":
+            level = np.quantile(held_sims[unrelated], 0.999, method="higher")
+        else:
+            level = self.threshold if threshold in (None, "auto") else threshold
+        level = np.float32(level)
+        leaked = sims >= level
         frame = pd.DataFrame(
             {
                 "nearest": nearest,
@@ -408,7 +440,7 @@ class NearDuplicates(BaseEstimator):
                 "leaked": leaked,
             }
         )
-        chance, n_chance = self._chance_share()
+        chance = float((held_sims >= level).mean()) if held_sims.size else np.nan
         share = float(leaked.mean()) if leaked.size else float("nan")
         summary = {
             "n_test": int(leaked.size),
@@ -416,18 +448,22 @@ class NearDuplicates(BaseEstimator):
             "leaked_share": share,
             "chance_share": chance,
             "excess_share": share - chance,
-            "n_chance": n_chance,
-            "threshold": float(self.threshold),
+            "n_chance": int(held_sims.size),
+            "threshold": float(level),
+            "threshold_rule": rule,
         }
         return Leakage(frame, summary)
 
-    def _chance_share(self):
+    def _held_out(self):
+        """Nearest similarity of a held-out slice of the fitted rows to the rest,
+        and whether each held-out row has no near-copy (a group of one row)."""
         n = self._X.shape[0]
         size = min(_SAMPLE_ROWS, n // 2)
         if size == 0:
-            return float("nan"), 0
+            return np.empty(0, dtype=np.float32), np.empty(0, dtype=bool)
         rng = check_random_state(self.random_state)
         held = np.sort(rng.choice(n, size, replace=False))
         found = top_k(self._X[held], self._X, 1, exclude=[held] * size,
                       n_jobs=self.n_jobs)  # fmt: skip
-        return float((found.scores[:, 0] >= np.float32(self.threshold)).mean()), size
+        alone = self.group_sizes_[self.groups_[held]] == 1
+        return found.scores[:, 0], alone

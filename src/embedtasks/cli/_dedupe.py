@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from embedtasks.cli._args import CLIError, _common, _integer, _number
+from embedtasks.cli._args import CLIError, _common, _integer, _number, _or_auto
 from embedtasks.cli._io import read_table
 from embedtasks.cli._run import (
     _embed,
@@ -25,10 +25,10 @@ _THRESHOLD_HELP = (
 )
 
 
-def _estimator(args: argparse.Namespace) -> Any:
+def _estimator(threshold: float) -> Any:
     from embedtasks.duplicates import NearDuplicates
 
-    return NearDuplicates(threshold=args.threshold, random_state=0)
+    return NearDuplicates(threshold=threshold, random_state=0)
 
 
 def cmd_dedupe(args: argparse.Namespace) -> int:
@@ -40,7 +40,7 @@ def cmd_dedupe(args: argparse.Namespace) -> int:
         raise CLIError("--drop needs -o FILE: the kept rows are written to a file")
     frame, rows = _load(args)
     _, X = _embed(args, rows.texts)
-    dedupe = _estimator(args).fit(X)
+    dedupe = _estimator(args.threshold).fit(X)
     n_dup = int((dedupe.group_sizes_ > 1).sum())
     n_extra = int((~dedupe.keep_).sum())
     _note(
@@ -91,8 +91,8 @@ def cmd_leakage(args: argparse.Namespace) -> int:
     test = _rows(test_frame, args.column, args.test, args.on_empty, _noter(args))
     _, X = _embed(args, train.texts + test.texts)
     n = len(train.texts)
-    dedupe = _estimator(args).fit(X[:n])
-    result = dedupe.leakage(X[n:])
+    dedupe = _estimator(args.group_threshold).fit(X[:n])
+    result = dedupe.leakage(X[n:], threshold=args.threshold)
     print(result)
     leaked = result.frame[result.frame["leaked"]]
     table = _leak_table(args, leaked, train, test, train_frame, test_frame, True)
@@ -104,8 +104,8 @@ def cmd_leakage(args: argparse.Namespace) -> int:
             text_columns=[f"{args.column}_test", f"{args.column}_train"],
             priority=["test_index", "test_id", "train_index", "train_id"],
             max_rows=args.top or None,
-            title=f"leaked test rows (similarity >= {args.threshold:g}), most "
-            "similar first",
+            title=f"leaked test rows (similarity >= {result.summary['threshold']:.3f}"
+            "), most similar first",
         )
     if args.output:
         full = _leak_table(
@@ -154,8 +154,16 @@ def register(add: Any) -> None:
         if action.dest == "input":
             action.metavar, action.help = "TRAIN", "the training file"
     p.add_argument("test", metavar="TEST", help="the test file (same --column)")
-    p.add_argument("--threshold", type=_number(-1, 1), default=0.95,
-                   help=_THRESHOLD_HELP)  # fmt: skip
+    p.add_argument(
+        "--threshold",
+        type=_or_auto(_number(-1, 1)),
+        default="auto",
+        help="a test row leaks at or above this similarity to a training row; auto: "
+        "above what unrelated training rows reach (the 99.9th percentile of a "
+        "held-out slice's nearest similarity) (auto)",
+    )
+    p.add_argument("--group-threshold", type=_number(-1, 1), default=0.95,
+                   help="near-copies within the training file (0.95)")  # fmt: skip
     p.add_argument(
         "--top", type=_integer(0), default=10, help="rows to print, 0: all (10)"
     )
