@@ -18,7 +18,6 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
 from embedtasks._kernel import (
-    above_threshold,
     group_lowest_similarity,
     l2_normalize,
     match_rows,
@@ -136,8 +135,9 @@ class NearDuplicates(BaseEstimator):
         Pairs of distinct vectors at or above ``threshold`` (found).
     approximate_recall_ : float or None
         On the approximate path: the share of the exact pairs at or above
-        ``threshold`` found, on up to 1,000 sampled rows checked by brute force
-        (NaN if the sample holds no such pair); None on the exact path.
+        ``threshold`` found, on up to 1,000 sampled rows checked exactly (their
+        16 nearest rows; NaN if the sample holds no such pair); None on the exact
+        path.
     n_features_in_ : int
         Width of the embeddings.
 
@@ -198,7 +198,7 @@ class NearDuplicates(BaseEstimator):
         self._X = X
         first, self._row_distinct, counts = unique_rows(X)
         self._distinct = first
-        self._keys = row_keys(X[first])
+        self._keys = row_keys(X[first])  # kept for partial_fit and predict
         self._counts = counts
         approximate = use_approximate(self.neighbors, first.size)
         found = self._group(X[first], counts, approximate)
@@ -222,20 +222,21 @@ class NearDuplicates(BaseEstimator):
         )
 
     def _recall(self, U, pairs):
-        """Share of the exact pairs, among sampled rows, that the scan found."""
+        """Share of the exact pairs, among sampled rows, that the scan found.
+
+        Each sampled row's 16 nearest rows are found exactly (a row with more
+        near-duplicates than that counts its 16 best).
+        """
         m = U.shape[0]
         sample = np.sort(self._rng.choice(m, min(m, _SAMPLE_ROWS), replace=False))
-        truth = above_threshold(U[sample], U, self.threshold)
-        a = np.concatenate([np.full(idx.size, r) for r, (idx, _) in
-                            zip(sample, truth, strict=True)])  # fmt: skip
-        b = np.concatenate([idx for idx, _ in truth])
-        other = a != b
-        a, b = a[other], b[other]
-        if a.size == 0:
+        best = top_k(U[sample], U, 16, exclude=sample[:, None], n_jobs=self.n_jobs)
+        r, c = np.nonzero(best.scores >= np.float32(self.threshold))
+        if r.size == 0:
             return float("nan")
-        key = np.minimum(a, b) * m + np.maximum(a, b)
+        a, b = sample[r], best.indices[r, c]
+        key = np.unique(np.minimum(a, b) * m + np.maximum(a, b))
         got = np.unique(pairs[:, 0] * m + pairs[:, 1]) if pairs is not None else []
-        return float(np.isin(np.unique(key), got).mean())
+        return float(np.isin(key, got).mean())
 
     def _publish(self, changed):
         """Row-level attributes from the distinct rows' groups."""
@@ -249,15 +250,16 @@ class NearDuplicates(BaseEstimator):
         old = getattr(self, "min_similarity_", np.empty(0, dtype=np.float32))
         lowest = np.full(self.n_groups_, np.nan, dtype=np.float32)
         lowest[: old.size] = old[: self.n_groups_]
-        if changed.size:
-            U = self._X[self._distinct]
-            mask = np.isin(self._d_label, changed)
-            rows = np.flatnonzero(mask)
+        if changed.size:  # distinct rows of changed groups of 2+ rows only
+            todo = self.group_sizes_[self._d_label] > 1
+            if changed.size < self.n_groups_:
+                todo &= np.isin(self._d_label, changed)
+            rows = np.flatnonzero(todo)
             relabel = np.full(self.n_groups_, -1, dtype=np.intp)
             relabel[changed] = np.arange(changed.size)
             lowest[changed] = group_lowest_similarity(
-                U[rows], relabel[self._d_label[rows]], changed.size,
-                weights=self._counts[rows],
+                self._X[self._distinct[rows]], relabel[self._d_label[rows]],
+                changed.size, weights=self._counts[rows],
             )  # fmt: skip
         self.min_similarity_ = lowest
 
