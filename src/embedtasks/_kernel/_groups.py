@@ -374,7 +374,7 @@ def group_lowest_similarity(
     """:func:`lowest_similarity` of each group of rows.
 
     A group of one distinct row with ``weights`` above 1 (exact copies) gets the
-    row's similarity to itself; a lone row gets NaN.
+    row's similarity to itself; a lone row, or a group without rows, gets NaN.
     """
     A = np.asarray(X, dtype=np.float32)
     out = np.full(n_groups, np.nan, dtype=np.float32)
@@ -389,7 +389,8 @@ def group_lowest_similarity(
         out[g] = lowest_similarity(A[order[bounds[g] : bounds[g + 1]]])
     if weights is not None:
         w = np.asarray(weights)
-        copies = np.flatnonzero((sizes == 1) & (w[order[bounds[:-1]]] > 1))
-        rows = order[bounds[copies]]
-        out[copies] = pair_dots_indexed(A, A, rows, rows)
+        ones = np.flatnonzero(sizes == 1)
+        rows = order[bounds[ones]]
+        copies = w[rows] > 1
+        out[ones[copies]] = pair_dots_indexed(A, A, rows[copies], rows[copies])
     return out
