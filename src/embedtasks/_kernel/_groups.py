@@ -33,7 +33,7 @@ from embedtasks._kernel._exact import (
     row_norms,
     similarity,
 )
-from embedtasks._kernel._pairs import neighbour_scan, square_block
+from embedtasks._kernel._pairs import best_per_row, neighbour_scan, square_block
 from embedtasks._kernel._topk import DEFAULT_MEMORY_BUDGET, above_threshold, top_k
 
 #: Most near-duplicate pairs held at once (about 20 MB); past it, the dense path.
@@ -288,12 +288,8 @@ def _finish(A, w, is_centre, pairs, t, degree, n_pairs) -> StarGroups:
         c = np.concatenate([j, i])
         v = np.concatenate([s, s])
         ok = is_centre[c] & ~is_centre[r]
-        r, c, v = r[ok], c[ok], v[ok]
-        order = np.lexsort((c, -v, r))
-        r, c, v = r[order], c[order], v[order]
-        first = np.ones(r.size, dtype=bool)
-        first[1:] = r[1:] != r[:-1]
-        owner[r[first]], sim[r[first]] = c[first], v[first]
+        r, c, v = best_per_row(r[ok], c[ok], v[ok])
+        owner[r], sim[r] = c, v
     elif others.size:
         best = top_k(A[others], A[centres], 1)
         owner[others] = centres[best.indices[:, 0]]

@@ -48,6 +48,28 @@ class NeighbourScan(NamedTuple):
     degree: npt.NDArray[np.int64] | None = None
 
 
+def best_per_row(
+    rows: npt.NDArray[np.intp],
+    cols: npt.NDArray[np.intp],
+    scores: npt.NDArray[np.float32],
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.float32]]:
+    """Each row's best ``(col, score)`` among candidate triples (ties: lower col).
+
+    Returns the distinct rows (sorted) with their best column and score.
+
+    Examples
+    --------
+    >>> rows, cols = np.array([1, 0, 1]), np.array([5, 2, 3])
+    >>> best_per_row(rows, cols, np.float32([0.5, 0.1, 0.5]))
+    (array([0, 1]), array([2, 3]), array([0.1, 0.5], dtype=float32))
+    """
+    order = np.lexsort((cols, -scores, rows))
+    rows, cols, scores = rows[order], cols[order], scores[order]
+    first = np.ones(rows.size, dtype=bool)
+    first[1:] = rows[1:] != rows[:-1]
+    return rows[first], cols[first], scores[first]
+
+
 def square_block(memory_budget: int) -> int:
     """Rows per side of a symmetric-scan tile: a power of two in [16, 2048].
 
