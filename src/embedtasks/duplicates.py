@@ -28,7 +28,7 @@ from embedtasks._kernel import (
     use_approximate,
 )
 from embedtasks._validation import (
-    Integral,
+    N_JOBS,
     Interval,
     Real,
     StrOptions,
@@ -109,7 +109,8 @@ class NearDuplicates(BaseEstimator):
         Seeds the approximate path's lists, its recall sample and the slice
         :meth:`leakage` holds out for the chance share.
     n_jobs : int, default=None
-        Threads of the pair scan (``None``: every core).
+        Threads of the pair scan (``None``: every core; negative as joblib
+        counts).
 
     Attributes
     ----------
@@ -166,7 +167,7 @@ class NearDuplicates(BaseEstimator):
         "threshold": [Interval(Real, -1, 1, closed="both")],
         "neighbors": [StrOptions({"auto", "exact", "approximate"})],
         "random_state": ["random_state"],
-        "n_jobs": [None, Interval(Integral, 1, None, closed="left")],
+        "n_jobs": [None, *N_JOBS],
     }
 
     def __init__(self, threshold=0.95, *, neighbors="auto", random_state=None,

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from embedtasks.cli._args import CLIError, _common, _integer, _number, _or_auto
+from embedtasks.cli._args import (
+    CLIError,
+    _common,
+    _integer,
+    _number,
+    _or_auto,
+    owned,
+)
 from embedtasks.cli._io import read_table
 from embedtasks.cli._run import (
     _embed,
@@ -18,10 +25,11 @@ from embedtasks.cli._run import (
     _save,
 )
 
+_OWNER = "embedtasks.duplicates:NearDuplicates"
 _THRESHOLD_HELP = (
     "cosine similarity to a group's canonical row at or above which a row is a "
-    "near-copy (0.95; paragraphs edited by truncation or stripped punctuation "
-    "reach 0.8-0.95 with the local model: see docs/guide/deduplication.md)"
+    "near-copy (paragraphs edited by truncation or stripped punctuation reach "
+    "0.8-0.95 with the local model: see docs/guide/deduplication.md)"
 )
 
 
@@ -139,8 +147,7 @@ def register(add: Any) -> None:
     """Add this module's commands: their flags beside their handlers."""
     p = add("dedupe", cmd_dedupe, "group near-copies, keep one row of each group")
     _common(p)
-    p.add_argument("--threshold", type=_number(-1, 1), default=0.95,
-                   help=_THRESHOLD_HELP)  # fmt: skip
+    owned(p, "--threshold", spec=_OWNER, param="threshold", help=_THRESHOLD_HELP)
     p.add_argument(
         "--top", type=_integer(0), default=10, help="groups to print, 0: all (10)"
     )
@@ -154,16 +161,23 @@ def register(add: Any) -> None:
         if action.dest == "input":
             action.metavar, action.help = "TRAIN", "the training file"
     p.add_argument("test", metavar="TEST", help="the test file (same --column)")
-    p.add_argument(
+    owned(
+        p,
         "--threshold",
+        spec=f"{_OWNER}.leakage",
+        param="threshold",
         type=_or_auto(_number(-1, 1)),
-        default="auto",
         help="a test row leaks at or above this similarity to a training row; auto: "
         "above what unrelated training rows reach (the 99.9th percentile of a "
-        "held-out slice's nearest similarity) (auto)",
+        "held-out slice's nearest similarity)",
     )
-    p.add_argument("--group-threshold", type=_number(-1, 1), default=0.95,
-                   help="near-copies within the training file (0.95)")  # fmt: skip
+    owned(
+        p,
+        "--group-threshold",
+        spec=_OWNER,
+        param="threshold",
+        help="near-copies within the training file",
+    )
     p.add_argument(
         "--top", type=_integer(0), default=10, help="rows to print, 0: all (10)"
     )
