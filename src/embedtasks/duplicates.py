@@ -197,18 +197,18 @@ class NearDuplicates(BaseEstimator):
         X = l2_normalize(check_embeddings(self, X, reset=True))
         self._rng = check_random_state(self.random_state)
         self._X = X
-        first, self._row_distinct, counts = unique_rows(X)
+        keys = row_keys(X)
+        first, self._row_distinct, counts = unique_rows(X, keys)
         self._distinct = first
-        self._keys = row_keys(X[first])  # kept for partial_fit and predict
+        self._keys = keys[first]  # kept for partial_fit and predict
         self._counts = counts
+        U = X if first.size == X.shape[0] else X[first]  # all distinct: no copy
         approximate = use_approximate(self.neighbors, first.size)
-        found = self._group(X[first], counts, approximate)
+        found = self._group(U, counts, approximate)
         self._d_label, self._d_sim = found.labels, found.centre_similarity
         self._centre_d = found.centres
         self.n_pairs_ = found.n_pairs
-        self.approximate_recall_ = (
-            self._recall(X[first], found.pairs) if approximate else None
-        )
+        self.approximate_recall_ = self._recall(U, found.pairs) if approximate else None
         self._publish(np.arange(found.centres.size))
         return self
 
@@ -267,7 +267,7 @@ class NearDuplicates(BaseEstimator):
     # --------------------------------------------------- new rows, leakage
     def _place(self, X):
         """(distinct id or -1, group or -1, similarity to its canonical row)."""
-        same = match_rows(self._keys, self._X[self._distinct], X)
+        same = match_rows(self._keys, self._X, X, self._distinct)
         group = np.where(same >= 0, self._d_label[np.maximum(same, 0)], -1)
         sim = np.where(same >= 0, self._d_sim[np.maximum(same, 0)], -np.inf)
         sim = sim.astype(np.float32)

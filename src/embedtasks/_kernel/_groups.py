@@ -68,25 +68,27 @@ def row_keys(X: npt.NDArray[np.float32]) -> npt.NDArray[np.uint64]:
     float32 bit patterns; different rows collide with probability ~2**-64, and
     callers verify matches on the rows themselves.
     """
-    A = np.ascontiguousarray(X, dtype=np.float32) + np.float32(0)  # -0.0 -> 0.0
+    A = np.ascontiguousarray(X, dtype=np.float32)
     mult = np.random.default_rng(0x5EED).integers(
         1, 2**63, A.shape[1], dtype=np.uint64, endpoint=False
     )
     mult |= np.uint64(1)
-    words = A.view(np.uint32)
     keys = np.zeros(A.shape[0], dtype=np.uint64)
     for c0 in range(0, A.shape[0], 2048):  # blocks that stay in cache
-        block = words[c0 : c0 + 2048].astype(np.uint64)
+        block = (A[c0 : c0 + 2048] + np.float32(0)).view(np.uint32)  # -0.0 -> 0.0
+        block = block.astype(np.uint64)
         keys[c0 : c0 + 2048] = (block * mult).sum(axis=1, dtype=np.uint64)
     return keys
 
 
 def unique_rows(
     X: npt.NDArray[np.float32],
+    keys: npt.NDArray[np.uint64] | None = None,
 ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.int64]]:
     """Identical rows (bit for bit): ``(first row of each, row -> distinct, counts)``.
 
-    The :func:`row_keys` of the distinct rows are ``row_keys(X)[first]``.
+    ``keys``: :func:`row_keys` of ``X``, if already computed (the distinct rows'
+    keys are then ``keys[first]``).
 
     Distinct rows are numbered in order of their first row, so the numbering does
     not depend on the values. Rows are matched by :func:`row_keys`, verified.
@@ -96,16 +98,19 @@ def unique_rows(
     >>> unique_rows(np.float32([[1, 0], [0, 1], [1, 0]]))
     (array([0, 1]), array([0, 1, 0]), array([2, 1]))
     """
-    A = np.ascontiguousarray(X, dtype=np.float32) + np.float32(0)
+    A = np.ascontiguousarray(X, dtype=np.float32)
     n = A.shape[0]
     if n == 0:
         empty = np.empty(0, dtype=np.intp)
         return empty, empty, np.empty(0, dtype=np.int64)
-    _, first, inverse = np.unique(row_keys(A), return_index=True, return_inverse=True)
+    keys = row_keys(A) if keys is None else keys
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
     inverse = inverse.ravel()
-    if not (A == A[first[inverse]]).all():  # a key collision (~2**-64): bytes
-        keys = A.view(np.dtype((np.void, A.dtype.itemsize * A.shape[1]))).ravel()
-        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    copy = np.flatnonzero(first[inverse] != np.arange(n))  # verify the copies only
+    if not (A[copy] + np.float32(0) == A[first[inverse[copy]]]).all():  # ~2**-64
+        A = A + np.float32(0)  # -0.0 -> 0.0, then compare bytes
+        raw = A.view(np.dtype((np.void, A.dtype.itemsize * A.shape[1]))).ravel()
+        _, first, inverse = np.unique(raw, return_index=True, return_inverse=True)
         inverse = inverse.ravel()
     order = np.argsort(first, kind="stable")  # number by first appearance
     rank = np.empty_like(order)
@@ -119,10 +124,13 @@ def match_rows(
     keys: npt.NDArray[np.uint64],
     rows: npt.NDArray[np.float32],
     X: npt.NDArray[np.float32],
+    index: npt.NDArray[np.intp] | None = None,
 ) -> npt.NDArray[np.intp]:
-    """For each row of ``X``, the index of the identical row in ``rows``, else -1.
+    """For each row of ``X``, the position of the identical row among the keyed
+    rows, else -1.
 
-    ``keys`` are :func:`row_keys` of ``rows`` (distinct rows).
+    ``keys`` are :func:`row_keys` of distinct rows: ``rows`` itself, or
+    ``rows[index]`` (so a large matrix is not copied to look a few rows up).
     """
     Q = np.ascontiguousarray(X, dtype=np.float32) + np.float32(0)
     out = np.full(Q.shape[0], -1, dtype=np.intp)
@@ -133,7 +141,8 @@ def match_rows(
     pos = np.minimum(np.searchsorted(keys[order], q_keys), keys.size - 1)
     cand = order[pos]
     hit = np.flatnonzero(keys[cand] == q_keys)
-    same = (rows[cand[hit]] + np.float32(0) == Q[hit]).all(axis=1)
+    found = cand[hit] if index is None else index[cand[hit]]
+    same = (rows[found] == Q[hit]).all(axis=1)
     out[hit[same]] = cand[hit[same]]
     return out
 
