@@ -766,6 +766,20 @@ def test_dedupe_drop_writes_kept_rows(server, tmp_path):
     assert kept["id"].tolist() == ["r0", "r2"] and kept["keep"].all()
 
 
+def test_dedupe_skipped_rows_stay_without_group(server, tmp_path, capsys):
+    src = tmp_path / "docs.csv"
+    pd.DataFrame({"text": [TEXTS[0], "", TEXTS[0]]}).to_csv(src, index=False)
+    out = tmp_path / "kept.csv"
+    code, _, err = run_main(
+        "dedupe", src, "--on-empty", "skip", "-o", out, "--drop",
+        *remote(server, tmp_path), capsys=capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    kept = pd.read_csv(out, keep_default_na=False)
+    assert kept["text"].tolist() == [TEXTS[0], ""]  # the empty row: no group
+    assert kept["group"].tolist() == ["0", ""]
+
+
 def test_dedupe_drop_needs_output(server, tmp_path, capsys):
     src = _write(tmp_path / "docs.csv", TEXTS, "r")
     code, _, err = run_main(
