@@ -407,6 +407,25 @@ def test_base_normalises_and_stores_in_chunks():
     assert emb.transform(["e"]).shape == (1, 2) and emb.usage_["cache_hits"] == 1
 
 
+def test_backend_counters_add_up_across_groups_into_usage():
+    class Counted(_Fixed):
+        store_every = 2
+        kept_first = ("first",)
+
+        def embed_batch(self, texts, rows, progress):
+            vectors = np.tile([1.0, 0.0], (len(texts), 1))
+            return vectors, {"tokens": len(texts), "first": int(rows[0])}
+
+    class Emb(_Broken):
+        def _backend(self):
+            return Counted(self)
+
+    emb = Emb(cache_dir=None)
+    emb.fit(["a", "b", "c", "a", "d", "e"])  # five distinct texts, groups of 2
+    assert emb.usage_["embedded"] == 5
+    assert emb.usage_["tokens"] == 5 and emb.usage_["first"] == 0
+
+
 # -- issue 10 ----------------------------------------------------------------------
 class _KeyChecker:
     """A picklable MockTransport handler that wants one key."""
