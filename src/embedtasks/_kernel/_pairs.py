@@ -88,7 +88,9 @@ class _ScanState:
     def __init__(self, X: npt.NDArray[np.float32], weights=None) -> None:
         self.X = X
         self.weights = weights
-        self.degree = None if weights is None else np.zeros(X.shape[0], np.float64)
+        self.degree: npt.NDArray[np.float64] | None = (
+            None if weights is None else np.zeros(X.shape[0], np.float64)
+        )
         self.deg_parts: list[tuple[np.ndarray, np.ndarray]] = []
         self.n_deg = 0
         self.best = np.full(X.shape[0], -np.inf, dtype=np.float32)
@@ -123,6 +125,7 @@ class _ScanState:
         self.n_deg += i.size
         if self.n_deg < 2**20 and not flush:
             return
+        assert self.degree is not None and self.weights is not None
         a = np.concatenate([np.concatenate(p) for p in self.deg_parts])
         b = np.concatenate([np.concatenate(p[::-1]) for p in self.deg_parts])
         self.degree += np.bincount(a, self.weights[b], self.X.shape[0])
@@ -308,12 +311,13 @@ def neighbour_scan(
         pair_sims = similarity(Xc, Xc)[np.triu_indices(n, k=1)]
     degree = None
     if w is not None:
-        degree = w.copy()
+        total = w.copy()
         for state in states:
             if state.deg_parts:
                 state.add_degree(*state.deg_parts.pop(), flush=True)
-            degree += state.degree
-        degree = degree.astype(np.int64)
+            if state.degree is not None:
+                total += state.degree
+        degree = total.astype(np.int64)
     return NeighbourScan(
         nn_sim,
         nn_idx,
