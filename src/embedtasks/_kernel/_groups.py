@@ -21,6 +21,7 @@ the rows with a near-duplicate are revisited, query block by query block with
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -35,6 +36,9 @@ from embedtasks._kernel._exact import (
 )
 from embedtasks._kernel._pairs import best_per_row, neighbour_scan, square_block
 from embedtasks._kernel._topk import DEFAULT_MEMORY_BUDGET, above_threshold, top_k
+
+F32 = npt.NDArray[np.float32]
+Idx = npt.NDArray[np.intp]
 
 #: Most near-duplicate pairs held at once (about 20 MB); past it, the dense path.
 MAX_GROUP_PAIRS = 1_000_000
@@ -147,7 +151,7 @@ def match_rows(
     return out
 
 
-def _csr(n, i, j):
+def _csr(n: int, i: Idx, j: Idx) -> tuple[Idx, Idx]:
     """Each row's neighbours (both directions of every pair), sorted by row."""
     rows = np.concatenate([i, j])
     cols = np.concatenate([j, i])
@@ -156,7 +160,14 @@ def _csr(n, i, j):
     return indptr, cols[order]
 
 
-def _claim(order, neighbours_of, n, block, *, adaptive=False):
+def _claim(
+    order: Idx,
+    neighbours_of: Callable[[Idx], list[Idx]],
+    n: int,
+    block: int,
+    *,
+    adaptive: bool = False,
+) -> npt.NDArray[np.bool_]:
     """The greedy pass: rows in ``order`` become centres unless already claimed.
 
     Neighbours are fetched for up to ``block`` unclaimed rows at a time; with
@@ -261,18 +272,25 @@ def star_groups(
     )
 
 
-def _by_degree(degree, rows):
+def _by_degree(degree: npt.NDArray[np.int64], rows: Idx) -> Idx:
     """``rows`` by decreasing degree, ties by the lower row."""
     return rows[np.lexsort((rows, -degree[rows]))]
 
 
-def _dense_groups(A, w, t, degree, live, n_pairs):
+def _dense_groups(
+    A: F32,
+    w: npt.NDArray[np.int64],
+    t: np.float32,
+    degree: npt.NDArray[np.int64],
+    live: Idx,
+    n_pairs: int,
+) -> StarGroups:
     """The star rule on rows with a near-duplicate, by threshold queries (no pairs)."""
     n = A.shape[0]
     V = A[live]
     max_norm = float(row_norms(V).max()) if live.size else 0.0
 
-    def matches(rows):
+    def matches(rows: Idx) -> list[Idx]:
         found = above_threshold(V[rows], V, float(t), corpus_max_norm=max_norm)
         return [idx for idx, _ in found]
 
@@ -284,7 +302,15 @@ def _dense_groups(A, w, t, degree, live, n_pairs):
     return _finish(A, w, is_centre, None, t, degree, n_pairs)
 
 
-def _finish(A, w, is_centre, pairs, t, degree, n_pairs) -> StarGroups:
+def _finish(
+    A: F32,
+    w: npt.NDArray[np.int64],
+    is_centre: npt.NDArray[np.bool_],
+    pairs: tuple[Idx, Idx, F32] | None,
+    t: np.float32,
+    degree: npt.NDArray[np.int64],
+    n_pairs: int,
+) -> StarGroups:
     """Every other row joins its most similar centre; groups numbered by first row."""
     n = A.shape[0]
     centres = np.flatnonzero(is_centre)
@@ -311,7 +337,7 @@ def _finish(A, w, is_centre, pairs, t, degree, n_pairs) -> StarGroups:
     )
 
 
-def _number_by_first_row(owner):
+def _number_by_first_row(owner: Idx) -> Idx:
     """Groups named by their centre, renumbered 0.. in order of their first row."""
     _, first, inverse = np.unique(owner, return_index=True, return_inverse=True)
     rank = np.empty(first.size, dtype=np.intp)
@@ -319,7 +345,7 @@ def _number_by_first_row(owner):
     return rank[inverse.ravel()]
 
 
-def _centres_of(labels, is_centre):
+def _centres_of(labels: Idx, is_centre: npt.NDArray[np.bool_]) -> Idx:
     centres = np.empty(int(labels.max()) + 1 if labels.size else 0, dtype=np.intp)
     rows = np.flatnonzero(is_centre)
     centres[labels[rows]] = rows

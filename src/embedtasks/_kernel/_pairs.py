@@ -28,6 +28,11 @@ from embedtasks._kernel._exact import (
 )
 from embedtasks._kernel._topk import DEFAULT_MEMORY_BUDGET
 
+F32 = npt.NDArray[np.float32]
+Idx = npt.NDArray[np.intp]
+#: Row indices, column indices and their scores, aligned.
+Triple = tuple[Idx, Idx, F32]
+
 
 class NeighbourScan(NamedTuple):
     """Result of :func:`neighbour_scan`.
@@ -85,7 +90,9 @@ def square_block(memory_budget: int) -> int:
 class _ScanState:
     """One thread's running state (merged at the end, so threads never share)."""
 
-    def __init__(self, X: npt.NDArray[np.float32], weights=None) -> None:
+    def __init__(
+        self, X: npt.NDArray[np.float32], weights: npt.NDArray[np.float64] | None = None
+    ) -> None:
         self.X = X
         self.weights = weights
         self.degree: npt.NDArray[np.float64] | None = (
@@ -94,13 +101,13 @@ class _ScanState:
         self.deg_parts: list[tuple[np.ndarray, np.ndarray]] = []
         self.n_deg = 0
         self.best = np.full(X.shape[0], -np.inf, dtype=np.float32)
-        self.nn: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.nn: list[Triple] = []
         self.n_nn = 0
-        self.pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.pairs: list[Triple] = []
         self.n_stored = 0
         self.n_found = 0
 
-    def add_nn(self, rows, cols, s, m2) -> None:
+    def add_nn(self, rows: Idx, cols: Idx, s: F32, m2: np.float32) -> None:
         self.nn.append((rows, cols, s))
         self.n_nn += rows.size
         cap = 4 * self.best.size + 65536
@@ -119,7 +126,7 @@ class _ScanState:
         self.nn = [(r, c, v)]
         self.n_nn = r.size
 
-    def add_degree(self, i, j, flush=False) -> None:
+    def add_degree(self, i: Idx, j: Idx, flush: bool = False) -> None:
         """Count each pair for both rows (weighted), in batches of bincounts."""
         self.deg_parts.append((i, j))
         self.n_deg += i.size
@@ -131,7 +138,7 @@ class _ScanState:
         self.degree += np.bincount(a, self.weights[b], self.X.shape[0])
         self.deg_parts, self.n_deg = [], 0
 
-    def add_pairs(self, i, j, s, max_kept, m2) -> None:
+    def add_pairs(self, i: Idx, j: Idx, s: F32, max_kept: int, m2: np.float32) -> None:
         self.pairs.append((i, j, s))
         self.n_stored += i.size
         cap = 4 * max_kept + 65536
@@ -146,7 +153,9 @@ class _ScanState:
         self.n_stored = i.size
 
 
-def _row_candidates(S, best, rmax, m2, *, columns=False):
+def _row_candidates(
+    S: F32, best: F32, rmax: F32, m2: np.float32, *, columns: bool = False
+) -> tuple[Idx, Idx]:
     """(row, col) in ``S`` within ``m2`` of the running best of each row.
 
     With ``columns=True`` the "rows" are the columns of ``S`` (the pairs' other
@@ -169,7 +178,18 @@ def _row_candidates(S, best, rmax, m2, *, columns=False):
     return r, c
 
 
-def _scan_pair(X, a0, a1, b0, b1, state, X_c, threshold, m, max_kept):
+def _scan_pair(
+    X: F32,
+    a0: int,
+    a1: int,
+    b0: int,
+    b1: int,
+    state: _ScanState,
+    X_c: F32,
+    threshold: float | None,
+    m: float,
+    max_kept: int,
+) -> None:
     S = X[a0:a1] @ X[b0:b1].T
     diagonal = a0 == b0
     if diagonal:
@@ -216,7 +236,7 @@ def _scan_pair(X, a0, a1, b0, b1, state, X_c, threshold, m, max_kept):
         state.add_pairs(i, j, s, max_kept, m2)
 
 
-def _prune_pairs(pairs, max_kept, m2):
+def _prune_pairs(pairs: list[Triple], max_kept: int, m2: np.float32) -> Triple:
     """Keep pairs that can still be among the ``max_kept`` best (BLAS +- margin)."""
     i, j, s = (np.concatenate(x) for x in zip(*pairs, strict=True))
     if s.size > max_kept:
@@ -361,7 +381,7 @@ def cross_scan(
     return NeighbourScan(nn_sim, nn_idx, pairs, s, state.n_found, None)
 
 
-def _final_nn(X, states, m2):
+def _final_nn(X: F32, states: list[_ScanState], m2: np.float32) -> tuple[F32, Idx]:
     n = X.shape[0]
     best = np.max([s.best for s in states], axis=0) if states else np.empty(0)
     parts = [p for s in states for p in s.nn]
@@ -382,7 +402,9 @@ def _final_nn(X, states, m2):
     return nn_sim, nn_idx
 
 
-def _final_pairs(X, states, max_kept, m2):
+def _final_pairs(
+    X: F32, states: list[_ScanState], max_kept: int, m2: np.float32
+) -> Triple:
     parts = [p for s in states for p in s.pairs]
     if not parts or not max_kept:
         empty = np.empty(0, dtype=np.intp)

@@ -13,7 +13,7 @@ from embedtasks.cli._args import (
     _or_auto,
     owned,
 )
-from embedtasks.cli._io import read_table
+from embedtasks.cli._io import Rows, read_table
 from embedtasks.cli._run import (
     _embed,
     _emit,
@@ -123,7 +123,15 @@ def cmd_leakage(args: argparse.Namespace) -> int:
     return 0
 
 
-def _leak_table(args, rows, train, test, train_frame, test_frame, by_similarity):
+def _leak_table(
+    args: argparse.Namespace,
+    rows: Any,
+    train: Rows,
+    test: Rows,
+    train_frame: Any,
+    test_frame: Any,
+    by_similarity: bool,
+) -> Any:
     """Test rows with their nearest training row: file rows, ids, both texts."""
     import pandas as pd
 
