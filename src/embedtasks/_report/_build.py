@@ -1,7 +1,8 @@
 """One self-contained HTML page to look at a corpus: map, clusters, outliers, copies.
 
 :func:`report` runs the estimators (:class:`~embedtasks.EmbeddingClusterer`,
-:class:`~embedtasks.OutlierScorer`, :class:`~embedtasks.DiversityReport`) on the
+:class:`~embedtasks.OutlierScorer`, :class:`~embedtasks.NearDuplicates`,
+:class:`~embedtasks.DiversityReport`) on the
 embeddings of a list of texts and lays their tables out in one HTML file that opens
 offline from disk: plotly's JavaScript is inlined, nothing is fetched. This module
 computes no similarity itself; every number comes from an estimator.
@@ -27,6 +28,7 @@ from embedtasks._report._page import Page, clean_text
 from embedtasks._validation import check_texts
 from embedtasks.cluster._estimator import EmbeddingClusterer
 from embedtasks.diversity import DiversityReport
+from embedtasks.duplicates import NearDuplicates
 from embedtasks.outliers import OutlierScorer
 
 __all__ = ["Report", "report"]
@@ -53,8 +55,10 @@ class Report:
     outliers : pandas.DataFrame
         The most unusual rows, most unusual first.
     duplicates : pandas.DataFrame
-        The most similar near-duplicate pairs: ``row_a``, ``row_b``,
-        ``similarity``, ``text_a``, ``text_b``.
+        The largest groups of near-copies (:class:`~embedtasks.NearDuplicates`),
+        largest first: ``group``, ``size``, ``min_similarity`` (the lowest
+        similarity within the group), ``canonical_row`` (the row to keep),
+        ``rows`` (every member, the canonical row first) and ``canonical_text``.
     diversity : pandas.DataFrame
         :meth:`DiversityReport.to_frame <embedtasks.DiversityReport.to_frame>`:
         one row for all texts, then one per group.
@@ -120,6 +124,7 @@ def report(
     clusterer: Any = None,
     outlier_scorer: Any = None,
     diversity: Any = None,
+    near_duplicates: Any = None,
     title: str = "embedtasks report",
     n_outliers: int = 20,
     n_duplicates: int = 50,
@@ -129,7 +134,7 @@ def report(
 
     The page holds a 2-D map of every text coloured by cluster (the text shows on
     hover), the cluster table (names, keywords, representative texts, sizes), the
-    most unusual texts, the near-duplicate pairs, diversity per group and a filter
+    most unusual texts, the groups of near-copies, diversity per group and a filter
     box that finds texts and lights them up on the map. It opens offline from disk.
 
     Parameters
@@ -156,14 +161,17 @@ def report(
         Scores how unusual each text is (fitted on a copy); default
         ``OutlierScorer()``.
     diversity : DiversityReport, optional
-        Finds near-duplicates and measures diversity (fitted on a copy); default
+        Measures diversity (fitted on a copy); default
         ``DiversityReport(random_state=0)``.
+    near_duplicates : NearDuplicates, optional
+        Groups near-copies (fitted on a copy); default ``NearDuplicates`` with
+        the diversity report's ``duplicate_threshold`` (0.95).
     title : str, default="embedtasks report"
         The page's title.
     n_outliers : int, default=20
         Rows of the outlier table.
     n_duplicates : int, default=50
-        Rows of the near-duplicate table (the most similar pairs).
+        Groups in the near-copy table (the largest).
     max_text_chars : int, default=300
         Texts are cut to this many characters on the page (a 20,000-row corpus of
         paragraphs then makes a file of about 11 MB).
@@ -241,6 +249,10 @@ def report(
     diversity_report = clone(
         DiversityReport(random_state=0) if diversity is None else diversity
     ).fit(X, groups=group_values)
+    if near_duplicates is None:
+        threshold = diversity_report.duplicate_threshold
+        near_duplicates = NearDuplicates(threshold, random_state=0)
+    dedupe = clone(near_duplicates).fit(X)
 
     import pandas as pd
 
@@ -258,16 +270,7 @@ def report(
         points["group"] = group_values
     if id_values is not None:
         points.insert(1, "id", id_values)
-    pairs = diversity_report.duplicate_pairs_[:n_duplicates]
-    duplicates = pd.DataFrame(
-        {
-            "row_a": pairs[:, 0],
-            "row_b": pairs[:, 1],
-            "similarity": diversity_report.duplicate_similarities_[:n_duplicates],
-            "text_a": [texts[i] for i in pairs[:, 0]],
-            "text_b": [texts[j] for j in pairs[:, 1]],
-        }
-    )
+    duplicates = _groups_table(dedupe, texts, n_duplicates)
     order = np.argsort(-outliers["scores"], kind="stable")[:n_outliers]
     top = pd.DataFrame(
         {
@@ -285,6 +288,7 @@ def report(
         summary=summary,
         points=points,
         diversity=diversity_report,
+        dedupe=dedupe,
         groups=group_values,
         title=title,
         ids=None if id_values is None else id_values.tolist(),
@@ -300,6 +304,28 @@ def report(
         outliers=top,
         duplicates=duplicates,
         diversity=diversity_report.to_frame(),
+    )
+
+
+def _groups_table(dedupe: Any, texts: list[str], n_groups: int) -> Any:
+    """The largest groups of near-copies: size, lowest similarity, rows, kept text."""
+    import pandas as pd
+
+    sizes = dedupe.group_sizes_
+    shown = np.flatnonzero(sizes > 1)
+    shown = shown[np.lexsort((shown, -sizes[shown]))][:n_groups]
+    order = np.lexsort((~dedupe.keep_, np.arange(dedupe.groups_.size), dedupe.groups_))
+    bounds = np.searchsorted(dedupe.groups_[order], np.arange(dedupe.n_groups_ + 1))
+    canonical = dedupe.canonical_[shown]
+    return pd.DataFrame(
+        {
+            "group": shown,
+            "size": sizes[shown],
+            "min_similarity": dedupe.min_similarity_[shown],
+            "canonical_row": canonical,
+            "rows": [order[bounds[g] : bounds[g + 1]].tolist() for g in shown],
+            "canonical_text": [texts[i] for i in canonical],
+        }
     )
 
 

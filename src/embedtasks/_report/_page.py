@@ -92,6 +92,7 @@ class Page:
         summary: Any,
         points: Any,
         diversity: Any,
+        dedupe: Any,
         groups: np.ndarray | None,
         title: str,
         ids: list[str] | None = None,
@@ -101,6 +102,7 @@ class Page:
         self.summary = summary
         self.points = points
         self.diversity = diversity
+        self.dedupe = dedupe
         self.groups = groups
         self.title = title
         self.labels = points["cluster"].to_numpy()
@@ -220,28 +222,47 @@ class Page:
         )
 
     def duplicate_table(self, duplicates: Any) -> str:
-        threshold = self.diversity.duplicate_threshold
-        total = int(self.diversity.n_duplicate_pairs_)
-        if total == 0:
+        threshold = self.dedupe.threshold
+        sizes = self.dedupe.group_sizes_
+        n_groups = int((sizes > 1).sum())
+        if n_groups == 0:
             return (
-                f'<p class="note">No pair of rows reaches similarity {threshold:g}.</p>'
+                f'<p class="note">No two rows reach similarity {threshold:g}: '
+                "no near-copies.</p>"
             )
         rows = []
         for record in duplicates.to_dict("records"):
-            a, b = int(record["row_a"]), int(record["row_b"])
-            rows.append(
-                f'<tr class="pick" data-rows="{a},{b}">'
-                f'<td class="num">{_number(record["similarity"])}</td>'
-                f'<td class="num">{self.row(a)}</td><td>{_e(self.texts[a])}</td>'
-                f'<td class="num">{self.row(b)}</td><td>{_e(self.texts[b])}</td></tr>'
+            members = [int(r) for r in record["rows"]]
+            kept, others = members[0], members[1:]
+            items = "".join(
+                f'<li><span class="num">{self.row(r)}</span> {_e(self.texts[r])}</li>'
+                for r in others[:5]
             )
-        shown = len(rows)
+            if len(others) > 5:
+                items += f"<li>and {len(others) - 5:,} more</li>"
+            rows.append(
+                f'<tr class="pick" data-rows="{",".join(map(str, members))}">'
+                f'<td class="num">{int(record["size"]):,}</td>'
+                f'<td class="num">{_number(record["min_similarity"])}</td>'
+                f'<td class="num">{self.row(kept)}</td><td>{_e(self.texts[kept])}</td>'
+                f"<td><ul>{items}</ul></td></tr>"
+            )
         note = (
-            f'<p class="note">{total:,} pairs with similarity at least '
-            f"{threshold:g}; the {shown:,} most similar are shown.</p>"
+            f'<p class="note">{n_groups:,} groups of near-copies hold '
+            f"{int(sizes[sizes > 1].sum()):,} rows; every member is at least "
+            f"{threshold:g} similar to its group's kept row (exact copies "
+            f"included). The {len(rows):,} largest groups are shown.</p>"
         )
-        row = "row" if self.ids is None else "id"
-        return note + _table(["similarity", row, "text", row, "text"], rows)
+        return note + _table(
+            [
+                "size",
+                "lowest similarity",
+                "kept row" if self.ids is None else "kept id",
+                "kept text",
+                "other members",
+            ],
+            rows,
+        )
 
     def diversity_table(self) -> str:
         frame = self.diversity.to_frame()
@@ -288,7 +309,7 @@ class Page:
             (f"{n_clusters:,}", "clusters"),
             (f"{int((self.labels < 0).sum()):,}", "noise rows"),
             (f"{int(self.points['is_outlier'].sum()):,}", "flagged outliers"),
-            (f"{int(self.diversity.n_duplicate_pairs_):,}", "near-duplicate pairs"),
+            (f"{int((self.dedupe.group_sizes_ > 1).sum()):,}", "near-copy groups"),
             (f"{float(self.diversity.vendi_score_):,.1f}", "Vendi score"),
         ]
         cards = "".join(

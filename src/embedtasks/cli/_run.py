@@ -245,9 +245,13 @@ def _check_outputs(args: argparse.Namespace) -> None:
     """Fail on an output file of unknown type, one naming an input file, or a
     missing optional library (pyarrow for Parquet, plotly for the report), before
     reading or embedding: the error names the fix."""
-    tables = {"search", "recommend", "cluster", "outliers", "diversity", "classify"}
+    tables = {
+        "search", "recommend", "cluster", "outliers", "diversity", "classify",
+        "dedupe", "leakage",
+    }  # fmt: skip
     sources = (
         ("the input", "input"),
+        ("the TEST", "test"),
         ("the --train", "train"),
         ("the --queries-file", "queries_file"),
     )
