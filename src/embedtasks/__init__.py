@@ -26,6 +26,7 @@ _EXPORTS = {
     "EmbeddingClusterer": "embedtasks.cluster",
     "InvalidTextError": "embedtasks.exceptions",
     "LocalEmbedder": "embedtasks.embedders",
+    "NearDuplicates": "embedtasks.duplicates",
     "NearestLabelClassifier": "embedtasks.classify",
     "OpenAIEmbedder": "embedtasks.embedders",
     "OutlierScorer": "embedtasks.outliers",
@@ -44,6 +45,7 @@ __all__ = [
     "EmbeddingClusterer",
     "InvalidTextError",
     "LocalEmbedder",
+    "NearDuplicates",
     "NearestLabelClassifier",
     "OpenAIEmbedder",
     "OutlierScorer",
@@ -59,6 +61,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from embedtasks.cluster import EmbeddingClusterer
     from embedtasks.diversity import DiversityReport
     from embedtasks.drift import DriftResult, DriftTest
+    from embedtasks.duplicates import NearDuplicates
     from embedtasks.embedders import EmbeddingCache, LocalEmbedder, OpenAIEmbedder
     from embedtasks.exceptions import EmbedTasksError, InvalidTextError
     from embedtasks.neighbors import DotProductNeighbors, search_pipeline

@@ -26,6 +26,7 @@ import pytest
 from embedtasks import (
     DiversityReport,
     EmbeddingClusterer,
+    NearDuplicates,
     OutlierScorer,
     Report,
     report,
@@ -101,7 +102,11 @@ def test_report_tables_come_from_the_estimators():
     np.testing.assert_array_equal(page.points["cluster"], clusterer.labels_)
     np.testing.assert_array_equal(page.points[["x", "y"]], clusterer.map_)
     pd.testing.assert_frame_equal(page.clusters, clusterer.summary(texts))
-    assert page.duplicates[["row_a", "row_b"]].iloc[0].tolist() == [4, 7]
+    dedupe = NearDuplicates(random_state=0).fit(X)  # tight blobs: 0.95 groups them
+    assert page.duplicates["rows"].map(len).tolist() == sorted(
+        dedupe.group_sizes_[dedupe.group_sizes_ > 1], reverse=True
+    )
+    assert any(4 in rows and 7 in rows for rows in page.duplicates["rows"])
     scorer = OutlierScorer().fit(X)
     expected = np.argsort(scorer.training_scores_, kind="stable")[:20]
     assert page.outliers["row"].tolist() == expected.tolist()
@@ -187,14 +192,30 @@ def test_report_without_clusters_says_so():
     page = report(texts, X, clusterer=pca_clusterer(min_cluster_size=31))
     assert (page.points["cluster"] == -1).all()
     assert "No clusters found" in page.html
-    assert page.duplicates.empty or "No pair of rows" not in page.html
+    assert page.duplicates.empty or "No two rows reach" not in page.html
+
+
+def test_report_shows_groups_of_near_copies():
+    texts = [f"text {i}" for i in range(30)]
+    X = np.random.default_rng(0).normal(size=(30, 16)).astype(np.float32)
+    X[[9, 12, 20]] = X[3]  # four copies: one group, not six pairs
+    X[25] = X[5]
+    page = report(texts, X, clusterer=pca_clusterer())
+    table = page.duplicates
+    assert table["rows"].tolist() == [[3, 9, 12, 20], [5, 25]]
+    assert table["size"].tolist() == [4, 2] and table["canonical_row"].tolist() == [
+        3,
+        5,
+    ]
+    assert "2 groups of near-copies hold 6 rows" in page.html
+    assert 'data-rows="3,9,12,20"' in page.html
 
 
 def test_report_without_near_duplicates_says_so():
     X = np.eye(8, dtype=np.float32)
     page = report([f"t{i}" for i in range(8)], X, clusterer=pca_clusterer())
     assert page.duplicates.empty
-    assert "No pair of rows reaches similarity 0.95" in page.html
+    assert "No two rows reach similarity 0.95: no near-copies" in page.html
 
 
 # -- errors ------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """One self-contained HTML page to look at a corpus: map, clusters, outliers, copies.
 
 :func:`report` runs the estimators (:class:`~embedtasks.EmbeddingClusterer`,
-:class:`~embedtasks.OutlierScorer`, :class:`~embedtasks.DiversityReport`) on the
+:class:`~embedtasks.OutlierScorer`, :class:`~embedtasks.NearDuplicates`,
+:class:`~embedtasks.DiversityReport`) on the
 embeddings of a list of texts and lays their tables out in one HTML file that opens
 offline from disk: plotly's JavaScript is inlined, nothing is fetched. This module
 computes no similarity itself; every number comes from an estimator.
@@ -29,6 +30,7 @@ from embedtasks._validation import check_texts
 from embedtasks.cluster._estimator import EmbeddingClusterer
 from embedtasks.diversity import DiversityReport
 from embedtasks.drift import DriftTest
+from embedtasks.duplicates import NearDuplicates
 from embedtasks.outliers import OutlierScorer
 
 __all__ = ["Report", "report"]
@@ -55,8 +57,10 @@ class Report:
     outliers : pandas.DataFrame
         The most unusual rows, most unusual first.
     duplicates : pandas.DataFrame
-        The most similar near-duplicate pairs: ``row_a``, ``row_b``,
-        ``similarity``, ``text_a``, ``text_b``.
+        The largest groups of near-copies (:class:`~embedtasks.NearDuplicates`),
+        largest first: ``group``, ``size``, ``min_similarity`` (the lowest
+        similarity within the group), ``canonical_row`` (the row to keep),
+        ``rows`` (every member, the canonical row first) and ``canonical_text``.
     diversity : pandas.DataFrame
         :meth:`DiversityReport.to_frame <embedtasks.DiversityReport.to_frame>`:
         one row for all texts, then one per group.
@@ -121,10 +125,12 @@ def report(
     X: Any = None,
     *,
     groups: Any = None,
+    ids: Any = None,
     embedder: Any = None,
     clusterer: Any = None,
     outlier_scorer: Any = None,
     diversity: Any = None,
+    near_duplicates: Any = None,
     title: str = "embedtasks report",
     n_outliers: int = 20,
     n_duplicates: int = 50,
@@ -137,7 +143,7 @@ def report(
 
     The page holds a 2-D map of every text coloured by cluster (the text shows on
     hover), the cluster table (names, keywords, representative texts, sizes), the
-    most unusual texts, the near-duplicate pairs, diversity per group and a filter
+    most unusual texts, the groups of near-copies, diversity per group and a filter
     box that finds texts and lights them up on the map. It opens offline from disk.
 
     Parameters
@@ -149,6 +155,10 @@ def report(
     groups : array-like of shape (n_samples,), optional
         A group label per text (source, class, period...): diversity is then
         reported per group too, and the group shows on hover.
+    ids : array-like of shape (n_samples,), optional
+        A name per text (the file's id column, a package name...): the page's
+        tables and hover labels show it instead of the row number, and the
+        returned tables gain an ``id`` column.
     embedder : estimator, optional
         Embeds ``texts`` when ``X`` is not given; default
         :class:`~embedtasks.LocalEmbedder`.
@@ -160,14 +170,17 @@ def report(
         Scores how unusual each text is (fitted on a copy); default
         ``OutlierScorer()``.
     diversity : DiversityReport, optional
-        Finds near-duplicates and measures diversity (fitted on a copy); default
+        Measures diversity (fitted on a copy); default
         ``DiversityReport(random_state=0)``.
+    near_duplicates : NearDuplicates, optional
+        Groups near-copies (fitted on a copy); default ``NearDuplicates`` with
+        the diversity report's ``duplicate_threshold`` (0.95).
     title : str, default="embedtasks report"
         The page's title.
     n_outliers : int, default=20
         Rows of the outlier table.
     n_duplicates : int, default=50
-        Rows of the near-duplicate table (the most similar pairs).
+        Groups in the near-copy table (the largest).
     max_text_chars : int, default=300
         Texts are cut to this many characters on the page (a 20,000-row corpus of
         paragraphs then makes a file of about 11 MB).
@@ -229,6 +242,15 @@ def report(
             f"embedtasks.report got {n} texts but embeddings of shape {X.shape}; "
             "pass one embedding row per text, in the same order."
         )
+    id_values = None
+    if ids is not None:
+        id_values = np.asarray(ids, dtype=object)
+        if id_values.shape != (n,):
+            raise ValueError(
+                f"embedtasks.report got {n} texts but ids of shape "
+                f"{id_values.shape}; pass one id per text."
+            )
+        id_values = np.asarray(["" if v is None else str(v) for v in id_values])
     group_values = None
     if groups is not None:
         group_values = np.asarray(groups).astype(str)
@@ -246,6 +268,10 @@ def report(
     diversity_report = clone(
         DiversityReport(random_state=0) if diversity is None else diversity
     ).fit(X, groups=group_values)
+    if near_duplicates is None:
+        threshold = diversity_report.duplicate_threshold
+        near_duplicates = NearDuplicates(threshold, random_state=0)
+    dedupe = clone(near_duplicates).fit(X)
 
     import pandas as pd
 
@@ -261,16 +287,9 @@ def report(
     )
     if group_values is not None:
         points["group"] = group_values
-    pairs = diversity_report.duplicate_pairs_[:n_duplicates]
-    duplicates = pd.DataFrame(
-        {
-            "row_a": pairs[:, 0],
-            "row_b": pairs[:, 1],
-            "similarity": diversity_report.duplicate_similarities_[:n_duplicates],
-            "text_a": [texts[i] for i in pairs[:, 0]],
-            "text_b": [texts[j] for j in pairs[:, 1]],
-        }
-    )
+    if id_values is not None:
+        points.insert(1, "id", id_values)
+    duplicates = _groups_table(dedupe, texts, n_duplicates)
     order = np.argsort(-outliers["scores"], kind="stable")[:n_outliers]
     top = pd.DataFrame(
         {
@@ -288,12 +307,18 @@ def report(
         summary=summary,
         points=points,
         diversity=diversity_report,
+        dedupe=dedupe,
         groups=group_values,
         title=title,
+        ids=None if id_values is None else id_values.tolist(),
     )
     drift_html = (
         "" if drift is None else drift_section(drift, max_text_chars=max_text_chars)
     )
+    if id_values is not None:
+        top.insert(1, "id", id_values[top["row"].to_numpy()])
+        duplicates.insert(2, "id_a", id_values[duplicates["row_a"].to_numpy()])
+        duplicates.insert(3, "id_b", id_values[duplicates["row_b"].to_numpy()])
     return Report(
         page.render(top, duplicates, drift_html),
         points=points,
@@ -325,6 +350,28 @@ def _drift(
         reference_X = embedder.fit_transform(reference)
     test = clone(DriftTest(random_state=0) if test is None else test)
     return test.fit(reference_X, texts=reference).test(X, texts=texts)
+
+
+def _groups_table(dedupe: Any, texts: list[str], n_groups: int) -> Any:
+    """The largest groups of near-copies: size, lowest similarity, rows, kept text."""
+    import pandas as pd
+
+    sizes = dedupe.group_sizes_
+    shown = np.flatnonzero(sizes > 1)
+    shown = shown[np.lexsort((shown, -sizes[shown]))][:n_groups]
+    order = np.lexsort((~dedupe.keep_, np.arange(dedupe.groups_.size), dedupe.groups_))
+    bounds = np.searchsorted(dedupe.groups_[order], np.arange(dedupe.n_groups_ + 1))
+    canonical = dedupe.canonical_[shown]
+    return pd.DataFrame(
+        {
+            "group": shown,
+            "size": sizes[shown],
+            "min_similarity": dedupe.min_similarity_[shown],
+            "canonical_row": canonical,
+            "rows": [order[bounds[g] : bounds[g + 1]].tolist() for g in shown],
+            "canonical_text": [texts[i] for i in canonical],
+        }
+    )
 
 
 def _fitted_clusterer(clusterer: Any, X: np.ndarray) -> Any:

@@ -92,17 +92,25 @@ class Page:
         summary: Any,
         points: Any,
         diversity: Any,
+        dedupe: Any,
         groups: np.ndarray | None,
         title: str,
+        ids: list[str] | None = None,
     ) -> None:
         self.texts = texts
+        self.ids = ids
         self.summary = summary
         self.points = points
         self.diversity = diversity
+        self.dedupe = dedupe
         self.groups = groups
         self.title = title
         self.labels = points["cluster"].to_numpy()
         self.names = self._names()
+
+    def row(self, i: int) -> str:
+        """How row ``i`` is named on the page: its id when ids are given."""
+        return _e(self.ids[i]) if self.ids is not None else str(i)
 
     def _names(self) -> dict[int, str]:
         names = {-1: "noise"}
@@ -192,7 +200,7 @@ class Page:
             flag = "yes" if record["is_outlier"] else ""
             rows.append(
                 f'<tr class="pick" data-rows="{int(record["row"])},{nearest}">'
-                f'<td class="num">{int(record["row"])}</td>'
+                f'<td class="num">{self.row(int(record["row"]))}</td>'
                 f'<td class="num">{_number(record["outlier_score"])}</td>'
                 f"<td>{flag}</td>"
                 f"<td>{_e(self.names.get(int(record['cluster']), ''))}</td>"
@@ -202,7 +210,7 @@ class Page:
             )
         return _table(
             [
-                "row",
+                "row" if self.ids is None else "id",
                 "score",
                 "flagged",
                 "cluster",
@@ -214,27 +222,47 @@ class Page:
         )
 
     def duplicate_table(self, duplicates: Any) -> str:
-        threshold = self.diversity.duplicate_threshold
-        total = int(self.diversity.n_duplicate_pairs_)
-        if total == 0:
+        threshold = self.dedupe.threshold
+        sizes = self.dedupe.group_sizes_
+        n_groups = int((sizes > 1).sum())
+        if n_groups == 0:
             return (
-                f'<p class="note">No pair of rows reaches similarity {threshold:g}.</p>'
+                f'<p class="note">No two rows reach similarity {threshold:g}: '
+                "no near-copies.</p>"
             )
         rows = []
         for record in duplicates.to_dict("records"):
-            a, b = int(record["row_a"]), int(record["row_b"])
-            rows.append(
-                f'<tr class="pick" data-rows="{a},{b}">'
-                f'<td class="num">{_number(record["similarity"])}</td>'
-                f'<td class="num">{a}</td><td>{_e(self.texts[a])}</td>'
-                f'<td class="num">{b}</td><td>{_e(self.texts[b])}</td></tr>'
+            members = [int(r) for r in record["rows"]]
+            kept, others = members[0], members[1:]
+            items = "".join(
+                f'<li><span class="num">{self.row(r)}</span> {_e(self.texts[r])}</li>'
+                for r in others[:5]
             )
-        shown = len(rows)
+            if len(others) > 5:
+                items += f"<li>and {len(others) - 5:,} more</li>"
+            rows.append(
+                f'<tr class="pick" data-rows="{",".join(map(str, members))}">'
+                f'<td class="num">{int(record["size"]):,}</td>'
+                f'<td class="num">{_number(record["min_similarity"])}</td>'
+                f'<td class="num">{self.row(kept)}</td><td>{_e(self.texts[kept])}</td>'
+                f"<td><ul>{items}</ul></td></tr>"
+            )
         note = (
-            f'<p class="note">{total:,} pairs with similarity at least '
-            f"{threshold:g}; the {shown:,} most similar are shown.</p>"
+            f'<p class="note">{n_groups:,} groups of near-copies hold '
+            f"{int(sizes[sizes > 1].sum()):,} rows; every member is at least "
+            f"{threshold:g} similar to its group's kept row (exact copies "
+            f"included). The {len(rows):,} largest groups are shown.</p>"
         )
-        return note + _table(["similarity", "row", "text", "row", "text"], rows)
+        return note + _table(
+            [
+                "size",
+                "lowest similarity",
+                "kept row" if self.ids is None else "kept id",
+                "kept text",
+                "other members",
+            ],
+            rows,
+        )
 
     def diversity_table(self) -> str:
         frame = self.diversity.to_frame()
@@ -274,12 +302,14 @@ class Page:
         }
         if self.groups is not None:
             data["groups"] = self.groups.tolist()
+        if self.ids is not None:
+            data["ids"] = self.ids
         stats = [
             (f"{n:,}", "rows"),
             (f"{n_clusters:,}", "clusters"),
             (f"{int((self.labels < 0).sum()):,}", "noise rows"),
             (f"{int(self.points['is_outlier'].sum()):,}", "flagged outliers"),
-            (f"{int(self.diversity.n_duplicate_pairs_):,}", "near-duplicate pairs"),
+            (f"{int((self.dedupe.group_sizes_ > 1).sum()):,}", "near-copy groups"),
             (f"{float(self.diversity.vendi_score_):,.1f}", "Vendi score"),
         ]
         cards = "".join(
@@ -358,8 +388,9 @@ _SCRIPT = r"""
     if (line) lines.push(line);
     return lines.map(esc).join("<br>");
   }
+  function rowName(i) { return DATA.ids ? DATA.ids[i] : "row " + i; }
   function header(i) {
-    var h = "row " + i + " · " + DATA.names[String(DATA.labels[i])];
+    var h = rowName(i) + " · " + DATA.names[String(DATA.labels[i])];
     if (DATA.groups) h += " · " + DATA.groups[i];
     return "<b>" + esc(h) + "</b>";
   }
@@ -396,7 +427,7 @@ _SCRIPT = r"""
     list.textContent = "";
     rows.slice(0, 200).forEach(function (i) {
       var div = document.createElement("div"), tag = document.createElement("small");
-      tag.textContent = "row " + i + " · " + DATA.names[String(DATA.labels[i])];
+      tag.textContent = rowName(i) + " · " + DATA.names[String(DATA.labels[i])];
       div.appendChild(tag);
       div.appendChild(document.createTextNode(DATA.texts[i]));
       div.addEventListener("click", function () { highlight([i]); });

@@ -259,6 +259,13 @@ def _common(parser: argparse.ArgumentParser, *, data: bool = True) -> None:
         "with --base-url: the served model (text-embedding-3-small)",
     )
     group.add_argument(
+        "--long-text",
+        choices=["truncate", "chunk", "error"],
+        help="texts over the model's window: keep the first window (the local "
+        "model's default), embed every window and average them, or stop with an "
+        "error (the default with --base-url)",
+    )
+    group.add_argument(
         "--base-url",
         help="use an OpenAI-compatible endpoint, e.g. https://api.openai.com/v1",
     )

@@ -30,6 +30,7 @@ from embedtasks import __version__
 from embedtasks.cli import (
     _analyse,
     _cluster,
+    _dedupe,
     _demo,
     _drift,
     _embed,
@@ -47,8 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="embedtasks",
         description="Text embeddings at work: embed, search, recommend, cluster, "
-        "flag outliers, measure diversity, classify the texts of a data file and "
-        "test whether two files differ.",
+        "flag outliers, measure diversity, classify and de-duplicate the texts of a "
+        "data file, and test whether two files differ.",
         epilog="Start with: embedtasks demo",
     )
     parser.add_argument("--version", action="version", version=__version__)
@@ -59,7 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
-    for module in (_demo, _embed, _search, _cluster, _analyse, _drift, _report):
+    for module in (
+        _demo,
+        _embed,
+        _search,
+        _cluster,
+        _analyse,
+        _dedupe,
+        _drift,
+        _report,
+    ):
         module.register(add)
     return parser
 

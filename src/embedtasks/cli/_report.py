@@ -14,7 +14,7 @@ from embedtasks.cli._args import (
     owned,
 )
 from embedtasks.cli._cluster import _clusterer
-from embedtasks.cli._run import _embed, _groups, _load, _note
+from embedtasks.cli._run import _embed, _groups, _ids, _load, _note
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -38,6 +38,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         texts,
         X,
         groups=groups,
+        ids=_ids(frame, args, rows),
         clusterer=clusterer,
         diversity=DiversityReport(
             duplicate_threshold=args.duplicate_threshold, random_state=0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from typing import Any
@@ -139,6 +140,10 @@ class LocalEmbedder(BaseEmbedder):
         }
         if self.long_text != "truncate":
             identity["long_text"] = self.long_text
+        folder = identity["model"]
+        if isinstance(folder, str) and os.path.isdir(folder):
+            # A folder's name says nothing of what is in it: its content does.
+            identity["files"] = _local.folder_fingerprint(folder)
         return _LocalBackend(self, identity)
 
     def _embed(self, X: Any, *, expected_dim: int | None) -> npt.NDArray[np.float32]:
@@ -151,9 +156,9 @@ class LocalEmbedder(BaseEmbedder):
                 f"{name} truncated {truncated} of {len(texts)} texts at the model's "
                 f"window of {self.usage_['window']} tokens (the first at row "
                 f"{self.usage_['first_truncated_row']}); their vectors stand for "
-                "their beginning only. Set long_text='chunk' to embed them whole, "
-                "or long_text='error' to refuse them; usage_['truncated'] counts "
-                "them.",
+                "their beginning only. Set long_text='chunk' (--long-text chunk on "
+                "the command line) to embed them whole, or long_text='error' to "
+                "refuse them; usage_['truncated'] counts them.",
                 UserWarning,
                 stacklevel=_caller_level(),
             )
