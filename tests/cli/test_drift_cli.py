@@ -27,7 +27,12 @@ def run_cli(*args: object, cwd: Path) -> subprocess.CompletedProcess:
     """The console script in a subprocess (as tests/test_cli.py runs it)."""
     script = Path(sys.executable).with_name("embedtasks")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "embedtasks"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OPENAI_API_KEY": "test-key"}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "OPENAI_API_KEY": "test-key",
+        "COLUMNS": "160",
+    }
     return subprocess.run(
         [*command, *map(str, args)], cwd=cwd, env=env, capture_output=True,
         text=True, timeout=240,

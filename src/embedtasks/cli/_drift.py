@@ -100,9 +100,10 @@ def _print_table(
     )
     if len(examples):
         print()
+        shown = [c for c in examples.columns if c != "nearest_reference"]
         _emit(
             args,
-            examples,
+            examples[shown],
             text_columns=["text", "nearest_reference_text"],
             priority=["index", "score", "text"],
             title="new rows least like the reference (score: share of new rows "
