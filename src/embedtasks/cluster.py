@@ -63,6 +63,8 @@ _UMAP_EPOCHS = 300
 _MAP_EPOCHS = 100
 #: Below this many rows a neighbour graph says little: PCA reduces and maps.
 _MIN_LAYOUT_SAMPLES = 20
+#: A new row this close (1 - cosine) to a row of the layout takes its place.
+_SAME_ROW = 1e-6
 #: No warning about noise or few clusters below this many rows.
 _WARN_MIN_SAMPLES = 200
 
@@ -301,6 +303,7 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         seed = int(rng.randint(np.iinfo(np.int32).max))
         X = l2_normalize(X)
         Z = self._fit_reduce(X, seed)
+        self._vote_X = None
         if self.n_clusters is None:
             raw, probabilities = self._fit_hdbscan(Z)
             self.kmeans_ = None
@@ -456,30 +459,42 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
 
         "Nearest": the similarity-weighted vote of each noise row's
         ``n_neighbors`` most similar clustered rows (kernel top-k in the input
-        space); rows whose neighbours agree most strongly move first.
+        space); rows whose neighbours agree most strongly move first. The
+        weakest vote that moved a row is kept: :meth:`predict` moves a new
+        noise point when its vote is at least as strong, so that the training
+        rows are predicted as they were labelled.
         """
         noise = np.flatnonzero(labels < 0)
         clustered = np.flatnonzero(labels >= 0)
         excess = noise.size - int(np.floor(self.max_noise * labels.size + 1e-9))
+        self._vote_X = None
+        self._vote_threshold = np.inf
         if excess <= 0 or clustered.size == 0:
             return labels, probabilities
-        k = min(self.n_neighbors, clustered.size)
-        nn = top_k(X[noise], X[clustered], k)
-        neighbour_labels = labels[clustered[nn.indices]]
-        weights = np.maximum(nn.scores.astype(np.float64), 0.0)
-        n_found = int(labels.max()) + 1
-        votes = np.zeros((noise.size, n_found))
-        np.add.at(
-            votes, (np.repeat(np.arange(noise.size), k), neighbour_labels.ravel()),
-            weights.ravel(),
-        )  # fmt: skip
-        best = votes.argmax(axis=1)
-        strength = votes.max(axis=1) / k  # mean similarity mass behind the choice
+        self._vote_X = X[clustered]
+        self._vote_labels = labels[clustered]
+        self._vote_n_clusters = int(labels.max()) + 1
+        best, strength = self._vote(X[noise])
         move = np.argsort(-strength, kind="stable")[:excess]
+        self._vote_threshold = float(strength[move[-1]])
         labels, probabilities = labels.copy(), probabilities.copy()
         labels[noise[move]] = best[move]
         probabilities[noise[move]] = 0.0
         return labels, probabilities
+
+    def _vote(self, X):
+        """Cluster and strength of the clustered training rows' vote for ``X``."""
+        k = min(self.n_neighbors, self._vote_labels.size)
+        nn = top_k(X, self._vote_X, k)
+        neighbour_labels = self._vote_labels[nn.indices]
+        weights = np.maximum(nn.scores.astype(np.float64), 0.0)
+        votes = np.zeros((X.shape[0], self._vote_n_clusters))
+        np.add.at(
+            votes, (np.repeat(np.arange(X.shape[0]), k), neighbour_labels.ravel()),
+            weights.ravel(),
+        )  # fmt: skip
+        # mean similarity mass behind the choice
+        return votes.argmax(axis=1), votes.max(axis=1) / k
 
     def _assign_noise(self, Z, labels, probabilities, n_clusters):
         noise = labels < 0
@@ -564,7 +579,8 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
     def _predict(self, X):
         check_is_fitted(self)
         X = check_embeddings(self, X, reset=False)
-        Z = self._transform(l2_normalize(X))
+        X = l2_normalize(X)
+        Z = self._transform(X)
         if self.kmeans_ is not None:
             labels = self.kmeans_.predict(Z).astype(np.intp)
             return self._relabel[labels], np.ones(labels.size)
@@ -574,6 +590,12 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         labels, strengths = hdbscan.approximate_predict(self.hdbscan_, Z64)
         labels = np.asarray(labels, dtype=np.intp)
         strengths = np.asarray(strengths, dtype=np.float64)
+        noise = np.flatnonzero(labels < 0)
+        if noise.size and getattr(self, "_vote_X", None) is not None:
+            best, strength = self._vote(X[noise])
+            join = strength >= self._vote_threshold
+            labels[noise[join]] = best[join]
+            strengths[noise[join]] = 0.0
         if self.assign_noise:
             labels, strengths = self._assign_noise(
                 Z, labels, strengths, self.n_clusters_
@@ -593,7 +615,11 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         The neighbours are the rows UMAP was fitted on (how UMAP initialises its
         own transform); deterministic, and each row independent of the others.
         """
-        return place_by_similarity(X, self._X_ref, self._Z_ref, self.n_neighbors)
+        Z = place_by_similarity(X, self._X_ref, self._Z_ref, self.n_neighbors)
+        nearest = top_k(X, self._X_ref, 1)
+        same = nearest.scores[:, 0] >= 1.0 - _SAME_ROW
+        Z[same] = self._Z_ref[nearest.indices[same, 0]]
+        return Z
 
     # -------------------------------------------------------------- summary
     def summary(self, texts=None, *, n_keywords=8, stop_words="english"):
@@ -649,7 +675,7 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         if texts is not None:
             texts = self._check_texts(texts, "summary")
             keywords = ctfidf_keywords(texts, labels, n_found, n_keywords, stop_words)
-        names = topic_names(n_found, keywords) + ["-1_noise"] * has_noise
+        names = topic_names(n_found, keywords) + ["noise"] * has_noise
         frame = pd.DataFrame(
             {
                 "cluster": cluster_ids,
