@@ -38,7 +38,7 @@ import numpy as np
 from threadpoolctl import threadpool_info
 
 from embedtasks import DotProductNeighbors
-from embedtasks._similarity import l2_normalize, top_k
+from embedtasks._kernel import l2_normalize, top_k
 
 _FAISS_WORKER = r"""
 import json, sys, time

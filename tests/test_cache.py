@@ -9,8 +9,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from embedtasks import _cache
-from embedtasks._cache import (
+from embedtasks.embedders import _cache
+from embedtasks.embedders._cache import (
     CACHE_FILENAME,
     EmbeddingCache,
     default_cache_dir,

@@ -9,7 +9,7 @@ import httpx
 import numpy as np
 import pytest
 
-from embedtasks._client import (
+from embedtasks.embedders._http._client import (
     EmbeddingClient,
     TokenCounter,
     _retry_after,
@@ -484,7 +484,7 @@ def test_twenty_thousand_texts_with_faults_and_rate_limit_are_exact(fake_server)
 
 
 # -- issue 10: pacing that learns ------------------------------------------------
-from embedtasks._pacing import (  # noqa: E402
+from embedtasks.embedders._http._pacing import (  # noqa: E402
     Event,
     Pacer,
     PaceState,

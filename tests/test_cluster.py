@@ -228,14 +228,14 @@ def test_all_noise_predicts_noise():
 
 
 def test_umap_missing_gives_install_hint(monkeypatch):
-    import embedtasks.cluster as cluster_module
+    import embedtasks.cluster._estimator as cluster_module
 
     monkeypatch.setattr(cluster_module, "_umap_available", lambda: False)
     X, _ = _topics(n_topics=2, per_topic=20)
     model = EmbeddingClusterer(random_state=0).fit(X)  # "auto" falls back to PCA
     assert type(model.reducer_).__name__ == "PCA"
     assert model.embedding_.shape[1] == 20
-    from embedtasks import _layout
+    from embedtasks.cluster import _layout
 
     monkeypatch.setattr(_layout, "_SGD", {})  # not compiled yet in this process
     monkeypatch.setitem(__import__("sys").modules, "numba", None)
@@ -295,7 +295,7 @@ def _cached_files(folder):
 
 
 def test_reduction_cache_reused_across_processes_and_damage_recomputed(tmp_path):
-    from embedtasks import _reduce
+    from embedtasks.cluster import _reduce
 
     X, _ = _topics(n_topics=3, per_topic=40, dim=24)
     first = EmbeddingClusterer(cache_dir=tmp_path, random_state=0).fit(X)
@@ -459,7 +459,7 @@ def test_max_noise_above_the_noise_share_changes_nothing():
 
 
 def test_unwritable_cache_dir_warns_and_still_fits(tmp_path):
-    from embedtasks import _reduce
+    from embedtasks.cluster import _reduce
 
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the cache folder should be")
@@ -472,7 +472,7 @@ def test_unwritable_cache_dir_warns_and_still_fits(tmp_path):
 
 
 def test_layouts_are_reproducible_when_recomputed():
-    from embedtasks import _reduce
+    from embedtasks.cluster import _reduce
 
     X, _ = _topics(n_topics=3, per_topic=40, dim=24)
     X[::2] += 0.3 * X[1::2]  # link the topics: one connected graph, spectral start

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from threadpoolctl import threadpool_limits
 
 from embedtasks import DiversityReport, DotProductNeighbors, OutlierScorer
-from embedtasks._similarity import (
+from embedtasks._kernel import (
     above_threshold,
     l2_normalize,
     neighbour_scan,

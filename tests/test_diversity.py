@@ -9,7 +9,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from embedtasks import DiversityReport
-from embedtasks._similarity import (
+from embedtasks._kernel import (
     l2_normalize,
     neighbour_scan,
     pairwise_mean_std,

@@ -21,8 +21,8 @@ from sklearn.utils.estimator_checks import (
 from sklearn.utils.fixes import parse_version
 
 from embedtasks import OpenAIEmbedder
-from embedtasks._cache import EmbeddingCache, make_keys
-from embedtasks._embedder_base import BaseEmbedder
+from embedtasks.embedders._base import BaseEmbedder
+from embedtasks.embedders._cache import EmbeddingCache, make_keys
 from embedtasks.exceptions import (
     BudgetExceededError,
     EmbeddingAPIError,

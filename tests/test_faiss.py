@@ -11,7 +11,7 @@ import pytest
 from sklearn.base import clone
 
 from embedtasks import DotProductNeighbors
-from embedtasks._similarity import l2_normalize
+from embedtasks._kernel import l2_normalize
 
 faiss = pytest.importorskip("faiss")
 

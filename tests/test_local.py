@@ -21,16 +21,12 @@ from sklearn.utils.estimator_checks import (
     check_parameters_default_constructible,
 )
 
-from embedtasks import (
-    DotProductNeighbors,
-    EmbedTasksError,
-    LocalEmbedder,
-    _bert,
-    _local,
-)
+from embedtasks import DotProductNeighbors, EmbedTasksError, LocalEmbedder
+from embedtasks._kernel import l2_normalize
 from embedtasks._optional import import_optional
-from embedtasks._similarity import l2_normalize
 from embedtasks.demo import build_corpus
+from embedtasks.embedders._onnx import _bert
+from embedtasks.embedders._onnx import _runtime as _local
 from embedtasks.exceptions import TextTooLongError
 
 pytestmark = pytest.mark.local_model

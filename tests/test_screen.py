@@ -1,6 +1,6 @@
 """The integer screen picks candidates only: results are the float path's bits.
 
-The screen (``embedtasks._similarity._screen``) ranks rows by an exact integer
+The screen (``embedtasks._kernel._screen``) ranks rows by an exact integer
 product of int8 codes and keeps every row its error bound cannot rule out; the
 survivors are rescored canonically. These tests check the bound itself on hard
 inputs, and that searching with the screen returns exactly what the float32 path
@@ -18,14 +18,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from embedtasks import DotProductNeighbors
-from embedtasks._similarity import (
+from embedtasks._kernel import (
     MIN_SCREEN_ROWS,
     build_screen,
     l2_normalize,
     screen_available,
     top_k,
 )
-from embedtasks._similarity._screen import _ZERO_POINT, _exact_on_extremes
+from embedtasks._kernel._screen import _ZERO_POINT, _exact_on_extremes
 
 pytestmark = pytest.mark.skipif(
     not screen_available(), reason="no exact integer product kernel on this machine"

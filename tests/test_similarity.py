@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from embedtasks._similarity import (
+from embedtasks._kernel import (
     above_threshold,
     from_bytes,
     l2_normalize,

@@ -20,11 +20,13 @@ from sklearn.utils._param_validation import (
 )
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from embedtasks._kernel._shard import to_local
 from embedtasks.exceptions import InvalidTextError
 
 __all__ = [
     "FLOAT_DTYPES",
     "HasMethods",
+    "LocalCopyMixin",
     "Integral",
     "Interval",
     "Real",
@@ -146,3 +148,23 @@ def _is_missing(item: object) -> bool:
         return bool(isinstance(item, Real) and np.isnan(float(item)))
     except TypeError:  # pragma: no cover - exotic numeric types
         return False
+
+
+class LocalCopyMixin:
+    """Adds ``to_local()`` to estimators that can hold a sharded corpus."""
+
+    def to_local(self):
+        """An in-memory copy of an estimator fitted on a dask array.
+
+        Fitted on a dask array, the estimator keeps its corpus sharded on the Dask
+        workers and refuses to pickle; this gathers the shards into one ndarray on
+        the client (it must fit in memory). The copy pickles and answers exactly as
+        the sharded estimator does. An in-memory estimator is returned as a copy.
+
+        Returns
+        -------
+        estimator : object
+            A fitted copy of the same class, holding its corpus in memory.
+        """
+        check_is_fitted(self)
+        return to_local(self)

@@ -17,8 +17,13 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
-from embedtasks._optional import import_optional
-from embedtasks._shard import (
+from embedtasks._kernel import (
+    APPROXIMATE_ABOVE,
+    approximate_scan,
+    group_mean_similarity,
+    l2_normalize,
+)
+from embedtasks._kernel._shard import (
     ShardedCorpus,
     is_dask_array,
     neighbour_scan,
@@ -26,12 +31,7 @@ from embedtasks._shard import (
     sample_pair_similarities,
     vendi_score,
 )
-from embedtasks._similarity import (
-    APPROXIMATE_ABOVE,
-    approximate_scan,
-    group_mean_similarity,
-    l2_normalize,
-)
+from embedtasks._optional import import_optional
 from embedtasks._validation import (
     Integral,
     Interval,

@@ -9,13 +9,14 @@ import pandas as pd
 from scipy import sparse
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from embedtasks import _faiss, _shard
-from embedtasks._similarity import (
+from embedtasks._kernel import (
     DEFAULT_MEMORY_BUDGET,
     MIN_SCREEN_QUERIES,
     MIN_SCREEN_ROWS,
     Dense,
     Quantized,
+    _faiss,
+    _shard,
     build_screen,
     find_mmap,
     group_sum,
@@ -29,6 +30,7 @@ from embedtasks._similarity import (
 )
 from embedtasks._validation import (
     Interval,
+    LocalCopyMixin,
     StrOptions,
     _fit_context,
     check_embeddings,
@@ -38,7 +40,7 @@ from embedtasks._validation import (
 __all__ = ["DotProductNeighbors", "search_pipeline"]
 
 
-class DotProductNeighbors(_shard.LocalCopyMixin, TransformerMixin, BaseEstimator):
+class DotProductNeighbors(LocalCopyMixin, TransformerMixin, BaseEstimator):
     """Exact nearest neighbours of embeddings by dot product (cosine on unit vectors).
 
     The search, recommendation and "more like this" estimator. It stores the fitted
@@ -265,7 +267,7 @@ class DotProductNeighbors(_shard.LocalCopyMixin, TransformerMixin, BaseEstimator
                     f"Row {off[0]} of the memory-mapped corpus has norm "
                     f"{norms[off[0]]:.4g}, not 1 ({off.size} such rows). A mapped "
                     "corpus is searched in place, so it is not normalised: write "
-                    "unit rows to the file (embedtasks._similarity.l2_normalize, "
+                    "unit rows to the file (embedtasks._kernel.l2_normalize, "
                     "chunk by chunk) or pass normalize=False."
                 )
         self.n_features_in_ = X.shape[1]

@@ -21,17 +21,22 @@ from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.covariance import LedoitWolf
 from sklearn.utils.metaestimators import available_if
 
-from embedtasks._shard import LocalCopyMixin, ShardedCorpus, is_dask_array, top_k
-from embedtasks._similarity import (
+from embedtasks._kernel import (
     APPROXIMATE_ABOVE,
     approximate_top_k,
     l2_normalize,
     quadratic_form,
     similarity,
 )
+from embedtasks._kernel._shard import (
+    ShardedCorpus,
+    is_dask_array,
+    top_k,
+)
 from embedtasks._validation import (
     Integral,
     Interval,
+    LocalCopyMixin,
     Real,
     StrOptions,
     _fit_context,
