@@ -40,6 +40,13 @@ from embedtasks._validation import (
     check_is_fitted,
     check_texts,
 )
+from embedtasks.cluster._density import (
+    NoiseVote,
+    assign_by_membership,
+    auto_min_cluster_size,
+    fit_hdbscan,
+    poor_result_advice,
+)
 from embedtasks.cluster._names import (
     ClusterComparison,
     compare_labels,
@@ -111,16 +118,22 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         other rows are placed in them as :meth:`predict` places new points, and
         HDBSCAN/KMeans then cluster every row. ``None``: lay out all rows.
     min_cluster_size : int or "auto", default="auto"
-        HDBSCAN: smallest group of points that counts as a cluster. ``"auto"``:
-        ``max(15, n_samples // 200)``, so larger corpora are not shattered into
-        hundreds of tiny clusters (Banking77 train, 10k rows, 77 intents: 268
-        clusters and V-measure 75.7 at 15; 73 clusters and 77.2 at 50).
+        HDBSCAN: smallest group of points that counts as a cluster. ``"auto"``
+        follows the number of rows: 1 row in 40 (at least 5) below 600 rows, so
+        a few hundred rows can hold a few dozen clusters; 15 up to 3,000 rows;
+        then 1 row in 200, so larger corpora are not shattered into hundreds of
+        tiny clusters (Banking77 train, 10k rows, 77 intents: 268 clusters and
+        V-measure 75.7 at 15; 73 clusters and 77.2 at 50).
     min_samples : int, default=5
         HDBSCAN: neighbours a point needs to be a core point; higher marks more
         points as noise.
-    cluster_selection_method : {"eom", "leaf"}, default="eom"
+    cluster_selection_method : {"auto", "eom", "leaf"}, default="auto"
         HDBSCAN: ``"eom"`` picks the most persistent clusters, ``"leaf"`` the
-        smallest, most homogeneous ones (and more noise). When ``"eom"`` keeps one
+        smallest, most homogeneous ones (and more noise). ``"auto"``: ``"eom"``,
+        and below 600 rows ``"leaf"`` when ``"eom"`` keeps a cluster of more
+        than twice the mean cluster's size (a parent of several groups: 300
+        rows of 40 classes gave 3-9 clusters, one with up to half the rows).
+        When ``"eom"`` keeps one
         cluster holding more than half the rows, the clusters are chosen again
         with none above a fifth of the rows, and the choice HDBSCAN's validity
         estimate (DBCV, ``relative_validity_``) rates higher is kept (on Brown
@@ -137,7 +150,9 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         similar clustered rows) join it, strongest first, until at most this share
         of the rows is noise; they get probability 0. ``0.0`` assigns every row;
         ``None`` keeps all of HDBSCAN's noise (on paragraphs, a third of the rows).
-        New points in :meth:`predict` are not capped (use ``assign_noise``).
+        In :meth:`predict` a point HDBSCAN leaves as noise joins the cluster
+        its neighbours vote for when the vote is at least as strong as the
+        weakest that moved a training row (so training rows keep their label).
     n_representatives : int, default=5
         Members listed per cluster in :attr:`representatives_`: the closest to the
         cluster's centre, skipping near-copies of those already chosen (maximal
@@ -159,6 +174,9 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
     ----------
     min_cluster_size_ : int
         The HDBSCAN ``min_cluster_size`` used (``"auto"`` resolved); not set when
+        ``n_clusters`` selects KMeans.
+    cluster_selection_method_ : {"eom", "leaf"}
+        The HDBSCAN selection method used (``"auto"`` resolved); not set when
         ``n_clusters`` selects KMeans.
     labels_ : ndarray of shape (n_samples,)
         Cluster of each training row, ``0 .. n_clusters_ - 1``; ``-1`` is noise.
@@ -234,7 +252,7 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
             StrOptions({"auto"}),
         ],
         "min_samples": [Interval(Integral, 1, None, closed="left")],
-        "cluster_selection_method": [StrOptions({"eom", "leaf"})],
+        "cluster_selection_method": [StrOptions({"auto", "eom", "leaf"})],
         "cluster_selection_epsilon": [Interval(Real, 0, None, closed="left")],
         "assign_noise": ["boolean"],
         "max_noise": [Interval(Real, 0, 1, closed="both"), None],
@@ -253,7 +271,7 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         reduction_max_samples=20_000,
         min_cluster_size="auto",
         min_samples=5,
-        cluster_selection_method="eom",
+        cluster_selection_method="auto",
         cluster_selection_epsilon=0.0,
         assign_noise=False,
         max_noise=0.15,
@@ -303,7 +321,7 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         seed = int(rng.randint(np.iinfo(np.int32).max))
         X = l2_normalize(X)
         Z = self._fit_reduce(X, seed)
-        self._vote_X = None
+        self._noise_vote = None
         if self.n_clusters is None:
             raw, probabilities = self._fit_hdbscan(Z)
             self.kmeans_ = None
@@ -389,127 +407,46 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
     def _fit_hdbscan(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n_samples = Z.shape[0]
         if self.min_cluster_size == "auto":
-            self.min_cluster_size_ = max(15, n_samples // 200)
+            self.min_cluster_size_ = auto_min_cluster_size(n_samples)
         else:
             self.min_cluster_size_ = self.min_cluster_size
-        Z64 = Z.astype(np.float64)
-        self.hdbscan_ = self._hdbscan(n_samples).fit(Z64)
-        labels = self.hdbscan_.labels_
-        sizes = np.bincount(labels[labels >= 0], minlength=1)
-        if self.cluster_selection_method == "eom" and sizes.max() > n_samples / 2:
-            # "eom" can keep one parent cluster that swallows most rows (Brown
-            # genres: 9 clusters, the largest 85%, V-measure 0.13). Try again with
-            # no cluster above a fifth of the rows; keep whichever is the more
-            # valid clustering (hdbscan's DBCV estimate: 0.07 vs 0.21 there).
-            whole = self._hdbscan(n_samples, gen_min_span_tree=True).fit(Z64)
-            capped = self._hdbscan(
-                n_samples, gen_min_span_tree=True, max_cluster_size=n_samples // 5
-            ).fit(Z64)
-            if capped.relative_validity_ > whole.relative_validity_:
-                self.hdbscan_ = capped
+        self.hdbscan_, self.cluster_selection_method_ = fit_hdbscan(
+            Z,
+            min_cluster_size=self.min_cluster_size_,
+            min_samples=self.min_samples,
+            epsilon=self.cluster_selection_epsilon,
+            method=self.cluster_selection_method,
+        )
         labels = self.hdbscan_.labels_.astype(np.intp)
         probabilities = self.hdbscan_.probabilities_.astype(np.float64)
-        self._warn_if_poor(labels)
+        if n_samples >= _WARN_MIN_SAMPLES and not self.assign_noise:
+            advice = poor_result_advice(
+                labels,
+                space=self.reduction_ or "the raw embeddings (no reduction)",
+                min_cluster_size=self.min_cluster_size_,
+                method=self.cluster_selection_method_,
+                max_noise=self.max_noise,
+            )
+            if advice:
+                warnings.warn(advice, UserWarning, stacklevel=4)
         if self.assign_noise:
-            labels, probabilities = self._assign_noise(
-                Z, labels, probabilities, labels.max() + 1
+            labels, probabilities = assign_by_membership(
+                self.hdbscan_, Z, labels, probabilities, labels.max() + 1
             )
         return labels, probabilities
 
-    def _hdbscan(self, n_samples, *, gen_min_span_tree=False, max_cluster_size=0):
-        return hdbscan.HDBSCAN(
-            min_cluster_size=min(self.min_cluster_size_, n_samples),
-            min_samples=min(self.min_samples, n_samples - 1),
-            cluster_selection_epsilon=float(self.cluster_selection_epsilon),
-            cluster_selection_method=self.cluster_selection_method,
-            max_cluster_size=max_cluster_size,
-            metric="euclidean",
-            alpha=1.0,
-            algorithm="best",
-            leaf_size=40,
-            approx_min_span_tree=True,
-            gen_min_span_tree=gen_min_span_tree,
-            core_dist_n_jobs=1,
-            allow_single_cluster=False,
-            prediction_data=True,
-            match_reference_implementation=False,
-        )
-
-    def _warn_if_poor(self, labels: np.ndarray) -> None:
-        n = labels.size
-        if n < _WARN_MIN_SAMPLES or self.assign_noise:
-            return
-        noise = float((labels < 0).mean())
-        found = int(labels.max()) + 1
-        if noise <= 0.5 and found >= 3:
-            return
-        space = self.reduction_ or "the raw embeddings (no reduction)"
-        noise_hint = "" if self.max_noise is not None else "max_noise=0.1, "
-        warnings.warn(
-            f"HDBSCAN on {space} left {100 * noise:.0f}% of the {n:,} rows as noise "
-            f"and found {found} cluster{'s' * (found != 1)}. Density clustering needs "
-            "a reduction that keeps neighbours together: use reduction='umap' (the "
-            f"default), or {noise_hint}a smaller min_cluster_size, or n_clusters=k.",
-            UserWarning,
-            stacklevel=4,
-        )
-
     def _cap_noise(self, X, labels, probabilities):
-        """Move the noise rows nearest a cluster into it until max_noise holds.
-
-        "Nearest": the similarity-weighted vote of each noise row's
-        ``n_neighbors`` most similar clustered rows (kernel top-k in the input
-        space); rows whose neighbours agree most strongly move first. The
-        weakest vote that moved a row is kept: :meth:`predict` moves a new
-        noise point when its vote is at least as strong, so that the training
-        rows are predicted as they were labelled.
-        """
+        """Move the noise rows nearest a cluster into it until max_noise holds."""
         noise = np.flatnonzero(labels < 0)
         clustered = np.flatnonzero(labels >= 0)
         excess = noise.size - int(np.floor(self.max_noise * labels.size + 1e-9))
-        self._vote_X = None
-        self._vote_threshold = np.inf
         if excess <= 0 or clustered.size == 0:
             return labels, probabilities
-        self._vote_X = X[clustered]
-        self._vote_labels = labels[clustered]
-        self._vote_n_clusters = int(labels.max()) + 1
-        best, strength = self._vote(X[noise])
-        move = np.argsort(-strength, kind="stable")[:excess]
-        self._vote_threshold = float(strength[move[-1]])
+        self._noise_vote = NoiseVote(X[clustered], labels[clustered], self.n_neighbors)
+        move, best = self._noise_vote.cap(X[noise], excess)
         labels, probabilities = labels.copy(), probabilities.copy()
-        labels[noise[move]] = best[move]
+        labels[noise[move]] = best
         probabilities[noise[move]] = 0.0
-        return labels, probabilities
-
-    def _vote(self, X):
-        """Cluster and strength of the clustered training rows' vote for ``X``."""
-        k = min(self.n_neighbors, self._vote_labels.size)
-        nn = top_k(X, self._vote_X, k)
-        neighbour_labels = self._vote_labels[nn.indices]
-        weights = np.maximum(nn.scores.astype(np.float64), 0.0)
-        votes = np.zeros((X.shape[0], self._vote_n_clusters))
-        np.add.at(
-            votes, (np.repeat(np.arange(X.shape[0]), k), neighbour_labels.ravel()),
-            weights.ravel(),
-        )  # fmt: skip
-        # mean similarity mass behind the choice
-        return votes.argmax(axis=1), votes.max(axis=1) / k
-
-    def _assign_noise(self, Z, labels, probabilities, n_clusters):
-        noise = labels < 0
-        if n_clusters < 1 or not noise.any():
-            return labels, probabilities
-        with np.errstate(divide="ignore", invalid="ignore"):
-            membership = hdbscan.membership_vector(
-                self.hdbscan_, Z[noise].astype(np.float64)
-            )
-        membership = np.nan_to_num(np.atleast_2d(membership)).reshape(
-            noise.sum(), n_clusters
-        )
-        labels, probabilities = labels.copy(), probabilities.copy()
-        labels[noise] = membership.argmax(axis=1)
-        probabilities[noise] = membership.max(axis=1)
         return labels, probabilities
 
     def _fit_kmeans(self, Z: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -560,9 +497,12 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
 
         HDBSCAN: ``hdbscan.approximate_predict`` in the reduced space (a new point
         is placed in the UMAP space at the similarity-weighted mean of its
-        ``n_neighbors`` nearest training rows; PCA projects it exactly). Points
-        that fall in no cluster get ``-1``, or with ``assign_noise`` their most
-        likely cluster. KMeans: the nearest centroid.
+        ``n_neighbors`` nearest training rows, a training row at its own place;
+        PCA projects it exactly). A point that falls in no cluster joins one as
+        ``max_noise`` moved training rows (the same neighbour vote, at least as
+        strong), else gets ``-1``, or with ``assign_noise`` its most likely
+        cluster. On the training rows this reproduces :attr:`labels_`.
+        KMeans: the nearest centroid.
 
         Parameters
         ----------
@@ -591,14 +531,13 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         labels = np.asarray(labels, dtype=np.intp)
         strengths = np.asarray(strengths, dtype=np.float64)
         noise = np.flatnonzero(labels < 0)
-        if noise.size and getattr(self, "_vote_X", None) is not None:
-            best, strength = self._vote(X[noise])
-            join = strength >= self._vote_threshold
+        if noise.size and self._noise_vote is not None:
+            join, best = self._noise_vote.join(X[noise])
             labels[noise[join]] = best[join]
             strengths[noise[join]] = 0.0
         if self.assign_noise:
-            labels, strengths = self._assign_noise(
-                Z, labels, strengths, self.n_clusters_
+            labels, strengths = assign_by_membership(
+                self.hdbscan_, Z, labels, strengths, self.n_clusters_
             )
         return self._relabel[labels], strengths
 

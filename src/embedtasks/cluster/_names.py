@@ -188,11 +188,11 @@ def topic_names(
         return [f"cluster {c}" for c in range(n_clusters)]
     banned: set[str] = set()
     if n_clusters >= 4:
-        draft = [_words(_compose(k, max_words, set())) for k in keywords]
+        draft = [_stems(_compose(k, max_words, set())) for k in keywords]
         seen: dict[str, int] = {}
-        for ws in draft:
-            for w in ws:
-                seen[w] = seen.get(w, 0) + 1
+        for stems in draft:
+            for stem in stems:
+                seen[stem] = seen.get(stem, 0) + 1
         banned = {w for w, n in seen.items() if n > _MAX_NAME_SHARE * n_clusters}
     names = []
     for c, words in enumerate(keywords):
@@ -234,18 +234,17 @@ def _stems(term: str) -> _Stems:
     return _Stems(_stem(w) for w in term.split())
 
 
-def _words(name: str) -> set[str]:
-    return set(name.split())
-
-
 def _compose(keywords: list[str], max_words: int, banned: set[str]) -> str:
     """The first keywords that add a word, within ``max_words`` words."""
     chosen: list[str] = []
     for keyword in keywords:
         words = _stems(keyword)
-        if set(keyword.split()) & banned:
+        if words.overlaps(banned):
             continue
-        kept = [c for c in chosen if not _stems(c).within(words)]  # a phrase replaces
+        longer = len(keyword.split())
+        kept = [  # a phrase replaces its own words
+            c for c in chosen if len(c.split()) >= longer or not _stems(c).within(words)
+        ]
         if words.overlaps({w for c in kept for w in _stems(c)}):
             continue  # no word (or a form of it) twice in a name
         trial = kept + [keyword]
