@@ -143,7 +143,16 @@ def _cluster_flags(p: argparse.ArgumentParser) -> None:
         "--min-cluster-size",
         type=_or_auto(_integer(2)),
         default="auto",
-        help="HDBSCAN: an integer >= 2, or auto = max(15, rows // 200) (auto)",
+        help="HDBSCAN: an integer >= 2, or auto = rows // 40 (at least 5) up to "
+        "15, then rows // 200 (auto)",
+    )
+    p.add_argument(
+        "--cluster-selection-method",
+        choices=["auto", "eom", "leaf"],
+        default="auto",
+        help="HDBSCAN: eom keeps the most persistent clusters, leaf the smallest "
+        "(more clusters); auto = eom, leaf on small corpora when eom keeps an "
+        "uneven parent (auto)",
     )
     p.add_argument(
         "--reduction", choices=["auto", "umap", "pca", "none"], default="auto"

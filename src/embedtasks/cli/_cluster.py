@@ -23,6 +23,7 @@ def _clusterer(args: argparse.Namespace, n: int) -> Any:
         n_clusters=args.n_clusters,
         reduction=None if args.reduction == "none" else args.reduction,
         min_cluster_size=args.min_cluster_size,
+        cluster_selection_method=args.cluster_selection_method,
         assign_noise=args.assign_noise,
         max_noise=args.max_noise,
         random_state=args.random_state,
