@@ -169,4 +169,23 @@ def _cluster_flags(p: argparse.ArgumentParser) -> None:
         help="HDBSCAN: at most this share of rows left as noise, the closest "
         "noise rows joining clusters (0.15; 1 keeps all of HDBSCAN's noise)",
     )
+    p.add_argument(
+        "--names",
+        choices=["keywords", "chat"],
+        default="keywords",
+        help="cluster names from their keywords (offline), or from a chat model "
+        "(--chat-model; the largest clusters, one cached call each) (keywords)",
+    )
+    p.add_argument("--chat-model", help="with --names chat: the chat model")
+    p.add_argument(
+        "--chat-base-url",
+        help="with --names chat: an OpenAI-compatible endpoint ($OPENAI_BASE_URL, "
+        "else OpenAI); the key is read from $OPENAI_API_KEY",
+    )
+    p.add_argument(
+        "--chat-max-clusters",
+        type=_integer(1),
+        default=30,
+        help="with --names chat: name at most this many clusters, the largest (30)",
+    )
     p.add_argument("--random-state", type=int, default=0)

@@ -51,6 +51,7 @@ from embedtasks.cluster._names import (
     ClusterComparison,
     compare_labels,
     ctfidf_keywords,
+    summary_frame,
     plot_map,
     topic_names,
 )
@@ -561,7 +562,7 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         return Z
 
     # -------------------------------------------------------------- summary
-    def summary(self, texts=None, *, n_keywords=8, stop_words="english"):
+    def summary(self, texts=None, *, n_keywords=8, stop_words="english", namer=None):
         """One row per cluster, plus a noise row: size, members, keywords, name.
 
         Parameters
@@ -577,59 +578,45 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         stop_words : "english", list of str or None, default="english"
             Words never used as keywords (as in
             :class:`~sklearn.feature_extraction.text.CountVectorizer`).
+        namer : object with a ``name(clusters)`` method, optional
+            Names the clusters instead of their keywords, e.g.
+            :class:`~embedtasks.ChatNamer` (a chat model, budgeted and cached).
+            It gets one dict per cluster, largest first: ``name`` (the keyword
+            name), ``keywords``, ``texts`` (the representative texts) and
+            ``size``, and returns a name each. Needs ``texts``; the keyword
+            name is then kept in a column ``keyword_name``.
 
         Returns
         -------
         pandas.DataFrame
-            Columns ``cluster``, ``name`` (``"3_rust_cargo_crate"`` from the first
-            three keywords with ``texts``, ``"cluster_3"`` without), ``size``,
+            Columns ``cluster``, ``name`` (``"rust cargo crate"``: two to four
+            words from the keywords with ``texts``, ``"cluster 3"`` without;
+            see :func:`topic_names`), ``size``,
             ``share`` (of all training rows), ``mean_probability``,
             ``representatives`` (row indices) and, with ``texts``,
             ``representative_texts`` and ``keywords``. Clusters come by
             decreasing size; when there is noise, a last row ``cluster == -1``
-            named ``"-1_noise"`` counts it (its representatives are the first
+            named ``"noise"`` counts it (its representatives are the first
             noise rows, its keywords empty).
         """
-        import pandas as pd
-
         check_is_fitted(self)
-        labels, n = self.labels_, self.labels_.size
-        n_found = self.n_clusters_
-        sizes = np.bincount(labels[labels >= 0], minlength=n_found)
-        prob_sums = np.bincount(
-            labels[labels >= 0],
-            weights=self.probabilities_[labels >= 0],
-            minlength=n_found,
-        )
-        noise = np.flatnonzero(labels < 0)
-        has_noise = noise.size > 0
-        cluster_ids = np.arange(n_found)
-        representatives = [r.tolist() for r in self.representatives_]
-        if has_noise:
-            cluster_ids = np.append(cluster_ids, -1)
-            sizes = np.append(sizes, noise.size)
-            prob_sums = np.append(prob_sums, 0.0)
-            representatives.append(noise[: self.n_representatives].tolist())
-        keywords = None
+        if namer is not None and texts is None:
+            raise ValueError(
+                "EmbeddingClusterer.summary: a namer needs the texts; pass "
+                "summary(texts, namer=...)."
+            )
         if texts is not None:
             texts = self._check_texts(texts, "summary")
-            keywords = ctfidf_keywords(texts, labels, n_found, n_keywords, stop_words)
-        names = topic_names(n_found, keywords) + ["noise"] * has_noise
-        frame = pd.DataFrame(
-            {
-                "cluster": cluster_ids,
-                "name": names,
-                "size": sizes,
-                "share": sizes / n,
-                "mean_probability": prob_sums / np.maximum(sizes, 1),
-                "representatives": representatives,
-            }
+        return summary_frame(
+            self.labels_,
+            self.probabilities_,
+            self.representatives_,
+            texts,
+            n_keywords=n_keywords,
+            stop_words=stop_words,
+            n_noise_examples=self.n_representatives,
+            namer=namer,
         )
-        if texts is None:
-            return frame
-        frame["representative_texts"] = [[texts[i] for i in r] for r in representatives]
-        frame["keywords"] = keywords + [[]] * has_noise
-        return frame
 
     def _check_texts(self, texts, method):
         texts = check_texts(texts, estimator_name=f"EmbeddingClusterer.{method}")

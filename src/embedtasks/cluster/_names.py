@@ -276,6 +276,71 @@ def _unique(names: list[str], keywords: list[list[str]], max_words: int) -> list
     return out
 
 
+def summary_frame(
+    labels: npt.NDArray[np.intp],
+    probabilities: npt.NDArray[np.float64],
+    representatives: list[npt.NDArray[np.intp]],
+    texts: list[str] | None,
+    *,
+    n_keywords: int,
+    stop_words: Any,
+    n_noise_examples: int,
+    namer: Any = None,
+) -> Any:
+    """The table of :meth:`EmbeddingClusterer.summary`, one row per cluster."""
+    import pandas as pd
+
+    n = labels.size
+    n_found = len(representatives)
+    clustered = labels >= 0
+    sizes = np.bincount(labels[clustered], minlength=n_found)
+    prob_sums = np.bincount(
+        labels[clustered], weights=probabilities[clustered], minlength=n_found
+    )
+    noise = np.flatnonzero(~clustered)
+    has_noise = noise.size > 0
+    cluster_ids = np.arange(n_found)
+    rows = [r.tolist() for r in representatives]
+    if has_noise:
+        cluster_ids = np.append(cluster_ids, -1)
+        sizes = np.append(sizes, noise.size)
+        prob_sums = np.append(prob_sums, 0.0)
+        rows.append(noise[:n_noise_examples].tolist())
+    keywords = None
+    if texts is not None:
+        keywords = ctfidf_keywords(texts, labels, n_found, n_keywords, stop_words)
+    names = topic_names(n_found, keywords)
+    keyword_names = list(names)
+    if namer is not None and texts is not None and keywords is not None:
+        clusters = [
+            {
+                "name": names[c],
+                "keywords": keywords[c],
+                "texts": [texts[i] for i in rows[c]],
+                "size": int(sizes[c]),
+            }
+            for c in range(n_found)
+        ]
+        names = [str(name) for name in namer.name(clusters)]
+    frame = pd.DataFrame(
+        {
+            "cluster": cluster_ids,
+            "name": names + ["noise"] * has_noise,
+            "size": sizes,
+            "share": sizes / n,
+            "mean_probability": prob_sums / np.maximum(sizes, 1),
+            "representatives": rows,
+        }
+    )
+    if texts is None or keywords is None:
+        return frame
+    frame["representative_texts"] = [[texts[i] for i in r] for r in rows]
+    frame["keywords"] = keywords + [[]] * has_noise
+    if namer is not None:
+        frame["keyword_name"] = keyword_names + ["noise"] * has_noise
+    return frame
+
+
 @dataclass(frozen=True)
 class ClusterComparison:
     """How clusters line up with an existing label column.
