@@ -71,7 +71,9 @@ class ChatServer:
             self.mode, f"Questions about {first}"
         )
         content = name if self.mode == "plain" else json.dumps({"name": name})
-        return 200, {"choices": [{"message": {"role": "assistant", "content": content}}]}
+        return 200, {
+            "choices": [{"message": {"role": "assistant", "content": content}}]
+        }
 
     def stop(self) -> None:
         self.httpd.shutdown()

@@ -729,4 +729,6 @@ def test_cluster_selection_method_flag_reaches_the_clusterer():
         )
         assert _clusterer(args, 300).cluster_selection_method == "leaf"
     with pytest.raises(SystemExit):
-        build_parser().parse_args(["cluster", "x.csv", "--cluster-selection-method", "x"])
+        build_parser().parse_args(
+            ["cluster", "x.csv", "--cluster-selection-method", "x"]
+        )

@@ -562,9 +562,9 @@ def test_browser_map_is_named_and_readable(browser, tmp_path, n):
         "{ return t.type; })"
     )
     assert set(kinds) == {"scattergl" if n > 5_000 else "scatter"}
-    png = _screenshot(page, Path(os.environ.get("EMBEDTASKS_SHOTS", tmp_path)) / (
-        f"map-{n}.png"
-    ))
+    png = _screenshot(
+        page, Path(os.environ.get("EMBEDTASKS_SHOTS", tmp_path)) / (f"map-{n}.png")
+    )
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000
     assert page.problems() == []
 

@@ -36,7 +36,9 @@ def _namer(args: argparse.Namespace) -> Any:
     if args.names != "chat":
         return None
     if not args.chat_model:
-        raise CLIError("--names chat needs --chat-model (e.g. --chat-model gpt-4o-mini)")
+        raise CLIError(
+            "--names chat needs --chat-model (e.g. --chat-model gpt-4o-mini)"
+        )
     from embedtasks.embedders._chat import ChatNamer
 
     return ChatNamer(
@@ -57,9 +59,7 @@ def _named_note(args: argparse.Namespace, namer: Any) -> None:
         f"{stats.cached} cached"
     )
     if stats.failed:
-        text += (
-            f", {stats.failed} kept their keyword name ({namer.last_errors[0]})"
-        )
+        text += f", {stats.failed} kept their keyword name ({namer.last_errors[0]})"
     _note(args, text)
 
 

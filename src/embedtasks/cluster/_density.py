@@ -35,7 +35,7 @@ _FLOOR = 15
 
 
 def auto_min_cluster_size(n_samples: int) -> int:
-    """``min_cluster_size="auto"``: ``n // 40`` (at least 5) up to 15, then ``n // 200``.
+    """``min_cluster_size="auto"``: n // 40 (at least 5) up to 15, then n // 200.
 
     >>> [auto_min_cluster_size(n) for n in (100, 300, 1_000, 10_000)]
     [5, 7, 15, 50]

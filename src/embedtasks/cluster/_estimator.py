@@ -51,8 +51,8 @@ from embedtasks.cluster._names import (
     ClusterComparison,
     compare_labels,
     ctfidf_keywords,
-    summary_frame,
     plot_map,
+    summary_frame,
     topic_names,
 )
 from embedtasks.cluster._reduce import ReductionCache, fit_layouts, pca_map
@@ -234,10 +234,10 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
     ((60, 2), dtype('float32'))
     >>> texts = ["red apple"] * 20 + ["blue sky"] * 20 + ["green grass"] * 20
     >>> clusterer.summary(texts)[["cluster", "name", "size", "keywords"]]
-       cluster           name  size       keywords
-    0        0    0_red-apple    20    [red apple]
-    1        1     1_blue-sky    20     [blue sky]
-    2        2  2_green-grass    20  [green grass]
+       cluster         name  size       keywords
+    0        0    red apple    20    [red apple]
+    1        1     blue sky    20     [blue sky]
+    2        2  green grass    20  [green grass]
     >>> clusterer.compare(np.repeat(["fruit", "sky", "grass"], 20)).purity
     1.0
     """
@@ -643,7 +643,7 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         ----------
         texts : sequence of str, optional
             The texts of the training rows: clusters are then named by their
-            keywords (``"3_rust_cargo_crate"``), else ``"cluster_3"``.
+            keywords (``"rust cargo crate"``), else ``"cluster 3"``.
         ax : matplotlib.axes.Axes, optional
             Where to draw; a new 10 x 8 inch figure by default.
         n_labels : int, default=60

@@ -104,9 +104,7 @@ def ctfidf_keywords(
     for c in range(n_clusters):
         terms = _pick(score[c], per_cluster[c], vocab, words, index, 3 * n_keywords)
         rows = order[bounds[c] : bounds[c + 1]]
-        keywords.append(
-            _diverse(terms, score[c], index, present[rows], n_keywords)
-        )
+        keywords.append(_diverse(terms, score[c], index, present[rows], n_keywords))
     return keywords
 
 
@@ -223,10 +221,10 @@ def _same(a: str, b: str) -> bool:
 class _Stems(frozenset):
     """The stems of a term; ``&`` and ``<=`` treat forms of a word as one."""
 
-    def overlaps(self, other: set[str]) -> bool:
+    def overlaps(self, other: frozenset[str] | set[str]) -> bool:
         return any(_same(a, b) for a in self for b in other)
 
-    def within(self, other: set[str]) -> bool:
+    def within(self, other: frozenset[str] | set[str]) -> bool:
         return all(any(_same(a, b) for b in other) for a in self)
 
 
@@ -265,7 +263,10 @@ def _unique(names: list[str], keywords: list[list[str]], max_words: int) -> list
             for extra in words:
                 if not _stems(extra).overlaps(_stems(name)):
                     candidate = f"{name} {extra}"
-                    if candidate not in taken and len(candidate.split()) <= max_words + 2:
+                    if (
+                        candidate not in taken
+                        and len(candidate.split()) <= max_words + 2
+                    ):
                         name = candidate
                         break
         if name in taken:

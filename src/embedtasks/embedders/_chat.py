@@ -48,7 +48,7 @@ __all__ = ["ChatNamer"]
 _PROMPT_VERSION = 1
 _SYSTEM = (
     "You name clusters of texts for a report. Given a cluster's keywords and a "
-    "few of its texts, answer with a JSON object {\"name\": \"...\"}: a short "
+    'few of its texts, answer with a JSON object {"name": "..."}: a short '
     "topic label of 2 to 5 words that a person would write, in the texts' "
     "language, without quotes, numbering or the word 'cluster'."
 )
@@ -123,7 +123,9 @@ class ChatNamer:
             ("max_chars", max_chars),
         ):
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"ChatNamer: {name} must be an int >= 1, got {value!r}.")
+                raise ValueError(
+                    f"ChatNamer: {name} must be an int >= 1, got {value!r}."
+                )
         key = os.environ.get(api_key_env)
         self.settings = ClientSettings(
             model=model,
@@ -310,8 +312,10 @@ class ChatNamer:
                     name = _parse(response)
                     return name if name else self._fail("an answer that is no name")
                 problem = f"{status} {response.reason_phrase}"
-                if status == 400 and "response_format" in payload and (
-                    "response_format" in response.text
+                if (
+                    status == 400
+                    and "response_format" in payload
+                    and ("response_format" in response.text)
                 ):
                     self._json_mode = False  # a server without JSON mode
                     continue
@@ -323,13 +327,16 @@ class ChatNamer:
                         ticket, response.headers, response.text, wait or 1.0
                     )
             delay = wait if wait is not None else s.backoff * 2.0**attempt
-            delay = min(s.max_backoff, delay) * (1.0 if wait else random.uniform(0.5, 1))
+            delay = min(s.max_backoff, delay) * (
+                1.0 if wait else random.uniform(0.5, 1)
+            )
             if deadline is not None and time.time() + delay > deadline:
                 return self._fail(f"deadline of {s.deadline:g} s reached")
             await asyncio.sleep(delay)
         return self._fail(f"{problem} after {s.max_retries} retries")
 
-    def _fail(self, why: str) -> None:
+    def _fail(self, why: str) -> str | None:
+        """Note why a call gave no name; None (the keyword name stays)."""
         self.last_errors.append(why)
         return None
 
