@@ -346,11 +346,13 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         self.labels_ = labels
         self.probabilities_ = probabilities
         self.n_clusters_ = n_found
-        self.cluster_centers_ = self._centres(X, labels, probabilities, n_found)
+        self.cluster_centers_ = _centres(X, labels, probabilities, n_found)
         order = np.argsort(labels, kind="stable")
         bounds = np.searchsorted(labels[order], np.arange(n_found + 1))
         self.representatives_ = [
-            self._representatives(X, order[bounds[c] : bounds[c + 1]], centre)
+            _representatives(
+                X, order[bounds[c] : bounds[c + 1]], centre, self.n_representatives
+            )
             for c, centre in enumerate(self.cluster_centers_)
         ]
         return self
@@ -456,24 +458,6 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         self.kmeans_ = KMeans(n_clusters=self.n_clusters, n_init=3, random_state=seed)
         labels = self.kmeans_.fit_predict(Z).astype(np.intp)
         return labels, np.ones(labels.size)
-
-    @staticmethod
-    def _centres(X, labels, weights, n_clusters):
-        member = np.flatnonzero(labels >= 0)
-        w = np.where(weights[member] > 0, weights[member], 1e-6)
-        sums = group_sum(X[member], labels[member], n_clusters, weights=w)
-        return l2_normalize(sums)
-
-    def _representatives(self, X, rows, centre):
-        """Rows close to ``centre``, diversified by maximal marginal relevance."""
-        if rows.size == 0:
-            return rows.astype(np.intp)
-        relevance = similarity(X[rows], centre[None, :])[:, 0]
-        order = np.argsort(-relevance, kind="stable")
-        pool = rows[order[: max(10 * self.n_representatives, 50)]]
-        return mmr_rerank(
-            centre, pool, X, self.n_representatives, diversity=_MMR_DIVERSITY
-        ).astype(np.intp)
 
     # -------------------------------------------------------------- predict
     def fit_predict(self, X, y=None):
@@ -688,3 +672,21 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         """
         check_is_fitted(self)
         return compare_labels(self.labels_, y, self._names(texts))
+
+
+def _centres(X, labels, weights, n_clusters):
+    """Unit mean direction of each cluster (members weighted by probability)."""
+    member = np.flatnonzero(labels >= 0)
+    w = np.where(weights[member] > 0, weights[member], 1e-6)
+    sums = group_sum(X[member], labels[member], n_clusters, weights=w)
+    return l2_normalize(sums)
+
+
+def _representatives(X, rows, centre, n):
+    """``n`` of ``rows`` close to ``centre``, diversified by MMR."""
+    if rows.size == 0:
+        return rows.astype(np.intp)
+    relevance = similarity(X[rows], centre[None, :])[:, 0]
+    order = np.argsort(-relevance, kind="stable")
+    pool = rows[order[: max(10 * n, 50)]]
+    return mmr_rerank(centre, pool, X, n, diversity=_MMR_DIVERSITY).astype(np.intp)
