@@ -47,7 +47,8 @@ import pandas as pd
 from sklearn.cluster import KMeans
 from sklearn.metrics import v_measure_score
 
-from embedtasks import EmbeddingClusterer, _reduce
+from embedtasks import EmbeddingClusterer
+from embedtasks.cluster import _reduce
 from embedtasks._kernel import l2_normalize, place_by_similarity
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
