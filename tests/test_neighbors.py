@@ -283,3 +283,14 @@ def test_unicode_ids_survive_in_frame():
     nn = DotProductNeighbors(n_neighbors=1).fit(np.eye(2), ["café ☕", "日本語"])
     frame = nn.search([[0.0, 1.0]], as_frame=True)
     assert isinstance(frame, pd.DataFrame) and frame["id"].iloc[0] == "日本語"
+
+
+@pytest.mark.parametrize("estimator", ["DotProductNeighbors", "OutlierScorer"])
+def test_n_jobs_minus_one_is_every_core_and_zero_is_refused(estimator):
+    import embedtasks
+
+    X = np.random.default_rng(0).standard_normal((40, 8)).astype(np.float32)
+    cls = getattr(embedtasks, estimator)
+    cls(n_jobs=-1).fit(X)
+    with pytest.raises(ValueError, match=r"'n_jobs' parameter .* Got 0 instead"):
+        cls(n_jobs=0).fit(X)

@@ -29,6 +29,8 @@ from typing import Any, TextIO
 import numpy as np
 import pandas as pd
 
+from embedtasks._cachedir import DEMO_CORPUS_PREFIX, resolve_cache_dir
+
 __all__ = [
     "DEMO_QUERIES",
     "DEMO_SOURCES",
@@ -164,9 +166,11 @@ def build_corpus(
         Docstrings collected per label before sampling (at most ``n_texts``).
     random_state : int, default=0
         Seed of the file order and the sampling.
-    cache_dir : str or path, default=None
-        If given, the corpus is stored there as JSON (keyed by the parameters and
-        the package versions) and re-read on the next call.
+    cache_dir : str, path or None, default=None
+        The cache folder, as the estimators' ``cache_dir``: ``"default"``
+        (``$EMBEDTASKS_CACHE_DIR`` or ``~/.cache/embedtasks``) or a folder; the
+        corpus is stored there as JSON (keyed by the parameters and the package
+        versions) and re-read on the next call. ``None``: not stored.
 
     Returns
     -------
@@ -184,14 +188,15 @@ def build_corpus(
     """
     sources = dict(DEMO_SOURCES if sources is None else sources)
     cache_file = None
-    if cache_dir is not None:
+    folder = resolve_cache_dir(cache_dir)
+    if folder is not None:
         key = json.dumps(
             [_CORPUS_FORMAT, n_texts, sources, max_per_label, random_state],
             sort_keys=True,
         )
         key += json.dumps(_versions(sources), sort_keys=True)
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-        cache_file = Path(cache_dir) / f"demo-corpus-{digest}.json"
+        cache_file = folder / f"{DEMO_CORPUS_PREFIX}{digest}.json"
         if cache_file.exists():
             return pd.read_json(cache_file, orient="records")
 
@@ -314,11 +319,10 @@ def run_demo(
     dict
         The figures the report prints (sizes, timings, accuracies, ...), for tests.
     """
-    from embedtasks._cachedir import resolve_cache_dir
 
     report = _Report(out)
     t0 = time.perf_counter()
-    corpus = build_corpus(n_texts, cache_dir=resolve_cache_dir(cache_dir))
+    corpus = build_corpus(n_texts, cache_dir=cache_dir)
     counts = corpus["label"].value_counts()
     report.section("Corpus: docstrings of the installed Python packages")
     report.line(

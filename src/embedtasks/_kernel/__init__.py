@@ -17,7 +17,8 @@ Modules: ``_exact`` (canonical arithmetic, normalisation, group reductions),
 ``_topk`` (top-k, thresholds, MMR, the one tile-size rule), ``_pairs`` (the
 symmetric scan and all-pairs statistics), ``_screen`` (exact integer products
 that pick candidates in large searches), ``_place`` (placing new rows by
-similarity), ``_blobs`` (float32 bytes).
+similarity), ``_store`` (which storage answers: in memory, mapped, int8,
+faiss, Dask shards; :func:`build_store` decides once).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from embedtasks._kernel._approx import (
     approximate_scan,
     approximate_top_k,
 )
-from embedtasks._kernel._blobs import from_bytes, matrix_from_bytes, to_bytes
 from embedtasks._kernel._corpus import (
     Dense,
     Quantized,
@@ -41,6 +41,7 @@ from embedtasks._kernel._exact import (
     group_mean_direction,
     group_sum,
     l2_normalize,
+    n_threads,
     pair_dots,
     pair_dots_indexed,
     pool_chunks,
@@ -72,6 +73,8 @@ from embedtasks._kernel._screen import (
     build_screen,
     screen_available,
 )
+from embedtasks._kernel._shard import ShardedCorpus, is_dask_array
+from embedtasks._kernel._store import Store, build_store, is_mapped
 from embedtasks._kernel._topk import (
     DEFAULT_MEMORY_BUDGET,
     TopK,
@@ -86,6 +89,8 @@ from embedtasks._kernel._topk import (
 )
 
 __all__ = [
+    "ShardedCorpus",
+    "Store",
     "APPROXIMATE_ABOVE",
     "DEFAULT_MEMORY_BUDGET",
     "MIN_SCREEN_QUERIES",
@@ -93,6 +98,7 @@ __all__ = [
     "Dense",
     "Screen",
     "build_screen",
+    "build_store",
     "screen_available",
     "Quantized",
     "DEFAULT_PLACEMENT_TEMPERATURE",
@@ -106,17 +112,18 @@ __all__ = [
     "cross_scan",
     "exclusion_pairs",
     "find_mmap",
-    "from_bytes",
     "gram",
     "group_mean_direction",
     "group_mean_similarity",
     "group_sum",
+    "is_dask_array",
+    "is_mapped",
     "l2_normalize",
     "mapped_file",
-    "matrix_from_bytes",
     "mean_std_from_moments",
     "merge_top_k",
     "mmr_rerank",
+    "n_threads",
     "neighbour_scan",
     "pair_dots",
     "pair_dots_indexed",
@@ -131,7 +138,6 @@ __all__ = [
     "softmax",
     "stream_norms",
     "tile_shape",
-    "to_bytes",
     "top_k",
     "top_k_rescored",
     "vendi_from_gram",

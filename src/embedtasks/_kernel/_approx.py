@@ -10,7 +10,6 @@ score found is canonical, so results do not depend on the list order or threads.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -22,6 +21,9 @@ from embedtasks._kernel._exact import (
     group_mean_direction,
     l2_normalize,
     row_norms,
+)
+from embedtasks._kernel._exact import (
+    n_threads as threads_for,
 )
 from embedtasks._kernel._pairs import NeighbourScan, neighbour_scan
 from embedtasks._kernel._topk import TopK, top_k
@@ -84,7 +86,7 @@ def _map_lists(fn, members, n_jobs):
     """``fn`` over the lists, largest first, spread over threads (BLAS on one)."""
     order = np.argsort([-m.size for m in members], kind="stable")
     todo = [members[i] for i in order if members[i].size > 1]
-    n_threads = (os.cpu_count() or 1) if n_jobs is None else max(1, n_jobs)
+    n_threads = threads_for(n_jobs)
     with threadpool_limits(limits=1, user_api="blas"):
         if n_threads == 1:
             return [fn(m) for m in todo]

@@ -15,6 +15,7 @@ rounding boundary); the few elements it cannot prove are recomputed by the tree.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,28 @@ _U32 = 2.0**-24
 
 #: Elements of float64 scratch one chunk of canonical arithmetic may hold (8 MiB).
 _TREE_ELEMENTS = 1 << 20
+
+
+def n_threads(n_jobs: int | None) -> int:
+    """The threads an ``n_jobs`` setting stands for: one meaning in every estimator.
+
+    ``None`` or ``-1``: every core; a positive number: that many threads; ``-2``:
+    every core but one, and so on (joblib's rule for negative values).
+
+    Examples
+    --------
+    >>> n_threads(1), n_threads(3)
+    (1, 3)
+    >>> import os
+    >>> n_threads(None) == n_threads(-1) == (os.cpu_count() or 1)
+    True
+    """
+    cores = os.cpu_count() or 1
+    if n_jobs is None:
+        return cores
+    if n_jobs < 0:
+        return max(1, cores + 1 + n_jobs)
+    return max(1, n_jobs)
 
 
 def chunk_rows(width: int) -> int:

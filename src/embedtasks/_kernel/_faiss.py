@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from embedtasks._kernel import TopK, exclusion_pairs, pair_dots_indexed
+from embedtasks._kernel._exact import pair_dots_indexed
+from embedtasks._kernel._topk import TopK, exclusion_pairs
 from embedtasks._optional import import_optional
 
 __all__ = [

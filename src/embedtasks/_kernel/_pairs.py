@@ -9,7 +9,6 @@ canonical scores, identical however the work is split.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
@@ -23,6 +22,9 @@ from embedtasks._kernel._exact import (
     pair_dots_indexed,
     row_norms,
     similarity,
+)
+from embedtasks._kernel._exact import (
+    n_threads as threads_for,
 )
 from embedtasks._kernel._topk import DEFAULT_MEMORY_BUDGET
 
@@ -236,7 +238,7 @@ def neighbour_scan(
     side = square_block(memory_budget)
     starts = list(range(0, n, side))
     tasks = [(a, b) for ia, a in enumerate(starts) for b in starts[ia:]]
-    n_threads = (os.cpu_count() or 1) if n_jobs is None else max(1, n_jobs)
+    n_threads = threads_for(n_jobs)
     n_threads = max(1, min(n_threads, len(tasks)))
     states = [_ScanState(Xc) for _ in range(n_threads)]
 

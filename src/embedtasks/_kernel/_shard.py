@@ -7,11 +7,11 @@ the workers and merged exactly on the client: the kernel's scores are canonical
 (bit-identical however the work is split), so the merge of per-shard answers, by
 score with ties to the lower global row, equals the in-memory answer bit for bit.
 
-- search: the queries are broadcast, :func:`~embedtasks._kernel.top_k` runs
+- search: the queries are broadcast, :func:`~embedtasks._top_k` runs
   on each shard, :func:`~embedtasks._kernel.merge_top_k` merges;
 - self-join (``kneighbors(X=None)``, outlier training scores): one task per
   (query block, shard) pair, each row excluding itself, merged per query block;
-- near-duplicate scan: :func:`~embedtasks._kernel.neighbour_scan` on each
+- near-duplicate scan: :func:`~embedtasks._neighbour_scan` on each
   shard and a cross scan on each pair of shards ``i < j``, merged.
 
 The estimators hold a :class:`ShardedCorpus` where they would hold the matrix and
@@ -21,40 +21,27 @@ which fall through to the kernel for in-memory arrays.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from embedtasks import _kernel as kernel
-from embedtasks._kernel import (
-    DEFAULT_MEMORY_BUDGET,
-    NeighbourScan,
+from embedtasks._kernel._exact import group_sum, l2_normalize, row_norms
+from embedtasks._kernel._pairs import NeighbourScan, cross_scan, gram, neighbour_scan
+from embedtasks._kernel._topk import (
     TopK,
+    above_threshold,
     corpus_norm,
-    cross_scan,
     exclusion_pairs,
-    gram,
-    group_sum,
-    l2_normalize,
     merge_top_k,
-    row_norms,
-    similarity,
+    top_k,
 )
 from embedtasks._optional import import_optional
 
 __all__ = [
     "ShardedCorpus",
-    "above_threshold",
     "is_dask_array",
-    "neighbour_scan",
-    "pairwise_mean_std",
-    "sample_pair_similarities",
-    "to_local",
-    "top_k",
-    "vendi_score",
 ]
 
 
@@ -92,7 +79,7 @@ def _prepare(block: Any, offset: int, normalize: bool, owner: str) -> np.ndarray
 
 
 def _shard_top_k(Q, C, self_offset, max_norm, k, exclude, budget, n_jobs) -> TopK:
-    return kernel.top_k(
+    return top_k(
         Q,
         C,
         k,
@@ -109,7 +96,7 @@ def _merge_parts(parts: Sequence[TopK], offsets: Sequence[int], k: int, *_) -> T
 
 
 def _shard_above(Q, C, self_offset, max_norm, threshold, budget):
-    return kernel.above_threshold(
+    return above_threshold(
         Q,
         C,
         threshold,
@@ -133,9 +120,7 @@ def _merge_above(parts, offsets, *_):
 
 
 def _diagonal_scan(A, threshold, max_kept, budget, n_jobs):
-    scan = kernel.neighbour_scan(
-        A, threshold, max_kept, memory_budget=budget, n_jobs=n_jobs
-    )
+    scan = neighbour_scan(A, threshold, max_kept, memory_budget=budget, n_jobs=n_jobs)
     return scan.nn_sim, scan.nn_idx, scan.pairs, scan.pair_scores, scan.n_pairs
 
 
@@ -369,7 +354,7 @@ class ShardedCorpus:
 
     # -- all pairs ---------------------------------------------------------------
     def scan(self, threshold, max_kept, *, memory_budget, n_jobs) -> NeighbourScan:
-        """:func:`~embedtasks._kernel.neighbour_scan` by pairs of shards."""
+        """:func:`~embedtasks._neighbour_scan` by pairs of shards."""
         jobs = 1 if n_jobs is None else n_jobs
         submit = self.client.submit
         futures, where = [], []
@@ -433,91 +418,3 @@ class ShardedCorpus:
         )
         total = np.sum([p[0] for p in parts], axis=0)
         return total, np.concatenate([p[1] for p in parts]), sum(p[2] for p in parts)
-
-
-# -- dispatchers: sharded or in memory -------------------------------------------
-
-
-def top_k(queries, corpus, k, **kwargs) -> TopK:
-    """:func:`~embedtasks._kernel.top_k`, or its sharded version."""
-    if isinstance(corpus, ShardedCorpus):
-        kwargs.setdefault("memory_budget", DEFAULT_MEMORY_BUDGET)
-        kwargs.setdefault("n_jobs", None)
-        kwargs.pop("corpus_max_norm", None)
-        kwargs.pop("screen", None)  # each worker's kernel decides for its shard
-        return corpus.top_k(queries, k, **kwargs)
-    return kernel.top_k(queries, corpus, k, **kwargs)
-
-
-def above_threshold(queries, corpus, threshold, **kwargs):
-    """:func:`~embedtasks._kernel.above_threshold`, or its sharded version."""
-    if isinstance(corpus, ShardedCorpus):
-        kwargs.setdefault("memory_budget", DEFAULT_MEMORY_BUDGET)
-        kwargs.pop("corpus_max_norm", None)
-        return corpus.above_threshold(queries, threshold, **kwargs)
-    return kernel.above_threshold(queries, corpus, threshold, **kwargs)
-
-
-def neighbour_scan(X, threshold=None, max_kept=0, *, keep_all=False, **kwargs):
-    """:func:`~embedtasks._kernel.neighbour_scan`, or by pairs of shards.
-
-    Sharded, ``keep_all`` (every pairwise similarity: small inputs only) gathers
-    the rows to the client for those similarities alone.
-    """
-    if not isinstance(X, ShardedCorpus):
-        return kernel.neighbour_scan(
-            X, threshold, max_kept, keep_all=keep_all, **kwargs
-        )
-    scan = X.scan(
-        threshold,
-        max_kept,
-        memory_budget=kwargs.get("memory_budget", DEFAULT_MEMORY_BUDGET),
-        n_jobs=kwargs.get("n_jobs"),
-    )
-    if keep_all:
-        A = X.gather()
-        scan = scan._replace(pair_sims=similarity(A, A)[np.triu_indices(len(A), 1)])
-    return scan
-
-
-def pairwise_mean_std(X) -> tuple[float, float]:
-    """:func:`~embedtasks._kernel.pairwise_mean_std`; sharded: from shard sums.
-
-    Sharded, the row sums and Gram matrices are added shard by shard; the Gram is
-    summed from float32 row blocks as in memory, but over other blocks, so the
-    result equals the in-memory one to about 1e-8 relative (not bit for bit).
-    """
-    if not isinstance(X, ShardedCorpus):
-        return kernel.pairwise_mean_std(X)
-    total, self_sq, G = X.moments()
-    return kernel.mean_std_from_moments(total, self_sq, G, X.shape[0])
-
-
-def vendi_score(X) -> float:
-    """:func:`~embedtasks._kernel.vendi_score`; sharded: from the summed Gram."""
-    if not isinstance(X, ShardedCorpus):
-        return kernel.vendi_score(X)
-    return kernel.vendi_from_gram(X.moments()[2])
-
-
-def sample_pair_similarities(X, m, rng):
-    """:func:`~embedtasks._kernel.sample_pair_similarities`, rows gathered.
-
-    Sharded, the same rows are drawn (same ``rng`` use) and only they are
-    gathered, so the sample equals the in-memory one bit for bit.
-    """
-    if not isinstance(X, ShardedCorpus):
-        return kernel.sample_pair_similarities(X, m, rng)
-    n = X.shape[0]
-    size = min(n, int(np.ceil((1 + np.sqrt(1 + 8 * m)) / 2)))
-    sub = X.take(np.sort(rng.choice(n, size=size, replace=False)))
-    return similarity(sub, sub)[np.triu_indices(size, k=1)]
-
-
-def to_local(estimator):
-    """A copy of ``estimator`` with every sharded corpus gathered into memory."""
-    local = copy.copy(estimator)
-    for name, value in vars(estimator).items():
-        if isinstance(value, ShardedCorpus):
-            setattr(local, name, value.gather())
-    return local

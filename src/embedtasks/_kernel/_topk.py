@@ -10,7 +10,6 @@ tile shapes, the batch, the thread count or the BLAS kernel.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
@@ -26,6 +25,9 @@ from embedtasks._kernel._exact import (
     pair_dots_indexed,
     row_norms,
     similarity,
+)
+from embedtasks._kernel._exact import (
+    n_threads as threads_for,
 )
 from embedtasks._kernel._screen import (
     MIN_SCREEN_BUILD_QUERIES,
@@ -494,7 +496,7 @@ def top_k(
             f"The screen was built for a {screen.n} x {screen.d} corpus, not this "
             f"{n_c} x {Q.shape[1]} one. Build it with build_screen(corpus)."
         )
-    n_threads = (os.cpu_count() or 1) if n_jobs is None else max(1, n_jobs)
+    n_threads = threads_for(n_jobs)
     n_threads = min(n_threads, n_q // _MIN_QUERIES_PER_THREAD)
     if n_threads <= 1:
         _top_k_into(

@@ -302,13 +302,12 @@ def _fitted_clusterer(clusterer: Any, X: np.ndarray) -> Any:
 
 
 def _outliers(scorer: Any, X: np.ndarray) -> dict[str, Any]:
-    """Outlier scores (higher = more unusual), flags and each row's nearest row."""
-    scorer = clone(OutlierScorer() if scorer is None else scorer)
-    flags = scorer.fit_predict(X) == -1
-    why = scorer.explain(n_neighbors=1)
+    """Outlier scores (higher = more unusual), flags and each row's nearest row:
+    :meth:`OutlierScorer.to_frame`, the one table of outliers."""
+    table = clone(OutlierScorer() if scorer is None else scorer).fit(X).to_frame()
     return {
-        "scores": -np.asarray(scorer.training_scores_, dtype=np.float64),
-        "flags": flags,
-        "nearest": why.indices[:, 0],
-        "nearest_similarity": why.similarities[:, 0],
+        "scores": table["outlier_score"].to_numpy(),
+        "flags": table["is_outlier"].to_numpy(),
+        "nearest": table["nearest"].to_numpy(),
+        "nearest_similarity": table["nearest_similarity"].to_numpy(),
     }

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from embedtasks.cli._args import CLIError, _common, _integer, _number, _or_auto
+from embedtasks.cli._args import (
+    CLIError,
+    _common,
+    _integer,
+    duplicate_flag,
+    owned,
+)
 from embedtasks.cli._io import Rows, _column, read_table
 from embedtasks.cli._run import (
     _embed,
@@ -36,14 +42,15 @@ def cmd_outliers(args: argparse.Namespace) -> int:
         n_neighbors=args.n_neighbors, contamination=args.contamination
     )
     _, X = _embed(args, rows.texts)
-    flags = scorer.fit_predict(X)
-    _note(args, f"{int((flags == -1).sum()):,} of {len(flags):,} rows flagged")
+    table = scorer.fit(X).to_frame()
+    flags = table["is_outlier"].to_numpy()
+    _note(args, f"{int(flags.sum()):,} of {len(flags):,} rows flagged")
     result = pd.DataFrame({"index": rows.kept})
     ids = _ids(frame, args, rows)
     if ids is not None:
         result["id"] = ids
-    result["outlier_score"] = -scorer.training_scores_
-    result["is_outlier"] = flags == -1
+    result["outlier_score"] = table["outlier_score"].to_numpy()
+    result["is_outlier"] = flags
     result[args.column] = rows.texts
     top = result.sort_values("outlier_score", ascending=False, kind="stable")
     _emit(
@@ -55,7 +62,7 @@ def cmd_outliers(args: argparse.Namespace) -> int:
     if args.output:
         out = frame.copy()
         out["outlier_score"] = rows.spread(result["outlier_score"].to_numpy())
-        out["is_outlier"] = rows.spread(flags == -1, "boolean")
+        out["is_outlier"] = rows.spread(flags, "boolean")
         _save(args, out, args.output, "scored rows")
     return 0
 
@@ -182,13 +189,18 @@ def register(add: Any) -> None:
     """Add this module's commands: their flags beside their handlers."""
     p = add("outliers", cmd_outliers, "score how unrelated each row is to the rest")
     _common(p)
-    p.add_argument(
-        "--n-neighbors", type=_integer(1), default=10, help="neighbours (10)"
+    owned(
+        p,
+        "--n-neighbors",
+        spec="embedtasks.outliers:OutlierScorer",
+        param="n_neighbors",
+        help="neighbours",
     )
-    p.add_argument(
+    owned(
+        p,
         "--contamination",
-        type=_or_auto(_number(0, 0.5, open_low=True)),
-        default="auto",
+        spec="embedtasks.outliers:OutlierScorer",
+        param="contamination",
         help="share of outliers in (0, 0.5], or auto (Tukey fence)",
     )
     p.add_argument(
@@ -198,12 +210,7 @@ def register(add: Any) -> None:
     p = add("diversity", cmd_diversity, "how varied are the texts (per group too)")
     _common(p)
     p.add_argument("--group-column", help="compare the groups of this column")
-    p.add_argument(
-        "--duplicate-threshold",
-        type=_number(-1, 1),
-        default=0.95,
-        help="near-duplicates (0.95)",
-    )
+    duplicate_flag(p)
     p.add_argument("-o", "--output", help="write the per-group table here")
     p.add_argument("--pairs-output", help="write the near-duplicate pairs here")
     p = add("classify", cmd_classify, "label rows zero-shot (--labels) or by example")

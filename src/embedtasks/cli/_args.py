@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +13,103 @@ _FORMATS = ("table", "csv", "jsonl", "json")
 
 class CLIError(Exception):
     """A problem with the arguments or the input; exit status 2."""
+
+
+# -- flags owned by an estimator: default, range and help read from it ---------------
+def _target(spec: str) -> Any:
+    """``"module:Name.attr"`` -> the object (imported when first needed)."""
+    module, _, path = spec.partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+class Default:
+    """A flag's default that lives on an estimator or function, not in the CLI.
+
+    ``spec`` names the owner (``"embedtasks.outliers:OutlierScorer"``), ``param``
+    its parameter. :func:`resolve_defaults` swaps it for the value once the
+    arguments are parsed, so ``--help`` imports nothing and no default is
+    written twice.
+    """
+
+    def __init__(self, spec: str, param: str) -> None:
+        self.spec, self.param = spec, param
+
+    def value(self) -> Any:
+        return inspect.signature(_target(self.spec)).parameters[self.param].default
+
+    def __repr__(self) -> str:  # shown only if a handler forgot to resolve it
+        return f"<default of {self.spec}.{self.param}>"
+
+
+class _OwnedHelp(str):
+    """Help text that ends in the owner's default, read when help is shown."""
+
+    default: Default
+    shown: Callable[[Any], str]
+
+    def __mod__(self, params: Any) -> str:
+        text = str.__mod__(str(self), params) if "%" in self else str(self)
+        return f"{text} ({self.shown(self.default.value())})"
+
+
+def _checked(spec: str, param: str) -> Callable[[str], Any]:
+    """An argparse type: the value as a number (or a word), checked by the owner's
+    own ``_parameter_constraints``, worded for the command line."""
+
+    def parse(value: str) -> Any:
+        from embedtasks._validation import check_param
+
+        number: Any = value
+        for convert in (int, float):
+            try:
+                number = convert(value)
+                break
+            except ValueError:
+                continue
+        problem = check_param(_target(spec), param, number)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{problem}, got {value}")
+        return number
+
+    parse.__name__ = "value"
+    return parse
+
+
+def owned(
+    parser: Any,
+    *flags: str,
+    spec: str,
+    param: str,
+    help: str,
+    type: Callable[[str], Any] | None = None,
+    shown: Callable[[Any], str] = str,
+    default_unset: bool = False,
+    **kwargs: Any,
+) -> None:
+    """Add a flag for ``spec``'s ``param``: its default, its range (when ``type`` is
+    not given, the owner's ``_parameter_constraints``) and the default in the help
+    all come from the owner. ``default_unset``: the flag stays None when not given
+    (the owner applies its default itself)."""
+    default = Default(spec, param)
+    text = _OwnedHelp(help)
+    text.default, text.shown = default, shown
+    parser.add_argument(
+        *flags,
+        default=None if default_unset else default,
+        type=type or _checked(spec, param),
+        help=text,
+        **kwargs,
+    )
+
+
+def resolve_defaults(args: argparse.Namespace) -> None:
+    """Replace every :class:`Default` left in ``args`` by the owner's value."""
+    for name, value in vars(args).items():
+        if isinstance(value, Default):
+            setattr(args, name, value.value())
 
 
 # -- argument types: checked by argparse, before anything is read or embedded -------
@@ -112,10 +211,14 @@ def _common(parser: argparse.ArgumentParser, *, data: bool = True) -> None:
     group.add_argument(
         "--batch-size", type=_integer(1), help="texts per batch or request"
     )
-    group.add_argument(
+    owned(
+        group,
         "--max-retries",
+        spec="embedtasks.embedders:OpenAIEmbedder",
+        param="max_retries",
         type=_integer(0),
-        help="endpoint: retries of a failed request (8)",
+        help="endpoint: retries of a failed request",
+        default_unset=True,
     )
     group.add_argument("--device", help="device for the local model (cpu)")
     group.add_argument(
@@ -136,38 +239,54 @@ def _common(parser: argparse.ArgumentParser, *, data: bool = True) -> None:
 
 def _cluster_flags(p: argparse.ArgumentParser) -> None:
     """The clusterer's flags, shared by ``cluster`` and ``report``."""
-    p.add_argument(
-        "--n-clusters", type=_integer(1), help="fixed number (KMeans); default HDBSCAN"
+    owned(
+        p,
+        "--n-clusters",
+        spec="embedtasks.cluster:EmbeddingClusterer",
+        param="n_clusters",
+        help="fixed number (KMeans)",
+        shown=lambda v: "none: HDBSCAN" if v is None else str(v),
     )
-    p.add_argument(
+    owned(
+        p,
         "--min-cluster-size",
-        type=_or_auto(_integer(2)),
-        default="auto",
-        help="HDBSCAN: an integer >= 2, or auto = rows // 40 (at least 5) up to "
-        "15, then rows // 200 (auto)",
+        spec="embedtasks.cluster:EmbeddingClusterer",
+        param="min_cluster_size",
+        help="HDBSCAN: an integer >= 2, or auto (rows // 40, at least 5, up to 15; "
+        "then rows // 200)",
     )
-    p.add_argument(
+    owned(
+        p,
         "--cluster-selection-method",
+        spec="embedtasks.cluster:EmbeddingClusterer",
+        param="cluster_selection_method",
+        type=str,
         choices=["auto", "eom", "leaf"],
-        default="auto",
         help="HDBSCAN: eom keeps the most persistent clusters, leaf the smallest "
-        "(more clusters); auto = eom, leaf on small corpora when eom keeps an "
-        "uneven parent (auto)",
+        "(more clusters); auto: eom, leaf on small corpora when eom keeps an "
+        "uneven parent",
     )
-    p.add_argument(
-        "--reduction", choices=["auto", "umap", "pca", "none"], default="auto"
+    owned(
+        p,
+        "--reduction",
+        spec="embedtasks.cluster:EmbeddingClusterer",
+        param="reduction",
+        type=str,
+        choices=["auto", "umap", "pca", "none"],
+        help="before clustering",
     )
     p.add_argument(
         "--assign-noise",
         action="store_true",
         help="give every noise row (-1) its nearest cluster",
     )
-    p.add_argument(
+    owned(
+        p,
         "--max-noise",
-        type=_number(0, 1),
-        default=0.15,
+        spec="embedtasks.cluster:EmbeddingClusterer",
+        param="max_noise",
         help="HDBSCAN: at most this share of rows left as noise, the closest "
-        "noise rows joining clusters (0.15; 1 keeps all of HDBSCAN's noise)",
+        "noise rows joining clusters; 1 keeps all of HDBSCAN's noise",
     )
     p.add_argument(
         "--names",
@@ -188,4 +307,20 @@ def _cluster_flags(p: argparse.ArgumentParser) -> None:
         default=30,
         help="with --names chat: name at most this many clusters, the largest (30)",
     )
-    p.add_argument("--random-state", type=int, default=0)
+    p.add_argument(
+        "--random-state",
+        type=int,
+        default=0,
+        help="seed; the command line fixes one so that runs repeat (0)",
+    )
+
+
+def duplicate_flag(p: argparse.ArgumentParser) -> None:
+    """``--duplicate-threshold``, shared by ``diversity`` and ``report``."""
+    owned(
+        p,
+        "--duplicate-threshold",
+        spec="embedtasks.diversity:DiversityReport",
+        param="duplicate_threshold",
+        help="near-duplicates: pairs at least this similar",
+    )

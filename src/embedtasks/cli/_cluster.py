@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from embedtasks.cli._args import CLIError, _cluster_flags, _common, _integer
+from embedtasks.cli._args import (
+    CLIError,
+    _cluster_flags,
+    _common,
+    _integer,
+    owned,
+)
 from embedtasks.cli._run import _cache_setting, _embed, _emit, _load, _note, _save
 
 
@@ -118,6 +124,13 @@ def register(add: Any) -> None:
     p = add("cluster", cmd_cluster, "group similar rows; keywords per cluster")
     _common(p)
     _cluster_flags(p)
-    p.add_argument("--keywords", type=_integer(1), default=5, help="per cluster (5)")
+    owned(
+        p,
+        "--keywords",
+        spec="embedtasks.cluster:EmbeddingClusterer.summary",
+        param="n_keywords",
+        type=_integer(1),
+        help="per cluster",
+    )
     p.add_argument("-o", "--output", help="write every row with 'cluster' here")
     p.add_argument("--summary-output", help="write the cluster summary here")

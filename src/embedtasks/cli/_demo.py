@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from embedtasks.cli._args import _common, _integer
+from embedtasks.cli._args import _common, _integer, owned
 from embedtasks.cli._run import _cache_setting
 
 
@@ -27,5 +27,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def register(add: Any) -> None:
     """Add this module's commands: their flags beside their handlers."""
     p = add("demo", cmd_demo, "run every task on the docstrings of installed packages")
-    p.add_argument("--n-texts", type=_integer(20), default=3000, help="corpus (3000)")
+    owned(
+        p,
+        "--n-texts",
+        spec="embedtasks.demo:run_demo",
+        param="n_texts",
+        type=_integer(20),
+        help="corpus",
+    )
     _common(p, data=False)

@@ -28,7 +28,7 @@ from typing import Any
 
 from embedtasks import __version__
 from embedtasks.cli import _analyse, _cluster, _demo, _embed, _report, _search
-from embedtasks.cli._args import CLIError
+from embedtasks.cli._args import CLIError, resolve_defaults
 from embedtasks.cli._run import _check_outputs, _warning_printer
 
 __all__ = ["build_parser", "main"]
@@ -59,6 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``embedtasks`` command; return its exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    resolve_defaults(args)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     for stream in (sys.stdout, sys.stderr):
         if hasattr(stream, "reconfigure"):  # a text that the terminal cannot show

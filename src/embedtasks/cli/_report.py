@@ -6,7 +6,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from embedtasks.cli._args import _cluster_flags, _common, _integer, _number
+from embedtasks.cli._args import (
+    _cluster_flags,
+    _common,
+    _integer,
+    duplicate_flag,
+    owned,
+)
 from embedtasks.cli._cluster import _clusterer, announcing
 from embedtasks.cli._run import _embed, _groups, _load, _note
 
@@ -47,12 +53,12 @@ def register(add: Any) -> None:
     p.add_argument("-o", "--output", default="report.html", help="(report.html)")
     p.add_argument("--title", help="page title (the input file's name)")
     _cluster_flags(p)
-    p.add_argument(
-        "--duplicate-threshold",
-        type=_number(-1, 1),
-        default=0.95,
-        help="near-duplicates (0.95)",
-    )
-    p.add_argument(
-        "--max-text-chars", type=_integer(1), default=300, help="texts cut to (300)"
+    duplicate_flag(p)
+    owned(
+        p,
+        "--max-text-chars",
+        spec="embedtasks._report:report",
+        param="max_text_chars",
+        type=_integer(1),
+        help="texts cut to",
     )

@@ -6,7 +6,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from embedtasks.cli._args import CLIError, _common, _integer, _number
+from embedtasks.cli._args import (
+    CLIError,
+    _common,
+    _integer,
+    _number,
+    owned,
+)
 from embedtasks.cli._io import Rows
 from embedtasks.cli._run import _embed, _emit, _ids, _load, _save
 
@@ -140,7 +146,13 @@ def register(add: Any) -> None:
     _common(p)
     p.add_argument("-q", "--query", action="append", help="a query (repeat for more)")
     p.add_argument("--queries-file", help="a text file, one query per line")
-    p.add_argument("-k", type=_integer(1), default=5, help="results per query (5)")
+    owned(
+        p,
+        "-k",
+        spec="embedtasks.neighbors:DotProductNeighbors",
+        param="n_neighbors",
+        help="results per query",
+    )
     p.add_argument("-o", "--output", help="write the results table here")
     p = add("recommend", cmd_recommend, "more like given rows, themselves excluded")
     _common(p)
@@ -151,11 +163,19 @@ def register(add: Any) -> None:
     p.add_argument(
         "--exclude", type=_integer(0), action="append", help="a row never to recommend"
     )
-    p.add_argument("-k", type=_integer(1), default=5, help="recommendations (5)")
-    p.add_argument(
+    owned(
+        p,
+        "-k",
+        spec="embedtasks.neighbors:DotProductNeighbors",
+        param="n_neighbors",
+        help="recommendations",
+    )
+    owned(
+        p,
         "--diversity",
+        spec="embedtasks.neighbors:DotProductNeighbors.recommend",
+        param="diversity",
         type=_number(0, 1),
-        default=0.0,
-        help="0 ranks by similarity; up to 1 prefers variety (MMR) (0)",
+        help="0 ranks by similarity; up to 1 prefers variety (MMR)",
     )
     p.add_argument("-o", "--output", help="write the recommendations here")

@@ -11,7 +11,6 @@ from the texts, c-TF-IDF keywords.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import warnings
 
@@ -75,10 +74,6 @@ _MIN_LAYOUT_SAMPLES = 20
 _SAME_ROW = 1e-6
 #: No warning about noise or few clusters below this many rows.
 _WARN_MIN_SAMPLES = 200
-
-
-def _umap_available() -> bool:
-    return importlib.util.find_spec("numba") is not None
 
 
 class EmbeddingClusterer(ClusterMixin, BaseEstimator):
@@ -359,7 +354,7 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
 
     def _reduction_kind(self) -> str | None:
         if self.reduction == "auto":
-            return "umap" if _umap_available() else "pca"
+            return "umap"
         return self.reduction
 
     def _fit_reduce(self, X: np.ndarray, seed: int) -> np.ndarray:

@@ -24,7 +24,6 @@ import numpy.typing as npt
 from scipy import sparse
 
 from embedtasks._cachedir import NUMBA_DIRNAME
-from embedtasks._optional import import_optional
 
 #: umap-learn's find_ab_params(spread=1.0, min_dist=...): min_dist 0 packs each
 #: cluster tight (best for clustering); 0.1 spreads it out (readable maps).
@@ -112,9 +111,8 @@ def _sgd_function(cache_dir: Path | None) -> Any:
     """The jitted epochs, compiled once per process (or loaded from cache_dir)."""
     if "f" in _SGD:
         return _SGD["f"]
-    numba = import_optional(
-        "numba", extra="umap", purpose="EmbeddingClusterer(reduction='umap')"
-    )
+    import numba  # a core dependency
+
     function = numba.njit(_epochs, fastmath=True, nogil=True)
     if cache_dir is not None:
         config: Any = numba.config

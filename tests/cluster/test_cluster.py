@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import importlib.util
 import re
 
 import numpy as np
@@ -9,13 +8,11 @@ import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import adjusted_rand_score, v_measure_score
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from embedtasks import EmbeddingClusterer
 from embedtasks.cluster._names import topic_names
 from embedtasks.exceptions import InvalidTextError
 
-HAS_UMAP = importlib.util.find_spec("umap") is not None
 WORDS = ["apple", "river", "engine", "violin", "planet", "garden"]
 
 
@@ -33,17 +30,6 @@ def _texts(y):
     return [
         f"{WORDS[label]} {WORDS[label]}s story number {i}" for i, label in enumerate(y)
     ]
-
-
-@parametrize_with_checks(
-    [
-        EmbeddingClusterer(),
-        EmbeddingClusterer(n_clusters=3, reduction="pca", n_components=2),
-        EmbeddingClusterer(reduction=None, min_cluster_size=5, assign_noise=True),
-    ]
-)
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
 
 
 def test_pca_hdbscan_recovers_topics():
@@ -232,23 +218,6 @@ def test_all_noise_predicts_noise():
     np.testing.assert_array_equal(model.predict(X[:3]), -1)
 
 
-def test_umap_missing_gives_install_hint(monkeypatch):
-    import embedtasks.cluster._estimator as cluster_module
-
-    monkeypatch.setattr(cluster_module, "_umap_available", lambda: False)
-    X, _ = _topics(n_topics=2, per_topic=20)
-    model = EmbeddingClusterer(random_state=0).fit(X)  # "auto" falls back to PCA
-    assert type(model.reducer_).__name__ == "PCA"
-    assert model.embedding_.shape[1] == 20
-    from embedtasks.cluster import _layout
-
-    monkeypatch.setattr(_layout, "_SGD", {})  # not compiled yet in this process
-    monkeypatch.setitem(__import__("sys").modules, "numba", None)
-    with pytest.raises(ImportError, match=r"pip install 'embedtasks\[umap\]'"):
-        EmbeddingClusterer(reduction="umap").fit(X)
-
-
-@pytest.mark.skipif(not HAS_UMAP, reason="needs umap-learn (the [umap] extra)")
 def test_umap_reduction_clusters_and_predicts():
     X, y = _topics(n_topics=4, per_topic=50, dim=48)
     model = EmbeddingClusterer(reduction="umap", random_state=0).fit(X)
@@ -270,7 +239,6 @@ def test_fit_and_predict_leave_the_input_untouched():
     np.testing.assert_array_equal(X, before)
 
 
-@pytest.mark.skipif(not HAS_UMAP, reason="needs umap-learn (the [umap] extra)")
 def test_umap_fitted_on_a_sample_still_labels_every_row():
     X, y = _topics(n_topics=4, per_topic=60, dim=48)
     model = EmbeddingClusterer(

@@ -73,7 +73,7 @@ def model_dir(tmp_path):
 
 # -- optional imports ----------------------------------------------------------------
 def test_import_optional_returns_the_module():
-    assert import_optional("json", extra="local").dumps([1]) == "[1]"
+    assert import_optional("json", extra="plot").dumps([1]) == "[1]"
 
 
 def test_import_optional_names_the_extra():
@@ -85,9 +85,11 @@ def test_import_optional_names_the_extra():
         import_optional("no_such_mod.sub", extra="plot", purpose="Plots")
 
 
-def test_import_optional_local_mentions_cpu_torch():
-    with pytest.raises(ImportError, match=r"embedtasks\[local\].*torch==2\.13\.0"):
-        import_optional("no_such_mod", extra="local")
+def test_import_optional_torch_extra_mentions_cpu_torch():
+    with pytest.raises(
+        ImportError, match=r"embedtasks\[sentence-transformers\].*torch==2\.13\.0"
+    ):
+        import_optional("no_such_mod", extra="sentence-transformers")
 
 
 def test_embedding_in_a_fresh_process_imports_no_torch():
@@ -129,13 +131,13 @@ def test_missing_bundled_model_says_how_to_install(monkeypatch):
 @pytest.mark.parametrize("backend", ["onnx", "sentence-transformers"])
 def test_bundled_aliases_and_backends_share_one_identity(name, backend):
     # The identity earlier releases wrote: their cached vectors stay valid.
-    identity = LocalEmbedder(name, backend=backend)._cache_identity()
+    identity = LocalEmbedder(name, backend=backend)._backend().identity
     assert identity == {
         "backend": "sentence-transformers",
         "model": "sentence-transformers/all-MiniLM-L6-v2",
     }
     for policy in ("chunk", "error"):  # "error" is never served a truncated row
-        other = LocalEmbedder(long_text=policy)._cache_identity()
+        other = LocalEmbedder(long_text=policy)._backend().identity
         assert other == {**identity, "long_text": policy}
 
 

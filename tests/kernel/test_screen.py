@@ -135,17 +135,17 @@ def test_estimator_keeps_its_screen_and_results_do_not_change():
     Q = l2_normalize(C[:200] + 0.02)
     nn = DotProductNeighbors(n_neighbors=5, normalize=False).fit(C)
     few = nn.kneighbors(Q[:3])  # below the screen's batch size: float path
-    assert getattr(nn, "_screen", None) is None
+    assert nn._store._screen is None
     many = nn.kneighbors(Q)
-    assert nn._screen is not False and nn._screen is not None
+    assert nn._store._screen is not False and nn._store._screen is not None
     np.testing.assert_array_equal(many[1][:3], few[1])
     np.testing.assert_array_equal(many[0][:3], few[0])
     want = top_k(Q, C, 5, screen=False)
     np.testing.assert_array_equal(many[1], want.indices)
     # Not pickled (rebuilt on demand) and dropped when refitted on other rows.
-    assert "_screen" not in pickle.loads(pickle.dumps(nn)).__dict__
+    assert pickle.loads(pickle.dumps(nn))._store._screen is None
     nn.fit(C[::-1].copy())
-    assert nn._screen is None
+    assert nn._store._screen is None
     np.testing.assert_array_equal(
         nn.kneighbors(Q)[1], top_k(Q, C[::-1].copy(), 5, screen=False).indices
     )

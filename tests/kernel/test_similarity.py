@@ -8,11 +8,8 @@ from hypothesis.extra.numpy import arrays
 
 from embedtasks._kernel import (
     above_threshold,
-    from_bytes,
     l2_normalize,
-    matrix_from_bytes,
     mmr_rerank,
-    to_bytes,
     top_k,
 )
 
@@ -198,33 +195,3 @@ def test_mmr_diversity_avoids_near_duplicates():
     corpus = l2_normalize([[1.0, 0.0], [1.0, 0.01], [1.0, 0.02], [0.6, 0.8]])
     picked = mmr_rerank([1.0, 0.1], np.arange(4), corpus, 2, 0.5)
     assert 3 in picked.tolist()
-
-
-def test_blob_round_trip_is_little_endian_float32():
-    vector = np.array([1.5, -2.0, 3.25], dtype=np.float64)
-    blob = to_bytes(vector)
-    assert blob == np.array([1.5, -2.0, 3.25], dtype="<f4").tobytes()
-    assert len(blob) == 12
-    out = from_bytes(blob, dim=3)
-    assert out.dtype == np.float32 and out.flags.writeable
-    np.testing.assert_array_equal(out, vector)
-
-
-def test_matrix_from_bytes_stacks_rows():
-    rows = np.random.default_rng(5).standard_normal((4, 6)).astype(np.float32)
-    out = matrix_from_bytes([to_bytes(r) for r in rows], dim=6)
-    np.testing.assert_array_equal(out, rows)
-
-
-@pytest.mark.parametrize(
-    ("call", "match"),
-    [
-        (lambda: to_bytes(np.ones((2, 2))), "one 1-D vector"),
-        (lambda: from_bytes(b"abc"), "multiple of 4 bytes"),
-        (lambda: from_bytes(b"\0" * 8, dim=3), "Expected a blob of 3 float32 values"),
-        (lambda: matrix_from_bytes([b"\0" * 8, b"\0" * 4], dim=2), "Blob 1 holds 1"),
-    ],
-)
-def test_blob_errors(call, match):
-    with pytest.raises(ValueError, match=match):
-        call()

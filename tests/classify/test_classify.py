@@ -11,7 +11,6 @@ from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from embedtasks import NearestLabelClassifier
 
@@ -70,17 +69,6 @@ def _named_topics(shots):
     y = np.array(labels)[y_idx]
     few = np.concatenate([np.flatnonzero(y_idx == c)[:shots] for c in range(3)])
     return emb, labels, X, y, few
-
-
-@parametrize_with_checks(
-    [
-        NearestLabelClassifier(),
-        NearestLabelClassifier(method="knn", n_neighbors=2, temperature=0.1),
-        NearestLabelClassifier(method="linear", C=1.0),
-    ]
-)
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
 
 
 def test_centroid_fit_predict_shapes_and_dtypes():
