@@ -48,8 +48,8 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import v_measure_score
 
 from embedtasks import EmbeddingClusterer
-from embedtasks.cluster import _reduce
 from embedtasks._kernel import l2_normalize, place_by_similarity
+from embedtasks.cluster import _reduce
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
