@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -71,11 +72,30 @@ def _checked(spec: str, param: str) -> Callable[[str], Any]:
                 continue
         problem = check_param(_target(spec), param, number)
         if problem:
-            raise argparse.ArgumentTypeError(f"{problem}, got {value}")
+            raise argparse.ArgumentTypeError(f"{_plain(problem)}, got {value}")
         return number
 
     parse.__name__ = "value"
     return parse
+
+
+_PLAIN = (  # the estimators' constraint wording, as a command line reads it
+    (re.compile(r"an int in the range \[(-?\w+), inf\)"), r"a whole number >= \1"),
+    (
+        re.compile(r"a float in the range ([\[(])([-\w.]+), ([-\w.]+)([\])])"),
+        r"a number in \1\2, \3\4",
+    ),
+    (re.compile(r"a str among \{'(\w+)'\}"), r"\1"),
+    (re.compile(r" or None\b"), ""),
+    (re.compile(r"(\d)\.0\b"), r"\1"),
+)
+
+
+def _plain(rule: str) -> str:
+    """ "must be an int in the range [1, inf)" -> "must be a whole number >= 1"."""
+    for pattern, replacement in _PLAIN:
+        rule = pattern.sub(replacement, rule)
+    return rule
 
 
 def owned(
