@@ -19,6 +19,7 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import json
+import os
 import platform
 import re
 import time
@@ -30,6 +31,13 @@ import numpy as np
 import pandas as pd
 
 from embedtasks._cachedir import DEMO_CORPUS_PREFIX, resolve_cache_dir
+from embedtasks._validation import (
+    HasMethods,
+    Integral,
+    Interval,
+    StrOptions,
+    validate_params,
+)
 
 __all__ = [
     "DEMO_QUERIES",
@@ -140,6 +148,16 @@ def _versions(sources: dict[str, tuple[str, ...]]) -> dict[str, str]:
     return versions
 
 
+@validate_params(
+    {
+        "n_texts": [Interval(Integral, 1, None, closed="left")],
+        "sources": [dict, None],
+        "max_per_label": [Interval(Integral, 1, None, closed="left")],
+        "random_state": [Interval(Integral, 0, None, closed="left")],
+        "cache_dir": [str, os.PathLike, None],
+    },
+    prefer_skip_nested_validation=True,
+)
 def build_corpus(
     n_texts: int = 3000,
     *,
@@ -290,6 +308,17 @@ class _Run:
     cache_dir: str | Path | None = None
 
 
+@validate_params(
+    {
+        "out": [HasMethods(["write"])],
+        # Below 20 texts the clusterer and the classifier have too little to show.
+        "n_texts": [Interval(Integral, 20, None, closed="left")],
+        "cache_dir": [str, os.PathLike, None],
+        "progress": ["boolean", StrOptions({"auto"})],
+        "embedder": [HasMethods(["fit_transform", "transform"]), None],
+    },
+    prefer_skip_nested_validation=False,
+)
 def run_demo(
     out: TextIO,
     *,

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from embedtasks.cli import build_parser, main
-from embedtasks.cli._args import Default, _target, resolve_defaults
+from embedtasks.cli._args import Default, _target, resolve_defaults, static_default
 
 
 def _owned_actions():
@@ -30,6 +30,8 @@ def test_every_owned_default_is_the_owners_own():
         args = argparse.Namespace(**{action.dest: default})
         resolve_defaults(args)
         assert getattr(args, action.dest) == expected, (command, action.dest)
+        # --help reads the same default from the source, without importing it
+        assert static_default(default.spec, default.param) == expected
         seen += 1
     assert seen >= 10  # outliers, diversity, report, search, recommend, cluster, demo
 

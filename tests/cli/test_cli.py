@@ -724,10 +724,12 @@ def test_cluster_flags_default_to_the_estimator():
     """The CLI clusters as EmbeddingClusterer() does (cluster and report alike)."""
     from embedtasks import EmbeddingClusterer
     from embedtasks.cli import build_parser
+    from embedtasks.cli._args import resolve_defaults
 
     model = EmbeddingClusterer()
     for command in ("cluster", "report"):
         args = build_parser().parse_args([command, "data.csv"])
+        resolve_defaults(args)
         assert args.max_noise == model.max_noise
         assert args.min_cluster_size == model.min_cluster_size
         assert args.assign_noise == model.assign_noise

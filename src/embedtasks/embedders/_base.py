@@ -195,7 +195,8 @@ def checked_vectors(vectors: Any, n: int, who: str) -> npt.NDArray[np.float32]:
     return array
 
 
-class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+# scikit-learn ships no type information: its base classes are Any to mypy.
+class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):  # type: ignore[misc]
     """Base class of embedders: texts -> float32 (n, d) unit rows in input order.
 
     Not used directly; see the module docstring for how to subclass it.
@@ -210,7 +211,7 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         ``seconds``, plus subclass counters (``requests``, ``tokens``, ...).
     """
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: dict[str, list[Any]] = {
         "cache_dir": [str, os.PathLike, None],
         "progress": ["boolean", StrOptions({"auto"})],
     }

@@ -143,7 +143,7 @@ class OpenAIEmbedder(BaseEmbedder):
     ['openaiembedder0', 'openaiembedder1']
     """
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: dict[str, list[Any]] = {
         **BaseEmbedder._parameter_constraints,
         "model": [str],
         "dimensions": [Interval(Integral, 1, None, closed="left"), None],
@@ -222,7 +222,7 @@ class OpenAIEmbedder(BaseEmbedder):
 
     # -- secrets: kept wrapped, so get_params/clone/pickle never hold them -------
     @property
-    def api_key(self) -> Secret | None:  # type: ignore[override]
+    def api_key(self) -> Secret | None:
         return self.__dict__.get("api_key")
 
     @api_key.setter
@@ -230,7 +230,7 @@ class OpenAIEmbedder(BaseEmbedder):
         self.__dict__["api_key"] = Secret(value) if isinstance(value, str) else value
 
     @property
-    def headers(self) -> dict[str, Any] | None:  # type: ignore[override]
+    def headers(self) -> dict[str, Any] | None:
         return self.__dict__.get("headers")
 
     @headers.setter
@@ -296,7 +296,8 @@ class OpenAIEmbedder(BaseEmbedder):
 
     def __repr__(self, N_CHAR_MAX: int = 700) -> str:
         with self._masked():
-            return super().__repr__(N_CHAR_MAX)
+            text: str = super().__repr__(N_CHAR_MAX)
+            return text
 
     def _repr_html_inner(self) -> str:
         with self._masked():
