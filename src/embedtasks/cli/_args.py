@@ -322,7 +322,7 @@ def _cluster_flags(p: argparse.ArgumentParser) -> None:
     owned(
         p,
         "--cluster-selection-method",
-        spec="embedtasks.cluster:EmbeddingClusterer",
+        spec="embedtasks.cluster._estimator:EmbeddingClusterer",
         param="cluster_selection_method",
         type=str,
         choices=["auto", "eom", "leaf"],

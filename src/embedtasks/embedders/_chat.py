@@ -361,15 +361,16 @@ def _parse(response: httpx.Response) -> str | None:
         except (ValueError, AttributeError):
             value = None
         return _clean(value) if isinstance(value, str) else None
-    return _clean(text)
+    return _clean(text)  # a model that answers in plain text
 
 
-def _clean(name: Any) -> str | None:
-    if not isinstance(name, str):
+def _clean(value: Any) -> str | None:
+    """A usable name: one short line, without quotes or a "Cluster 3:" prefix."""
+    if not isinstance(value, str):
         return None
-    name = " ".join(name.strip().strip("\"'`*.").split())
+    name: str = " ".join(value.strip().strip("\"'`*.").split())
     name = re.sub(r"^(?:cluster|topic|name)\s*\d*\s*[:\-]\s*", "", name, flags=re.I)
-    if not name or len(name) > _MAX_NAME_CHARS or "\n" in name:
+    if not name or len(name) > _MAX_NAME_CHARS:
         return None
     return name
 
