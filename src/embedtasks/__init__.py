@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 
 #: Public name -> the module that defines it.
 _EXPORTS = {
+    "ChatNamer": "embedtasks.embedders",
     "DiversityReport": "embedtasks.diversity",
     "DotProductNeighbors": "embedtasks.neighbors",
     "DriftResult": "embedtasks.drift",
@@ -36,6 +37,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "ChatNamer",
     "DiversityReport",
     "DotProductNeighbors",
     "DriftResult",
@@ -62,7 +64,12 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from embedtasks.diversity import DiversityReport
     from embedtasks.drift import DriftResult, DriftTest
     from embedtasks.duplicates import NearDuplicates
-    from embedtasks.embedders import EmbeddingCache, LocalEmbedder, OpenAIEmbedder
+    from embedtasks.embedders import (
+        ChatNamer,
+        EmbeddingCache,
+        LocalEmbedder,
+        OpenAIEmbedder,
+    )
     from embedtasks.exceptions import EmbedTasksError, InvalidTextError
     from embedtasks.neighbors import DotProductNeighbors, search_pipeline
     from embedtasks.outliers import OutlierScorer

@@ -745,6 +745,27 @@ def test_cluster_flags_default_to_the_estimator():
         assert args.max_noise == model.max_noise
         assert args.min_cluster_size == model.min_cluster_size
         assert args.assign_noise == model.assign_noise
+        assert args.cluster_selection_method == model.cluster_selection_method
+
+
+def test_cluster_selection_method_flag_reaches_the_clusterer():
+    from embedtasks.cli import build_parser
+    from embedtasks.cli._args import resolve_defaults
+    from embedtasks.cli._cluster import _clusterer
+
+    for command in ("cluster", "report"):
+        args = build_parser().parse_args(
+            [command, "data.csv", "--cluster-selection-method", "leaf"]
+        )
+        resolve_defaults(args)
+        assert _clusterer(args, 300).cluster_selection_method == "leaf"
+        args = build_parser().parse_args([command, "data.csv"])
+        resolve_defaults(args)
+        assert _clusterer(args, 300).cluster_selection_method == "auto"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(
+            ["cluster", "x.csv", "--cluster-selection-method", "x"]
+        )
 
 
 # -- dedupe, leakage (NearDuplicates) ---------------------------------------------

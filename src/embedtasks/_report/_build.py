@@ -138,6 +138,7 @@ def report(
     reference: Any = None,
     reference_X: Any = None,
     drift_test: Any = None,
+    namer: Any = None,
 ) -> Report:
     """Look at a corpus: one self-contained HTML page of its map, clusters and more.
 
@@ -181,6 +182,10 @@ def report(
         Rows of the outlier table.
     n_duplicates : int, default=50
         Groups in the near-copy table (the largest).
+    namer : ChatNamer, optional
+        Names the clusters (e.g. :class:`~embedtasks.ChatNamer`, a chat model)
+        instead of their keywords; see
+        :meth:`EmbeddingClusterer.summary <embedtasks.EmbeddingClusterer.summary>`.
     max_text_chars : int, default=300
         Texts are cut to this many characters on the page (a 20,000-row corpus of
         paragraphs then makes a file of about 11 MB).
@@ -261,7 +266,7 @@ def report(
             )
     drift = _drift(reference, reference_X, texts, X, embedder, drift_test)
     clusterer = _fitted_clusterer(clusterer, X)
-    summary = clusterer.summary(texts)
+    summary = clusterer.summary(texts, namer=namer)
     labels = np.asarray(clusterer.labels_)
     layout = np.asarray(clusterer.map_, dtype=np.float32)
     outliers = _outliers(outlier_scorer, X)

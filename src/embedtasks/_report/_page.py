@@ -18,35 +18,26 @@ import numpy as np
 
 __all__ = ["Page", "clean_text"]
 
-# Colours of the clusters (plotly's Dark24 without its greys), then cycled; noise
-# is light grey and drawn first, under the clusters.
-_PALETTE = (
-    "#2E91E5",
-    "#E15F99",
-    "#1CA71C",
-    "#FB0D0D",
-    "#DA16FF",
-    "#B68100",
-    "#750D86",
-    "#EB663B",
-    "#511CFB",
-    "#00A08B",
-    "#FB00D1",
-    "#FC0080",
-    "#B2828D",
-    "#6C7C32",
-    "#778AAE",
-    "#862A16",
-    "#A777F1",
-    "#620042",
-    "#1616A7",
-    "#DA60CA",
-    "#6C4516",
-    "#0D2A63",
-    "#AF0038",
+# Colours of the clusters, largest first: plotly's Dark24 without its greys, then
+# colours picked greedily on an RGB grid (CIELAB lightness 30-82, chroma > 25:
+# visible on white, never grey), each as far as possible from all before it; any
+# two of the 64 differ by CIE76 Delta-E >= 22. Then cycled (the map names the
+# largest clusters, so a repeated colour is still told apart). Noise is light
+# grey and drawn first, under the clusters.
+_PALETTE = tuple(
+    "#2E91E5 #E15F99 #1CA71C #FB0D0D #DA16FF #B68100 #750D86 #EB663B #511CFB #00A08B "
+    "#FB00D1 #FC0080 #6C7C32 #862A16 #A777F1 #620042 #1616A7 #DA60CA #6C4516 #0D2A63 "
+    "#AF0038 #F0B4A5 #C3D200 #E1B4F0 #87D2F0 #00E196 #B4D2A5 #006987 #965A69 #00E100 "
+    "#FFC300 #A5D269 #1E4BB4 #F0C378 #1E5A3C #8769A5 #FF8700 #006900 #FF004B #005AFF "
+    "#F07878 #963CE1 #C3784B #00E1E1 #879600 #4BA55A #87E13C #B40000 #A50F78 #FFA5C3 "
+    "#96A5D2 #A59669 #4B87FF #FF3CB4 #00E15A #A5A5FF #E169FF #B40FB4 #D2C34B #A54B00 "
+    "#FF96E1 #69E1B4 #FFA54B #1EA5B4".split()
 )
 _NOISE_COLOUR = "#b4b4b4"
 _WEBGL_ABOVE = 5_000  # rows: SVG markers below (crisp, light), WebGL above
+_MAX_MAP_NAMES = 60  # clusters named on the map (the largest)
+_VIEW_QUANTILE = 0.005  # the view spans the middle 99% of the points on each axis
+_VIEW_PAD = 0.06  # and this share of that span on each side
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -54,6 +45,19 @@ def clean_text(text: str, limit: int) -> str:
     """Printable, valid UTF-8 and at most ``limit`` characters (then an ellipsis)."""
     text = _CONTROL.sub(" ", text).encode("utf-8", "replace").decode("utf-8")
     return text if len(text) <= limit else text[: max(limit - 1, 0)].rstrip() + "…"
+
+
+def _view(values: np.ndarray) -> list[float] | None:
+    """An axis range over the middle 99% of the points, padded (None: all).
+
+    A few far points (a stray text, an outlier) would otherwise squash the main
+    cloud into a corner; they stay on the map, a pan or zoom away.
+    """
+    if values.size < 50:
+        return None
+    low, high = np.quantile(values, [_VIEW_QUANTILE, 1 - _VIEW_QUANTILE])
+    span = float(high - low) or 1.0
+    return [float(low) - _VIEW_PAD * span, float(high) + _VIEW_PAD * span]
 
 
 def _script_json(value: Any) -> str:
@@ -151,17 +155,36 @@ class Page:
                     hovertemplate="%{hovertext}<extra></extra>",
                 )
             )
+        for cluster, (cx, cy) in self.centres(x, y).items():
+            fig.add_annotation(
+                x=float(cx), y=float(cy), text=_e(self.names[cluster]),
+                showarrow=False, font={"size": 11, "color": "#111"},
+                bgcolor="rgba(255,255,255,0.72)", borderpad=1,
+                name=f"cluster-{cluster}",
+            )  # fmt: skip
         fig.update_layout(
             template="plotly_white",
             height=620,
             margin={"l": 10, "r": 10, "t": 10, "b": 10},
             legend={"itemsizing": "constant", "y": 0.93},
-            xaxis={"visible": False},
-            yaxis={"visible": False, "scaleanchor": "x"},
+            xaxis={"visible": False, "range": _view(x)},
+            yaxis={"visible": False, "scaleanchor": "x", "range": _view(y)},
             hoverlabel={"align": "left"},
             dragmode="pan",
         )
         return fig, members
+
+    def centres(self, x: np.ndarray, y: np.ndarray) -> dict[int, tuple[float, float]]:
+        """Where each of the largest clusters is named: its member nearest the
+        median of its members (on the cluster, even when it is curved)."""
+        out = {}
+        clusters = sorted(c for c in set(self.labels.tolist()) if c >= 0)
+        for cluster in clusters[:_MAX_MAP_NAMES]:
+            rows = np.flatnonzero(self.labels == cluster)
+            mx, my = np.median(x[rows]), np.median(y[rows])
+            k = rows[np.argmin((x[rows] - mx) ** 2 + (y[rows] - my) ** 2)]
+            out[cluster] = (float(x[k]), float(y[k]))
+        return out
 
     # -------------------------------------------------------------- tables
     def cluster_table(self) -> str:

@@ -13,7 +13,7 @@ from embedtasks.cli._args import (
     duplicate_flag,
     owned,
 )
-from embedtasks.cli._cluster import _clusterer
+from embedtasks.cli._cluster import _clusterer, announcing
 from embedtasks.cli._run import _embed, _groups, _ids, _load, _note
 
 
@@ -31,6 +31,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.reference:
         ref_args = argparse.Namespace(**{**vars(args), "input": args.reference})
         reference = _load(ref_args)[1].texts
+    namer = announcing(args)
     _, X = _embed(args, texts)
     if reference is not None:
         _, reference_X = _embed(args, reference)
@@ -48,6 +49,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         reference=reference,
         reference_X=reference_X,
         drift_test=DriftTest(random_state=args.random_state) if reference else None,
+        namer=namer,
     )
     path = page.save(args.output)
     _note(args, f"wrote {page!r} to '{path}'")
