@@ -42,6 +42,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
 from embedtasks._kernel import l2_normalize, top_k, train_centroids
+from embedtasks._keywords import ctfidf_keywords, topic_names
 from embedtasks._validation import (
     Integral,
     Interval,
@@ -52,7 +53,6 @@ from embedtasks._validation import (
     check_is_fitted,
     check_texts,
 )
-from embedtasks.cluster._names import ctfidf_keywords, topic_names
 
 __all__ = ["DriftResult", "DriftTest"]
 

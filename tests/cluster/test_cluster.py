@@ -10,7 +10,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.metrics import adjusted_rand_score, v_measure_score
 
 from embedtasks import EmbeddingClusterer
-from embedtasks.cluster._names import topic_names
+from embedtasks._keywords import topic_names
 from embedtasks.exceptions import InvalidTextError
 
 WORDS = ["apple", "river", "engine", "violin", "planet", "garden"]

@@ -29,6 +29,7 @@ from embedtasks._kernel import (
     similarity,
     top_k,
 )
+from embedtasks._keywords import ctfidf_keywords, topic_names
 from embedtasks._validation import (
     Integral,
     Interval,
@@ -49,10 +50,8 @@ from embedtasks.cluster._density import (
 from embedtasks.cluster._names import (
     ClusterComparison,
     compare_labels,
-    ctfidf_keywords,
     plot_map,
     summary_frame,
-    topic_names,
 )
 from embedtasks.cluster._reduce import ReductionCache, fit_layouts, pca_map
 
