@@ -554,7 +554,8 @@ def test_map_names_every_cluster_at_its_centre_and_clips_far_points():
     points.loc[:11, ["x", "y"]] = far
     html = Page(
         texts=texts, summary=page.clusters, points=points,
-        diversity=DiversityReport().fit(X), groups=None, title="t",
+        diversity=DiversityReport().fit(X), dedupe=NearDuplicates().fit(X),
+        groups=None, title="t",
     ).render(page.outliers, page.duplicates)  # fmt: skip
     layout = json.loads(scripts_of(html)["et-figure"])["layout"]
     for axis in ("x", "y"):

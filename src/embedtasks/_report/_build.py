@@ -322,8 +322,9 @@ def report(
     )
     if id_values is not None:
         top.insert(1, "id", id_values[top["row"].to_numpy()])
-        duplicates.insert(2, "id_a", id_values[duplicates["row_a"].to_numpy()])
-        duplicates.insert(3, "id_b", id_values[duplicates["row_b"].to_numpy()])
+        kept = duplicates["canonical_row"].to_numpy(dtype=np.intp)
+        duplicates.insert(4, "canonical_id", id_values[kept])
+        duplicates["ids"] = [id_values[rows].tolist() for rows in duplicates["rows"]]
     return Report(
         page.render(top, duplicates, drift_html),
         points=points,

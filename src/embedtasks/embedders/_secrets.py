@@ -183,7 +183,7 @@ def _bad_char(value: str) -> tuple[int, str] | None:
 
 
 def check_key(value: str, what: str = "The API key") -> str:
-    """``value`` without surrounding whitespace; refuses inner spaces and non-ASCII.
+    r"""``value`` without surrounding whitespace; refuses inner spaces and non-ASCII.
 
     A key read from a file or a CRLF ``.env`` ends in a line break: stripped. The
     error never shows the key, only its length and the position of the fault.
@@ -210,8 +210,21 @@ def check_key(value: str, what: str = "The API key") -> str:
 
 
 def check_header_value(name: str, value: str) -> str:
-    """A header value safe to send: keys checked like :func:`check_key`."""
+    r"""A header value safe to send: keys checked like :func:`check_key`.
+
+    An ``Authorization`` value keeps its scheme (``Bearer <key>``): the key after
+    it is checked.
+
+    Examples
+    --------
+    >>> check_header_value("Authorization", " Bearer sk-abc\n")
+    'Bearer sk-abc'
+    """
     if is_sensitive(name):
+        scheme, _, rest = value.strip().partition(" ")
+        if name.lower() == "authorization" and rest and scheme.isalpha():
+            what = f"The key in header {name!r} (after {scheme!r})"
+            return f"{scheme} {check_key(rest, what)}"
         return check_key(value, f"The value of header {name!r}")
     if any(not 32 <= ord(ch) <= 126 and ch != "\t" for ch in value):
         raise ValueError(
