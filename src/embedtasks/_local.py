@@ -36,6 +36,7 @@ __all__ = [
     "EncodeStats",
     "LocalModel",
     "canonical_model_name",
+    "effective_precision",
     "encode",
     "load",
     "resolve_model_path",
@@ -50,7 +51,7 @@ BATCH_TOKENS = 2048
 
 Runner = Callable[[npt.NDArray[np.int64], npt.NDArray[np.int64]], npt.NDArray[Any]]
 
-_models: dict[tuple[str, str, str | None], LocalModel] = {}
+_models: dict[tuple[str, str, str | None, str], LocalModel] = {}
 _lock = threading.Lock()
 
 
@@ -113,8 +114,17 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "1").lower() not in {"0", "false", "no"}
 
 
-def load(model: str, backend: str = "onnx", device: str | None = None) -> LocalModel:
+def load(
+    model: str,
+    backend: str = "onnx",
+    device: str | None = None,
+    precision: str = "float32",
+) -> LocalModel:
     """Load (once per process) ``model`` with ``backend`` on ``device``.
+
+    One model (one ONNX Runtime session) per process and (model, backend,
+    device, precision), shared by every embedder and call; ``precision`` is the
+    default backend's (:func:`effective_precision`).
 
     Raises
     ------
@@ -125,11 +135,12 @@ def load(model: str, backend: str = "onnx", device: str | None = None) -> LocalM
         sentence-transformers) the name is neither a directory nor cached.
     """
     path = resolve_model_path(model)
-    key = (path, backend, device)
+    precision = effective_precision(backend, precision)
+    key = (path, backend, device, precision)
     with _lock:
         if key not in _models:
             if backend == "onnx":
-                _models[key] = _load_onnx(model, path, device)
+                _models[key] = _load_onnx(model, path, device, precision)
             else:
                 _models[key] = _load_sentence_transformers(model, path, device)
         return _models[key]
@@ -145,7 +156,21 @@ def _tokenizer_from(source: Any, window: int) -> Any:
     return tokenizer
 
 
-def _load_onnx(model: str, path: str, device: str | None) -> LocalModel:
+def effective_precision(backend: str, precision: str) -> str:
+    """The precision ``backend`` runs: the default backend's ``precision``;
+    sentence-transformers (torch) always float32.
+
+    Examples
+    --------
+    >>> effective_precision("onnx", "int8"), effective_precision(
+    ...     "sentence-transformers", "int8"
+    ... )
+    ('int8', 'float32')
+    """
+    return precision if backend == "onnx" else "float32"
+
+
+def _load_onnx(model: str, path: str, device: str | None, precision: str) -> LocalModel:
     from embedtasks import _bert
 
     if device not in (None, "cpu"):
@@ -165,7 +190,7 @@ def _load_onnx(model: str, path: str, device: str | None) -> LocalModel:
             f"Could not read {spec.path / 'tokenizer.json'}: {exc}. The file looks "
             "damaged; copy the model again."
         ) from exc
-    runner = _bert.BertModel(spec)
+    runner = _bert.BertModel(spec, precision=precision)
     return LocalModel(
         canonical_model_name(model),
         _tokenizer_from(source, spec.max_seq_length),
