@@ -27,7 +27,7 @@ import httpx
 import numpy as np
 
 from embedtasks import OpenAIEmbedder
-from embedtasks._cache import EmbeddingCache, make_keys
+from embedtasks.embedders._cache import EmbeddingCache, make_keys
 
 
 def refuse(request: httpx.Request) -> httpx.Response:

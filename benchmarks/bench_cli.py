@@ -21,8 +21,8 @@ import time
 
 EAGER = (
     "import embedtasks.neighbors, embedtasks.cluster, embedtasks.classify, "
-    "embedtasks.outliers, embedtasks.diversity, embedtasks.local, "
-    "embedtasks.embedder\n"
+    "embedtasks.outliers, embedtasks.diversity, embedtasks.embedders._local, "
+    "embedtasks.embedders._openai\n"
     "from embedtasks.cli import main\n"
     "try:\n    main(['search', '--help'])\nexcept SystemExit:\n    pass\n"
 )

@@ -42,7 +42,7 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import v_measure_score
 
 from embedtasks import EmbeddingClusterer, _reduce
-from embedtasks._similarity import l2_normalize, place_by_similarity
+from embedtasks._kernel import l2_normalize, place_by_similarity
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

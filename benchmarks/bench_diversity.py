@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from embedtasks import DiversityReport
-from embedtasks._similarity import neighbour_scan, pairwise_mean_std, top_k, vendi_score
+from embedtasks._kernel import neighbour_scan, pairwise_mean_std, top_k, vendi_score
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "banking77"
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import subprocess
 import sys
@@ -33,7 +34,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from embedtasks._client import EmbeddingClient
+from embedtasks.embedders._http._client import EmbeddingClient
 from embedtasks.testing import fake_embedding, fake_token_count
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "banking77"
@@ -50,9 +51,9 @@ def load_texts(data: Path, limit: int) -> list[str]:
 
 
 def start_server(**kwargs: object) -> tuple[subprocess.Popen[str], str]:
-    code = f"from embedtasks.testing import serve; serve(**{kwargs!r})"
+    server = str(Path(__file__).with_name("_fake_server.py"))
     proc = subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True
+        [sys.executable, server, json.dumps(kwargs)], stdout=subprocess.PIPE, text=True
     )
     assert proc.stdout is not None
     line = proc.stdout.readline().split()

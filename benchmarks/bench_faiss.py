@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from embedtasks import DotProductNeighbors
-from embedtasks._similarity import l2_normalize
+from embedtasks._kernel import l2_normalize
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "banking77"
 

@@ -126,7 +126,7 @@ def compare(name: str, texts: list[str], repeats: int, ref_batch: int) -> None:
 
 
 def cold_start() -> None:
-    from embedtasks import _local
+    from embedtasks.embedders._onnx import _runtime as _local
 
     path = _local.resolve_model_path("all-MiniLM-L6-v2")
     print("\n== cold start: a fresh process embeds one new text (second run counts)")

@@ -29,7 +29,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import LocalOutlierFactor
 
 from embedtasks import OutlierScorer
-from embedtasks._similarity import l2_normalize, top_k
+from embedtasks._kernel import l2_normalize, top_k
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "banking77"
 

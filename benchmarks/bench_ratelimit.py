@@ -37,16 +37,14 @@ import subprocess
 import sys
 import tempfile
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from embedtasks.testing import fake_embedding, fake_token_count
 
-SERVE = (
-    "import json, sys; from embedtasks.testing import serve; "
-    "serve(**json.loads(sys.argv[1]))"
-)
+SERVE = str(Path(__file__).with_name("_fake_server.py"))
 DIM = 8
 BURST = 1.0  # seconds of quota the bucket holds
 
@@ -68,7 +66,7 @@ class Server:
             **kwargs,
         }
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", SERVE, json.dumps(self.kwargs)],
+            [sys.executable, SERVE, json.dumps(self.kwargs)],
             stdout=subprocess.PIPE,
             text=True,
         )

@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from embedtasks import DiversityReport, DotProductNeighbors, OutlierScorer
-from embedtasks._similarity import (
+from embedtasks._kernel import (
     above_threshold,
     approximate_scan,
     l2_normalize,

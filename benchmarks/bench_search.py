@@ -38,7 +38,7 @@ import numpy as np
 from threadpoolctl import threadpool_info
 
 from embedtasks import DotProductNeighbors
-from embedtasks._similarity import l2_normalize, top_k
+from embedtasks._kernel import l2_normalize, top_k
 
 _FAISS_WORKER = r"""
 import json, sys, time
@@ -131,7 +131,7 @@ def side_by_side(X, Q, k, repeat, arch, *, sklearn=True):
         f"  first search {first:.3f} s, including the integer screen built once per "
         f"fitted corpus ({'built' if screen else 'not used here: float32 path'})"
     )
-    max_norm = nn._max_norm
+    max_norm = nn._store.max_norm
 
     def float_path():
         return top_k(Q, X, k, screen=False, corpus_max_norm=max_norm)

@@ -21,7 +21,7 @@ def _isolated_environment(
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
     # Each test starts with no learned rate limits (they are kept per process).
-    from embedtasks import _pacing
+    from embedtasks.embedders._http import _pacing
 
     monkeypatch.setattr(_pacing, "_LOCAL_STORES", {})
 

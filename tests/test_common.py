@@ -1,4 +1,8 @@
-"""scikit-learn conformance of every estimator that takes numbers (embeddings)."""
+"""scikit-learn conformance of every estimator that takes numbers (embeddings).
+
+The one place sklearn's common checks run: a default and non-default
+configurations of each numeric estimator.
+"""
 
 from __future__ import annotations
 
@@ -14,10 +18,30 @@ def _numeric_estimators():
     configs = {
         "DotProductNeighbors": [{}, {"n_neighbors": 2, "normalize": False}]
         + ([{"backend": "faiss"}] if importlib.util.find_spec("faiss") else []),
-        "NearestLabelClassifier": [{}],
-        "OutlierScorer": [{}],
-        "EmbeddingClusterer": [{}],
-        "DiversityReport": [{}],
+        "NearestLabelClassifier": [
+            {},
+            {"method": "knn", "n_neighbors": 2, "temperature": 0.1},
+            {"method": "linear", "C": 1.0},
+        ],
+        "OutlierScorer": [
+            {},
+            {
+                "method": "lof",
+                "n_neighbors": 5,
+                "novelty": True,
+                "contamination": 0.1,
+            },
+            {"method": "mahalanobis", "novelty": True},
+        ],
+        "EmbeddingClusterer": [
+            {},
+            {"n_clusters": 3, "reduction": "pca", "n_components": 2},
+            {"reduction": None, "min_cluster_size": 5, "assign_noise": True},
+        ],
+        "DiversityReport": [
+            {},
+            {"duplicate_threshold": 0.5, "max_pairs": 10, "n_bins": 5},
+        ],
     }
     for name, params_list in configs.items():
         cls = getattr(embedtasks, name, None)

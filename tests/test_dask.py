@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from embedtasks import DotProductNeighbors, NearestLabelClassifier
-from embedtasks._similarity import l2_normalize
+from embedtasks._kernel import l2_normalize
 
 da = pytest.importorskip("dask.array")
 dd = pytest.importorskip("dask.dataframe")
@@ -270,7 +270,7 @@ def test_sharded_diversity_report_equals_in_memory(client, dup_data, max_pairs):
 
 
 def test_sharded_scan_with_many_shards_equals_in_memory(client, dup_data):
-    from embedtasks._similarity import l2_normalize, neighbour_scan
+    from embedtasks._kernel import l2_normalize, neighbour_scan
 
     Xd = da.from_array(dup_data, chunks=(97, -1))  # 8 shards, 36 block pairs
     scan = (

@@ -6,10 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.exceptions import NotFittedError
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from embedtasks import DiversityReport
-from embedtasks._similarity import (
+from embedtasks._kernel import (
     l2_normalize,
     neighbour_scan,
     pairwise_mean_std,
@@ -28,16 +27,6 @@ def _topics(n_topics, n=200, d=64, spread=0.5, seed=0):
     centres = _unit(rng, n_topics, d)
     X = centres[np.arange(n) % n_topics] + spread * _unit(rng, n, d)
     return X / np.linalg.norm(X, axis=1, keepdims=True)
-
-
-@parametrize_with_checks(
-    [
-        DiversityReport(),
-        DiversityReport(duplicate_threshold=0.5, max_pairs=10, n_bins=5),
-    ]
-)
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
 
 
 def test_pairwise_statistics_exact_against_full_matrix():

@@ -12,7 +12,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from embedtasks import DotProductNeighbors, search_pipeline
-from embedtasks._similarity import l2_normalize
+from embedtasks._kernel import l2_normalize
 
 
 @pytest.fixture

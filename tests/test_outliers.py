@@ -11,7 +11,6 @@ from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import LocalOutlierFactor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from embedtasks import OutlierScorer
 from embedtasks.outliers import OutlierExplanation
@@ -34,17 +33,6 @@ def _topics_with_strays(n_topics=4, per_topic=50, n_strays=6, dim=16, seed=0):
     return _unit(np.vstack([inliers, strays])), np.r_[
         np.zeros(y.size), np.ones(n_strays)
     ]
-
-
-@parametrize_with_checks(
-    [
-        OutlierScorer(),
-        OutlierScorer(method="lof", n_neighbors=5, novelty=True, contamination=0.1),
-        OutlierScorer(method="mahalanobis", novelty=True),
-    ]
-)
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
 
 
 def test_knn_score_is_minus_mean_distance_to_neighbors_without_itself():

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from embedtasks import DotProductNeighbors
-from embedtasks._similarity import (
+from embedtasks._kernel import (
     Quantized,
     find_mmap,
     l2_normalize,
@@ -163,7 +163,7 @@ def test_quantize_constant_column_and_bad_storage():
 
 
 def test_approximate_paths_with_one_list_are_the_exact_ones():
-    from embedtasks._similarity import (
+    from embedtasks._kernel import (
         approximate_scan,
         approximate_top_k,
         neighbour_scan,
@@ -183,7 +183,7 @@ def test_approximate_paths_with_one_list_are_the_exact_ones():
 
 
 def test_approximate_scan_finds_the_near_duplicates():
-    from embedtasks._similarity import approximate_scan, neighbour_scan
+    from embedtasks._kernel import approximate_scan, neighbour_scan
 
     X = _topics(n=6000, d=32, seed=5)
     exact = neighbour_scan(X, 0.95, 100_000)

@@ -11,8 +11,6 @@ command line's ``--help``) does not load scikit-learn, pandas or ONNX Runtime.
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
@@ -22,15 +20,15 @@ _EXPORTS = {
     "DiversityReport": "embedtasks.diversity",
     "DotProductNeighbors": "embedtasks.neighbors",
     "EmbedTasksError": "embedtasks.exceptions",
-    "EmbeddingCache": "embedtasks._cache",
+    "EmbeddingCache": "embedtasks.embedders",
     "EmbeddingClusterer": "embedtasks.cluster",
     "InvalidTextError": "embedtasks.exceptions",
-    "LocalEmbedder": "embedtasks.local",
+    "LocalEmbedder": "embedtasks.embedders",
     "NearestLabelClassifier": "embedtasks.classify",
-    "OpenAIEmbedder": "embedtasks.embedder",
+    "OpenAIEmbedder": "embedtasks.embedders",
     "OutlierScorer": "embedtasks.outliers",
-    "Report": "embedtasks.report",
-    "report": "embedtasks.report",
+    "Report": "embedtasks._report",
+    "report": "embedtasks._report",
     "search_pipeline": "embedtasks.neighbors",
 }
 
@@ -52,16 +50,14 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
-    from embedtasks._cache import EmbeddingCache
+    from embedtasks._report import Report, report
     from embedtasks.classify import NearestLabelClassifier
     from embedtasks.cluster import EmbeddingClusterer
     from embedtasks.diversity import DiversityReport
-    from embedtasks.embedder import OpenAIEmbedder
+    from embedtasks.embedders import EmbeddingCache, LocalEmbedder, OpenAIEmbedder
     from embedtasks.exceptions import EmbedTasksError, InvalidTextError
-    from embedtasks.local import LocalEmbedder
     from embedtasks.neighbors import DotProductNeighbors, search_pipeline
     from embedtasks.outliers import OutlierScorer
-    from embedtasks.report import Report, report
 
 
 def __getattr__(name: str) -> object:
@@ -75,20 +71,3 @@ def __getattr__(name: str) -> object:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *_EXPORTS})
-
-
-class _Package(types.ModuleType):
-    """``embedtasks.report`` stays the function when its module is imported.
-
-    Importing a submodule sets it as an attribute of the package; the function
-    :func:`report` shares its module's name, so that attribute is not replaced
-    (the module is ``sys.modules["embedtasks.report"]``), as with eager imports.
-    """
-
-    def __setattr__(self, name: str, value: object) -> None:
-        if name in _EXPORTS and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

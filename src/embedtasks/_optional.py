@@ -18,7 +18,7 @@ def import_optional(
     module : str
         Dotted module name, e.g. ``"sentence_transformers"``.
     extra : str
-        The embedtasks extra that installs it, e.g. ``"local"``.
+        The embedtasks extra that installs it, e.g. ``"plot"``.
     purpose : str, optional
         What needs it, e.g. ``"LocalEmbedder"``; starts the message.
 
@@ -35,7 +35,7 @@ def import_optional(
 
     Examples
     --------
-    >>> import_optional("json", extra="local").__name__
+    >>> import_optional("json", extra="plot").__name__
     'json'
     >>> import_optional("no_such_module_xyz", extra="plot", purpose="DiversityReport.plot")
     Traceback (most recent call last):
@@ -50,7 +50,7 @@ def import_optional(
         message = (
             f"{who} needs '{top}'. Install it with: pip install 'embedtasks[{extra}]'"
         )
-        if extra == "local":
+        if extra == "sentence-transformers":
             # A bare torch requirement pulls a multi-GB CUDA build: CPU torch first.
             message += " (CPU-only torch first: pip install torch==2.13.0)"
         raise ImportError(message, name=top) from exc

@@ -6,6 +6,7 @@ scikit-learn touches one file.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from numbers import Integral, Real
 from typing import Any
@@ -15,22 +16,29 @@ from sklearn.base import _fit_context
 from sklearn.utils._param_validation import (
     HasMethods,
     Interval,
+    InvalidParameterError,
     StrOptions,
+    validate_parameter_constraints,
     validate_params,
 )
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from embedtasks._kernel import ShardedCorpus, is_dask_array, l2_normalize
 from embedtasks.exceptions import InvalidTextError
 
 __all__ = [
     "FLOAT_DTYPES",
     "HasMethods",
+    "CorpusMixin",
+    "LocalCopyMixin",
+    "N_JOBS",
     "Integral",
     "Interval",
     "Real",
     "StrOptions",
     "_fit_context",
     "check_embeddings",
+    "check_param",
     "check_is_fitted",
     "check_texts",
     "validate_data",
@@ -38,6 +46,13 @@ __all__ = [
 ]
 
 FLOAT_DTYPES = (np.float32, np.float64)
+
+#: ``n_jobs`` of every estimator: a thread count, or negative as joblib counts
+#: (``-1`` every core); 0 is refused. See :func:`embedtasks._kernel.n_threads`.
+N_JOBS = [
+    Interval(Integral, None, -1, closed="right"),
+    Interval(Integral, 1, None, closed="left"),
+]
 
 
 def check_embeddings(estimator: Any, X: Any, *, reset: bool, **kwargs: Any) -> Any:
@@ -146,3 +161,77 @@ def _is_missing(item: object) -> bool:
         return bool(isinstance(item, Real) and np.isnan(float(item)))
     except TypeError:  # pragma: no cover - exotic numeric types
         return False
+
+
+class CorpusMixin:
+    """The fit prologue of every estimator that takes a corpus of embeddings.
+
+    :meth:`_fit_corpus` is the one place a fitted corpus is validated: a dask
+    array stays sharded on its workers, anything else is checked and normalised.
+    The estimator then builds a store (:func:`embedtasks._kernel.build_store`) and
+    asks it questions, never which storage answers.
+    """
+
+    def _fit_corpus(self, X: Any, *, normalize: bool = True, min_rows: int = 1) -> Any:
+        if is_dask_array(X):  # sharded on the workers, see _kernel._shard
+            corpus = ShardedCorpus.from_dask(
+                X, normalize=normalize, owner=type(self).__name__, min_rows=min_rows
+            )
+            self.n_features_in_ = corpus.n_features
+            return corpus
+        X = check_embeddings(self, X, reset=True, ensure_min_samples=min_rows)
+        return l2_normalize(X) if normalize else X
+
+
+class LocalCopyMixin(CorpusMixin):
+    """Estimators that keep their corpus (a store in ``_store``): ``to_local()``."""
+
+    def _expose_store(self) -> None:
+        """Set the public attributes that are views of ``_store`` (if any)."""
+
+    def to_local(self) -> Any:
+        """An in-memory copy of an estimator fitted on a dask array.
+
+        Fitted on a dask array, the estimator keeps its corpus sharded on the Dask
+        workers and refuses to pickle; this gathers the shards into one ndarray on
+        the client (it must fit in memory). The copy pickles and answers exactly as
+        the sharded estimator does. An in-memory estimator is returned as a copy.
+
+        Returns
+        -------
+        estimator : object
+            A fitted copy of the same class, holding its corpus in memory.
+        """
+        check_is_fitted(self)
+        local = copy.copy(self)
+        local._store = self._store.local()  # type: ignore[attr-defined]
+        local._expose_store()
+        return local
+
+
+def check_param(owner: Any, name: str, value: Any) -> str | None:
+    """What is wrong with ``value`` for ``owner``'s parameter ``name``, or None.
+
+    Uses the owner's own ``_parameter_constraints`` (the one statement of each
+    range), so a command-line flag is checked exactly as the estimator checks it.
+    Returns the rule as "must be ...", for a caller to word (e.g. with a flag).
+
+    Examples
+    --------
+    >>> from embedtasks import OutlierScorer
+    >>> check_param(OutlierScorer, "n_neighbors", 5) is None
+    True
+    >>> check_param(OutlierScorer, "n_neighbors", 0)
+    'must be an int in the range [1, inf)'
+    """
+    constraints = getattr(owner, "_parameter_constraints", {}).get(name)
+    if constraints is None:
+        return None
+    try:
+        validate_parameter_constraints(
+            {name: constraints}, {name: value}, caller_name=owner.__name__
+        )
+    except InvalidParameterError as exc:
+        rule = str(exc).split(" must be ", 1)[-1].rsplit(". Got ", 1)[0]
+        return f"must be {rule}"
+    return None

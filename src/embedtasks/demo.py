@@ -314,7 +314,7 @@ def run_demo(
     dict
         The figures the report prints (sizes, timings, accuracies, ...), for tests.
     """
-    from embedtasks._cache import resolve_cache_dir
+    from embedtasks._cachedir import resolve_cache_dir
 
     report = _Report(out)
     t0 = time.perf_counter()
@@ -346,7 +346,7 @@ def _embed(
     cache_dir: str | Path | None,
     progress: bool | str,
 ) -> _Run:
-    from embedtasks.local import LocalEmbedder
+    from embedtasks.embedders._local import LocalEmbedder
 
     texts, labels, names = (corpus[c].to_numpy() for c in ("text", "label", "name"))
     report.section("Embed")
@@ -396,7 +396,7 @@ def _recommend(run: _Run) -> None:
 def _cluster(run: _Run) -> None:
     from sklearn.metrics import v_measure_score
 
-    from embedtasks.cluster import EmbeddingClusterer
+    from embedtasks.cluster._estimator import EmbeddingClusterer
 
     report, labels = run.report, run.labels
     report.section("Cluster: topics found by density (HDBSCAN after UMAP)")
@@ -480,7 +480,7 @@ def _diversity(run: _Run) -> None:
 
 
 def _classify(run: _Run) -> None:
-    from embedtasks.classify import NearestLabelClassifier
+    from embedtasks.classify._estimator import NearestLabelClassifier
 
     report, labels, X = run.report, run.labels, run.X
     report.section("Classify: which package wrote this docstring?")

@@ -17,35 +17,28 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
-from embedtasks._optional import import_optional
-from embedtasks._shard import (
-    ShardedCorpus,
-    is_dask_array,
-    neighbour_scan,
-    pairwise_mean_std,
-    sample_pair_similarities,
-    vendi_score,
-)
-from embedtasks._similarity import (
+from embedtasks._kernel import (
     APPROXIMATE_ABOVE,
     approximate_scan,
+    build_store,
     group_mean_similarity,
-    l2_normalize,
+    is_dask_array,
 )
+from embedtasks._optional import import_optional
 from embedtasks._validation import (
+    CorpusMixin,
     Integral,
     Interval,
     Real,
     StrOptions,
     _fit_context,
-    check_embeddings,
     check_is_fitted,
 )
 
 __all__ = ["DiversityReport"]
 
 
-class DiversityReport(BaseEstimator):
+class DiversityReport(CorpusMixin, BaseEstimator):
     """Summarise the similarity structure of a set of embeddings.
 
     ``fit(X)`` computes the report; its results are fitted attributes, and
@@ -185,20 +178,12 @@ class DiversityReport(BaseEstimator):
         self : DiversityReport
             The fitted report.
         """
-        if is_dask_array(X):  # sharded on the workers, see _shard
-            if groups is not None:
-                raise ValueError(
-                    "DiversityReport.fit on a dask array does not take groups yet: "
-                    "fit one report per group (X[mask]) or fit on X.compute()."
-                )
-            X = ShardedCorpus.from_dask(
-                X, normalize=True, owner="DiversityReport", min_rows=2
+        if is_dask_array(X) and groups is not None:
+            raise ValueError(
+                "DiversityReport.fit on a dask array does not take groups yet: "
+                "fit one report per group (X[mask]) or fit on X.compute()."
             )
-            self.n_features_in_ = X.n_features
-        else:
-            X = l2_normalize(
-                check_embeddings(self, X, reset=True, ensure_min_samples=2)
-            )
+        X = self._fit_corpus(X, min_rows=2)
         quantiles = np.asarray(self.quantiles, dtype=np.float64).ravel()
         if quantiles.size == 0 or (quantiles < 0).any() or (quantiles > 1).any():
             raise ValueError(
@@ -257,11 +242,12 @@ class DiversityReport(BaseEstimator):
                 "n_duplicate_pairs": 0,
                 "vendi_score": float(n),
             }
-        mean, std = pairwise_mean_std(X)
+        store = build_store(X)  # in memory, or the shards of a dask array
+        mean, std = store.mean_std()
         n_pairs = n * (n - 1) // 2
         exact = n_pairs <= self.max_pairs
-        sharded = isinstance(X, ShardedCorpus)  # scanned exactly, shard by shard
-        if not sharded and _approximate(self.neighbors, n):
+        # A sharded corpus is scanned exactly, shard by shard.
+        if isinstance(X, np.ndarray) and _approximate(self.neighbors, n):
             scan = approximate_scan(
                 X,
                 self.duplicate_threshold,
@@ -269,12 +255,12 @@ class DiversityReport(BaseEstimator):
                 random_state=int(rng.randint(2**31 - 1)),
             )
         else:
-            scan = neighbour_scan(
-                X, self.duplicate_threshold, self.max_duplicate_pairs, keep_all=exact
+            scan = store.scan(
+                self.duplicate_threshold, self.max_duplicate_pairs, keep_all=exact
             )
         pair_sims = scan.pair_sims
         if pair_sims is None:
-            pair_sims = sample_pair_similarities(X, self.max_pairs, rng)
+            pair_sims = store.sample_pairs(self.max_pairs, rng)
         return {
             "mean_similarity": mean,
             "std_similarity": std,
@@ -288,7 +274,7 @@ class DiversityReport(BaseEstimator):
             "duplicate_pairs": scan.pairs,
             "duplicate_similarities": scan.pair_scores,
             "n_duplicate_pairs": scan.n_pairs,
-            "vendi_score": vendi_score(X),
+            "vendi_score": store.vendi(),
         }
 
     def _histogram(self, values):

@@ -9,26 +9,21 @@ import pandas as pd
 from scipy import sparse
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from embedtasks import _faiss, _shard
-from embedtasks._similarity import (
+from embedtasks._kernel import (
     DEFAULT_MEMORY_BUDGET,
-    MIN_SCREEN_QUERIES,
-    MIN_SCREEN_ROWS,
     Dense,
-    Quantized,
-    build_screen,
-    find_mmap,
+    build_store,
     group_sum,
+    is_mapped,
     l2_normalize,
-    mapped_file,
     mmr_rerank,
-    quantize,
     similarity,
     stream_norms,
-    top_k_rescored,
 )
 from embedtasks._validation import (
+    N_JOBS,
     Interval,
+    LocalCopyMixin,
     StrOptions,
     _fit_context,
     check_embeddings,
@@ -38,7 +33,7 @@ from embedtasks._validation import (
 __all__ = ["DotProductNeighbors", "search_pipeline"]
 
 
-class DotProductNeighbors(_shard.LocalCopyMixin, TransformerMixin, BaseEstimator):
+class DotProductNeighbors(LocalCopyMixin, TransformerMixin, BaseEstimator):
     """Exact nearest neighbours of embeddings by dot product (cosine on unit vectors).
 
     The search, recommendation and "more like this" estimator. It stores the fitted
@@ -62,7 +57,9 @@ class DotProductNeighbors(_shard.LocalCopyMixin, TransformerMixin, BaseEstimator
     memory_budget : int, default=8388608
         Bytes of scores one tile of the kernel may hold (per thread).
     n_jobs : int, default=None
-        Threads for large query batches; ``None`` uses every core.
+        Threads of the similarity kernel: ``None`` or ``-1`` every core, ``-2``
+        every core but one; on a Dask cluster, threads per worker task (``None``:
+        one, the workers already run in parallel).
     backend : {"exact", "faiss"}, default="exact"
         ``"exact"`` ranks with embedtasks' own tiled kernel (exact, no copy of
         the corpus). ``"faiss"`` hands :meth:`search`, :meth:`kneighbors`,
@@ -133,7 +130,7 @@ class DotProductNeighbors(_shard.LocalCopyMixin, TransformerMixin, BaseEstimator
         "radius": [Interval(Real, None, None, closed="neither")],
         "normalize": ["boolean"],
         "memory_budget": [Interval(Integral, 1024, None, closed="left")],
-        "n_jobs": [Interval(Integral, 1, None, closed="left"), None],
+        "n_jobs": [*N_JOBS, None],
         "backend": [StrOptions({"exact", "faiss"})],
         "faiss_index": [str],
         "faiss_params": [dict, None],
@@ -186,29 +183,7 @@ class DotProductNeighbors(_shard.LocalCopyMixin, TransformerMixin, BaseEstimator
         self : DotProductNeighbors
             The fitted estimator.
         """
-        mapped = (  # a float32 file is searched in place; anything else is copied
-            isinstance(X, np.ndarray)
-            and X.ndim == 2
-            and X.dtype == np.float32
-            and X.flags.c_contiguous
-            and find_mmap(X) is not None
-        )
-        sharded = _shard.is_dask_array(X)
-        if sharded:  # sharded on the workers, see _shard
-            if self.backend != "exact" or self.storage != "float32":
-                raise ValueError(
-                    "A dask array is sharded on the workers with backend='exact' "
-                    "and storage='float32' only; got backend="
-                    f"{self.backend!r}, storage={self.storage!r}."
-                )
-            X = _shard.ShardedCorpus.from_dask(
-                X, normalize=self.normalize, owner=type(self).__name__
-            )
-            self.n_features_in_ = X.n_features
-        elif mapped:
-            X = self._check_mapped(X)
-        else:
-            X = check_embeddings(self, X, reset=True)
+        X, max_norm = self._fit_rows(X)
         if y is not None:
             ids = np.asarray(y)
             if ids.ndim != 1 or ids.shape[0] != X.shape[0]:
@@ -219,30 +194,36 @@ class DotProductNeighbors(_shard.LocalCopyMixin, TransformerMixin, BaseEstimator
             self.ids_ = ids
         else:
             self.ids_ = None
-        if sharded:  # blocks normalised on their workers
-            self.embeddings_ = X
-            self._max_norm = X.max_norm
-        elif mapped:  # searched in place: _check_mapped proved the rows unit-length
-            self.embeddings_ = X
-            self._max_norm = float(self._norms.max())
-        else:
-            self.embeddings_ = l2_normalize(X) if self.normalize else X
-            self._max_norm = float(stream_norms(Dense(self.embeddings_)).max())
+        self._store = build_store(
+            X,
+            max_norm=max_norm,
+            storage=self.storage,
+            backend=self.backend,
+            faiss_index=self.faiss_index,
+            faiss_params=self.faiss_params,
+            rescore_factor=self.rescore_factor,
+            n_jobs=self.n_jobs,
+        )
         self.n_samples_fit_ = X.shape[0]
-        self.codes_ = self._coarse = None
-        self._screen = None  # built at the first large batch of queries
-        if self.storage == "int8":
-            self.codes_, scale, zero = quantize(self.embeddings_)
-            self._coarse = Quantized(self.codes_, scale, zero)
-        self.index_ = None
-        if self.backend == "faiss":
-            self.index_ = _faiss.build_index(
-                self.embeddings_,
-                self.faiss_index,
-                params=self.faiss_params,
-                n_jobs=self.n_jobs,
-            )
+        self._expose_store()
         return self
+
+    def _fit_rows(self, X):
+        """The rows to store and their largest norm (None: the store measures it):
+        a dask array stays sharded, a float32 file is searched in place, anything
+        else is validated and copied."""
+        if is_mapped(X):  # searched in place: _check_mapped proves the rows
+            X = self._check_mapped(X)
+            return X, float(self._norms.max())
+        X = self._fit_corpus(X, normalize=self.normalize)
+        return X, getattr(X, "max_norm", None)
+
+    def _expose_store(self):
+        """The public views of the store: ``embeddings_``, ``codes_``, ``index_``."""
+        store = self._store
+        self.embeddings_ = store.rows
+        self.codes_ = getattr(store, "codes", None)
+        self.index_ = getattr(store, "index", None)
 
     def _check_mapped(self, X):
         """Validate a memory-mapped corpus in one streaming pass, without a copy."""
@@ -265,7 +246,7 @@ class DotProductNeighbors(_shard.LocalCopyMixin, TransformerMixin, BaseEstimator
                     f"Row {off[0]} of the memory-mapped corpus has norm "
                     f"{norms[off[0]]:.4g}, not 1 ({off.size} such rows). A mapped "
                     "corpus is searched in place, so it is not normalised: write "
-                    "unit rows to the file (embedtasks._similarity.l2_normalize, "
+                    "unit rows to the file (embedtasks._kernel.l2_normalize, "
                     "chunk by chunk) or pass normalize=False."
                 )
         self.n_features_in_ = X.shape[1]
@@ -275,73 +256,25 @@ class DotProductNeighbors(_shard.LocalCopyMixin, TransformerMixin, BaseEstimator
     def __getstate__(self):
         state = dict(super().__getstate__())  # a copy: never touch self.__dict__
         state.pop("_norms", None)
-        state.pop("_screen", None)  # rebuilt on demand
-        if state.get("index_") is not None:  # faiss indexes do not pickle
-            state["index_"] = _faiss.serialize_index(state["index_"])
-        source = mapped_file(state.get("embeddings_"))
-        if source is not None:  # a file searched in place: pickle where it is
-            state["embeddings_"] = _MappedRows(*source)
+        for name in ("embeddings_", "codes_", "index_"):  # views of the store
+            state.pop(name, None)
         return state
 
     def __setstate__(self, state):
-        index = state.get("index_")
-        if isinstance(index, _faiss.SerializedIndex):
-            state = {**state, "index_": _faiss.deserialize_index(index)}
-            _faiss.set_search_params(state["index_"], state.get("faiss_params"))
-        if isinstance(state.get("embeddings_"), _MappedRows):
-            state = {**state, "embeddings_": state["embeddings_"].open()}
         super().__setstate__(state)
+        if "_store" in state:
+            self._expose_store()
 
     def _rank(self, Q, k, *, exclude=None, self_offset=None):
-        """Top-k of the fitted vectors for each query, on the chosen backend."""
-        if getattr(self, "_coarse", None) is not None:  # int8, rescored in float32
-            return top_k_rescored(
-                Q,
-                self._coarse,
-                self.embeddings_,
-                k,
-                self.rescore_factor * k,
-                exclude=exclude,
-                self_offset=self_offset,
-                memory_budget=self.memory_budget,
-                n_jobs=self.n_jobs,
-            )
-        if getattr(self, "index_", None) is not None:
-            return _faiss.search_index(
-                self.index_,
-                Q,
-                k,
-                exclude=exclude,
-                self_offset=self_offset,
-                n_jobs=self.n_jobs,
-                corpus=self.embeddings_,
-            )
-        return _shard.top_k(
+        """Top-k of the fitted vectors for each query, from whichever store."""
+        return self._store.top_k(
             Q,
-            self.embeddings_,
             k,
             exclude=exclude,
             self_offset=self_offset,
             memory_budget=self.memory_budget,
             n_jobs=self.n_jobs,
-            corpus_max_norm=self._max_norm,
-            screen=self._screen_for(Q.shape[0]),
         )
-
-    def _screen_for(self, n_queries):
-        """The kernel's integer screen of the fitted rows, kept once built.
-
-        Built at the first batch of :data:`MIN_SCREEN_QUERIES` or more queries on
-        an in-memory corpus large enough for it to pay; ``False`` (float32 BLAS)
-        otherwise. It changes speed, never a result.
-        """
-        X = self.embeddings_
-        small = n_queries < MIN_SCREEN_QUERIES or X.shape[0] < MIN_SCREEN_ROWS
-        if small or not isinstance(X, np.ndarray):  # a sharded corpus: per worker
-            return False
-        if getattr(self, "_screen", None) is None:
-            self._screen = build_screen(X) or False  # None: mapped, or no kernel
-        return self._screen
 
     # -- queries -------------------------------------------------------------------
 
@@ -549,13 +482,11 @@ class DotProductNeighbors(_shard.LocalCopyMixin, TransformerMixin, BaseEstimator
         threshold = self.radius if radius is None else radius
         if not isinstance(threshold, Real) or not np.isfinite(threshold):
             raise ValueError(f"radius must be a finite similarity, got {threshold!r}.")
-        found = _shard.above_threshold(
+        found = self._store.above_threshold(
             Q,
-            self.embeddings_,
             float(threshold),
             self_offset=0 if query_is_fit else None,
             memory_budget=self.memory_budget,
-            corpus_max_norm=self._max_norm,
         )
         ind = np.empty(len(found), dtype=object)
         dist = np.empty(len(found), dtype=object)
@@ -621,19 +552,6 @@ class DotProductNeighbors(_shard.LocalCopyMixin, TransformerMixin, BaseEstimator
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float32"]
         return tags
-
-
-class _MappedRows:
-    """Where a memory-mapped corpus lives: what a pickle stores instead of its rows."""
-
-    def __init__(self, filename: str, offset: int, shape: tuple[int, ...]) -> None:
-        self.filename, self.offset, self.shape = filename, offset, shape
-
-    def open(self) -> np.ndarray:
-        return np.memmap(
-            self.filename, dtype=np.float32, mode="r", offset=self.offset,
-            shape=self.shape,
-        )  # fmt: skip
 
 
 def search_pipeline(model, queries, n_neighbors=None, *, as_frame=True):

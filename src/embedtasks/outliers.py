@@ -21,17 +21,20 @@ from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.covariance import LedoitWolf
 from sklearn.utils.metaestimators import available_if
 
-from embedtasks._shard import LocalCopyMixin, ShardedCorpus, is_dask_array, top_k
-from embedtasks._similarity import (
+from embedtasks._kernel import (
     APPROXIMATE_ABOVE,
     approximate_top_k,
+    build_store,
+    is_dask_array,
     l2_normalize,
     quadratic_form,
     similarity,
 )
 from embedtasks._validation import (
+    N_JOBS,
     Integral,
     Interval,
+    LocalCopyMixin,
     Real,
     StrOptions,
     _fit_context,
@@ -109,7 +112,9 @@ class OutlierScorer(LocalCopyMixin, OutlierMixin, BaseEstimator):
         :class:`~embedtasks.DiversityReport`); ``"auto"``: exact up to 200,000
         rows. New items are always scored exactly.
     n_jobs : int, default=None
-        Threads of the top-k kernel; None uses every core.
+        Threads of the similarity kernel: ``None`` or ``-1`` every core, ``-2``
+        every core but one; on a Dask cluster, threads per worker task (``None``:
+        one, the workers already run in parallel).
 
     Attributes
     ----------
@@ -155,7 +160,7 @@ class OutlierScorer(LocalCopyMixin, OutlierMixin, BaseEstimator):
         ],
         "novelty": ["boolean"],
         "neighbors": [StrOptions({"auto", "exact", "approximate"})],
-        "n_jobs": [Integral, None],
+        "n_jobs": [*N_JOBS, None],
     }
 
     def __init__(
@@ -193,33 +198,30 @@ class OutlierScorer(LocalCopyMixin, OutlierMixin, BaseEstimator):
         self : OutlierScorer
             The fitted scorer.
         """
-        if is_dask_array(X):  # sharded on the workers: knn and lof only
-            if self.method not in ("knn", "lof"):
-                raise ValueError(
-                    f"OutlierScorer(method={self.method!r}) does not shard a dask "
-                    "array; use method='knn' or 'lof', or fit on X.compute()."
-                )
-            X = ShardedCorpus.from_dask(X, normalize=True, owner="OutlierScorer")
-            self.n_features_in_ = X.n_features
-        else:
-            X = l2_normalize(check_embeddings(self, X, reset=True))
+        if is_dask_array(X) and self.method not in ("knn", "lof"):
+            raise ValueError(
+                f"OutlierScorer(method={self.method!r}) does not shard a dask "
+                "array; use method='knn' or 'lof', or fit on X.compute()."
+            )
+        X = self._fit_corpus(X)
         n = X.shape[0]
         if n < 2:
             raise ValueError(
                 f"OutlierScorer needs at least 2 samples to fit, got {n} sample: an "
                 "item can only be unusual relative to others."
             )
-        self._fit_X = X
+        self._store = build_store(X)
         self.n_neighbors_ = min(self.n_neighbors, n - 1)
         self._train_nn = None
         if self.method in ("knn", "lof"):
-            approximate = self.neighbors == "approximate" or (
-                self.neighbors == "auto" and n > APPROXIMATE_ABOVE
+            approximate = isinstance(X, np.ndarray) and (
+                self.neighbors == "approximate"
+                or (self.neighbors == "auto" and n > APPROXIMATE_ABOVE)
             )
             if approximate:
                 nn = approximate_top_k(X, self.n_neighbors_, n_jobs=self.n_jobs)
             else:
-                nn = top_k(X, X, self.n_neighbors_, self_offset=0, n_jobs=self.n_jobs)
+                nn = self._neighbours(X, self.n_neighbors_, self_offset=0)
             self._train_nn = nn
             if self.method == "lof":
                 dist = np.maximum(0.0, 1.0 - nn.scores)
@@ -241,6 +243,10 @@ class OutlierScorer(LocalCopyMixin, OutlierMixin, BaseEstimator):
         return self
 
     # ----------------------------------------------------------- scoring
+    def _neighbours(self, Q, k, *, self_offset=None):
+        """The ``k`` nearest training rows of each query, from the store."""
+        return self._store.top_k(Q, k, self_offset=self_offset, n_jobs=self.n_jobs)
+
     def _local_density(self, indices: np.ndarray, dist: np.ndarray) -> np.ndarray:
         """Local reachability density from neighbour indices and distances."""
         reach = np.maximum(self._k_distance[indices], dist)
@@ -267,7 +273,7 @@ class OutlierScorer(LocalCopyMixin, OutlierMixin, BaseEstimator):
         check_is_fitted(self)
         X = l2_normalize(check_embeddings(self, X, reset=False))
         if self.method in ("knn", "lof"):
-            nn = top_k(X, self._fit_X, self.n_neighbors_, n_jobs=self.n_jobs)
+            nn = self._neighbours(X, self.n_neighbors_)
             return self._scores_from_neighbors(nn.indices, nn.scores)
         return self._global_scores(X)
 
@@ -344,6 +350,45 @@ class OutlierScorer(LocalCopyMixin, OutlierMixin, BaseEstimator):
         self.fit(X)
         return np.where(self.training_scores_ < self.offset_, -1, 1)
 
+    def to_frame(self):
+        """The training rows as a table: how unusual each is and its nearest row.
+
+        The one table of outliers: the command line and the HTML report show it
+        (renaming columns at most), so a score means the same everywhere.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per training item, in input order: ``outlier_score`` (higher
+            is more unusual: ``-training_scores_``), ``is_outlier``
+            (``training_scores_ < offset_``), ``nearest`` (the most similar other
+            training row) and ``nearest_similarity``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from embedtasks import OutlierScorer
+        >>> X = [[1.0, 0.0], [0.99, 0.1], [0.98, -0.1], [0.0, 1.0]]
+        >>> OutlierScorer(n_neighbors=1).fit(X).to_frame().round(3)
+           outlier_score  is_outlier  nearest  nearest_similarity
+        0          0.005       False        1               0.995
+        1          0.005       False        0               0.995
+        2          0.005       False        0               0.995
+        3          0.900        True        1               0.100
+        """
+        import pandas as pd
+
+        check_is_fitted(self)
+        why = self.explain(n_neighbors=1)
+        return pd.DataFrame(
+            {
+                "outlier_score": -np.asarray(self.training_scores_, dtype=np.float64),
+                "is_outlier": self.training_scores_ < self.offset_,
+                "nearest": why.indices[:, 0],
+                "nearest_similarity": why.similarities[:, 0],
+            }
+        )
+
     def explain(self, X=None, *, n_neighbors=None):
         """Show why items score as they do: their most similar training items.
 
@@ -369,13 +414,11 @@ class OutlierScorer(LocalCopyMixin, OutlierMixin, BaseEstimator):
         if X is None:
             nn = self._train_nn
             if nn is None or k > nn.indices.shape[1]:
-                nn = top_k(
-                    self._fit_X, self._fit_X, k, self_offset=0, n_jobs=self.n_jobs
-                )
+                nn = self._neighbours(self._store.rows, k, self_offset=0)
             return OutlierExplanation(
                 self.training_scores_, nn.indices[:, :k], nn.scores[:, :k]
             )
         scores = self._score(X)
         X = l2_normalize(check_embeddings(self, X, reset=False))
-        nn = top_k(X, self._fit_X, k, n_jobs=self.n_jobs)
+        nn = self._neighbours(X, k)
         return OutlierExplanation(scores, nn.indices, nn.scores)

@@ -1,0 +1,308 @@
+"""One self-contained HTML page to look at a corpus: map, clusters, outliers, copies.
+
+:func:`report` runs the estimators (:class:`~embedtasks.EmbeddingClusterer`,
+:class:`~embedtasks.OutlierScorer`, :class:`~embedtasks.DiversityReport`) on the
+embeddings of a list of texts and lays their tables out in one HTML file that opens
+offline from disk: plotly's JavaScript is inlined, nothing is fetched. This module
+computes no similarity itself; every number comes from an estimator.
+
+Every text reaches the page escaped: in tables through :func:`html.escape`, in the
+page's data as JSON with ``<``, ``>`` and ``&`` written as ``\\u003c`` etc. (so a
+text holding ``</script>`` cannot end a script), and in the map's hover labels
+escaped again for plotly's own markup. Texts are cut to ``max_text_chars`` to keep
+the file small on a large corpus.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.base import clone
+
+from embedtasks._optional import import_optional
+from embedtasks._report._page import Page, clean_text
+from embedtasks._validation import check_texts
+from embedtasks.cluster._estimator import EmbeddingClusterer
+from embedtasks.diversity import DiversityReport
+from embedtasks.outliers import OutlierScorer
+
+__all__ = ["Report", "report"]
+
+
+class Report:
+    """An HTML report of a corpus, and the tables it shows.
+
+    Made by :func:`report`. In a notebook it displays itself (``_repr_html_``, in
+    an ``iframe`` so its script and styles stay apart from the notebook's);
+    :meth:`save` writes the page to a file that opens offline in any browser.
+
+    Attributes
+    ----------
+    html : str
+        The whole page, with plotly's JavaScript inlined.
+    points : pandas.DataFrame
+        One row per text: ``row``, map coordinates ``x`` and ``y``, ``cluster``
+        (-1 for noise), ``outlier_score`` (higher is more unusual), ``is_outlier``
+        and, with groups, ``group``.
+    clusters : pandas.DataFrame
+        :meth:`EmbeddingClusterer.summary <embedtasks.EmbeddingClusterer.summary>`
+        of the texts.
+    outliers : pandas.DataFrame
+        The most unusual rows, most unusual first.
+    duplicates : pandas.DataFrame
+        The most similar near-duplicate pairs: ``row_a``, ``row_b``,
+        ``similarity``, ``text_a``, ``text_b``.
+    diversity : pandas.DataFrame
+        :meth:`DiversityReport.to_frame <embedtasks.DiversityReport.to_frame>`:
+        one row for all texts, then one per group.
+    """
+
+    def __init__(
+        self,
+        html: str,
+        *,
+        points: Any,
+        clusters: Any,
+        outliers: Any,
+        duplicates: Any,
+        diversity: Any,
+    ) -> None:
+        self.html = html
+        self.points = points
+        self.clusters = clusters
+        self.outliers = outliers
+        self.duplicates = duplicates
+        self.diversity = diversity
+
+    def save(self, path: str | Path) -> Path:
+        """Write the page to ``path`` (UTF-8); return the path.
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            The file to write, e.g. ``"report.html"``; missing folders are made.
+
+        Returns
+        -------
+        pathlib.Path
+            The path written.
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.html, encoding="utf-8")
+        return path
+
+    def _repr_html_(self) -> str:
+        source = html.escape(self.html, quote=True)
+        return (
+            '<iframe style="width:100%;height:900px;border:1px solid #ddd" '
+            f'srcdoc="{source}"></iframe>'
+        )
+
+    def __repr__(self) -> str:
+        n_clusters = int((self.clusters["cluster"] >= 0).sum())
+        return (
+            f"Report({len(self.points):,} rows, {n_clusters} clusters, "
+            f"{len(self.html.encode('utf-8')) / 1e6:.1f} MB of HTML)"
+        )
+
+
+def report(
+    texts: Any,
+    X: Any = None,
+    *,
+    groups: Any = None,
+    embedder: Any = None,
+    clusterer: Any = None,
+    outlier_scorer: Any = None,
+    diversity: Any = None,
+    title: str = "embedtasks report",
+    n_outliers: int = 20,
+    n_duplicates: int = 50,
+    max_text_chars: int = 300,
+) -> Report:
+    """Look at a corpus: one self-contained HTML page of its map, clusters and more.
+
+    The page holds a 2-D map of every text coloured by cluster (the text shows on
+    hover), the cluster table (names, keywords, representative texts, sizes), the
+    most unusual texts, the near-duplicate pairs, diversity per group and a filter
+    box that finds texts and lights them up on the map. It opens offline from disk.
+
+    Parameters
+    ----------
+    texts : sequence of str
+        The corpus, one text per row.
+    X : array-like of shape (n_samples, n_features), optional
+        Their embeddings; computed with ``embedder`` when not given.
+    groups : array-like of shape (n_samples,), optional
+        A group label per text (source, class, period...): diversity is then
+        reported per group too, and the group shows on hover.
+    embedder : estimator, optional
+        Embeds ``texts`` when ``X`` is not given; default
+        :class:`~embedtasks.LocalEmbedder`.
+    clusterer : EmbeddingClusterer, optional
+        Gives the clusters and the map (its ``map_``). A fitted one (on these
+        rows) is used as it is, an unfitted one is fitted on a copy; default
+        ``EmbeddingClusterer(random_state=0)``.
+    outlier_scorer : OutlierScorer, optional
+        Scores how unusual each text is (fitted on a copy); default
+        ``OutlierScorer()``.
+    diversity : DiversityReport, optional
+        Finds near-duplicates and measures diversity (fitted on a copy); default
+        ``DiversityReport(random_state=0)``.
+    title : str, default="embedtasks report"
+        The page's title.
+    n_outliers : int, default=20
+        Rows of the outlier table.
+    n_duplicates : int, default=50
+        Rows of the near-duplicate table (the most similar pairs).
+    max_text_chars : int, default=300
+        Texts are cut to this many characters on the page (a 20,000-row corpus of
+        paragraphs then makes a file of about 11 MB).
+
+    Returns
+    -------
+    Report
+        ``save(path)`` writes the page; the tables are its attributes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from embedtasks import EmbeddingClusterer, report
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.repeat(np.eye(3), 10, axis=0) + 0.05 * rng.normal(size=(30, 3))
+    >>> texts = [f"{topic} {i}" for topic in ("cats", "tax", "rain") for i in range(10)]
+    >>> page = report(texts, X, clusterer=EmbeddingClusterer(
+    ...     reduction="pca", n_components=2, min_cluster_size=5, random_state=0))
+    >>> page.clusters[["cluster", "size"]].to_numpy().tolist()
+    [[0, 10], [1, 10], [2, 10]]
+    >>> page.save("report.html").name  # doctest: +SKIP
+    'report.html'
+    """
+    import_optional("plotly", extra="report", purpose="embedtasks.report")
+    for name, value, least in (
+        ("n_outliers", n_outliers, 0),
+        ("n_duplicates", n_duplicates, 0),
+        ("max_text_chars", max_text_chars, 1),
+    ):
+        if not isinstance(value, int | np.integer) or value < least:
+            raise ValueError(
+                f"embedtasks.report: {name} must be an int >= {least}, got {value!r}."
+            )
+    texts = check_texts(texts, estimator_name="embedtasks.report")
+    n = len(texts)
+    if n < 2:
+        raise ValueError(
+            f"embedtasks.report needs at least 2 texts, got {n}: the map, the "
+            "clusters and the outlier and duplicate tables compare rows."
+        )
+    if X is None:
+        if embedder is None:
+            from embedtasks.embedders._local import LocalEmbedder
+
+            embedder = LocalEmbedder()
+        X = embedder.fit_transform(texts)
+    X = np.asarray(X)
+    if X.ndim != 2 or X.shape[0] != n:
+        raise ValueError(
+            f"embedtasks.report got {n} texts but embeddings of shape {X.shape}; "
+            "pass one embedding row per text, in the same order."
+        )
+    group_values = None
+    if groups is not None:
+        group_values = np.asarray(groups).astype(str)
+        if group_values.shape != (n,):
+            raise ValueError(
+                f"embedtasks.report got {n} texts but groups of shape "
+                f"{group_values.shape}; pass one group label per text."
+            )
+    clusterer = _fitted_clusterer(clusterer, X)
+    summary = clusterer.summary(texts)
+    labels = np.asarray(clusterer.labels_)
+    layout = np.asarray(clusterer.map_, dtype=np.float32)
+    outliers = _outliers(outlier_scorer, X)
+    diversity_report = clone(
+        DiversityReport(random_state=0) if diversity is None else diversity
+    ).fit(X, groups=group_values)
+
+    import pandas as pd
+
+    points = pd.DataFrame(
+        {
+            "row": np.arange(n),
+            "x": layout[:, 0],
+            "y": layout[:, 1],
+            "cluster": labels,
+            "outlier_score": outliers["scores"],
+            "is_outlier": outliers["flags"],
+        }
+    )
+    if group_values is not None:
+        points["group"] = group_values
+    pairs = diversity_report.duplicate_pairs_[:n_duplicates]
+    duplicates = pd.DataFrame(
+        {
+            "row_a": pairs[:, 0],
+            "row_b": pairs[:, 1],
+            "similarity": diversity_report.duplicate_similarities_[:n_duplicates],
+            "text_a": [texts[i] for i in pairs[:, 0]],
+            "text_b": [texts[j] for j in pairs[:, 1]],
+        }
+    )
+    order = np.argsort(-outliers["scores"], kind="stable")[:n_outliers]
+    top = pd.DataFrame(
+        {
+            "row": order,
+            "outlier_score": outliers["scores"][order],
+            "is_outlier": outliers["flags"][order],
+            "cluster": labels[order],
+            "nearest_row": outliers["nearest"][order],
+            "nearest_similarity": outliers["nearest_similarity"][order],
+            "text": [texts[i] for i in order],
+        }
+    )
+    page = Page(
+        texts=[clean_text(t, max_text_chars) for t in texts],
+        summary=summary,
+        points=points,
+        diversity=diversity_report,
+        groups=group_values,
+        title=title,
+    )
+    return Report(
+        page.render(top, duplicates),
+        points=points,
+        clusters=summary,
+        outliers=top,
+        duplicates=duplicates,
+        diversity=diversity_report.to_frame(),
+    )
+
+
+def _fitted_clusterer(clusterer: Any, X: np.ndarray) -> Any:
+    if clusterer is None:
+        clusterer = EmbeddingClusterer(random_state=0)
+    if hasattr(clusterer, "labels_"):  # fitted by the caller
+        if len(clusterer.labels_) != X.shape[0]:
+            raise ValueError(
+                f"embedtasks.report got a clusterer fitted on {len(clusterer.labels_)} "
+                f"rows for {X.shape[0]} texts; pass it unfitted, or fitted on these "
+                "texts' embeddings."
+            )
+        return clusterer
+    return clone(clusterer).fit(X)
+
+
+def _outliers(scorer: Any, X: np.ndarray) -> dict[str, Any]:
+    """Outlier scores (higher = more unusual), flags and each row's nearest row:
+    :meth:`OutlierScorer.to_frame`, the one table of outliers."""
+    table = clone(OutlierScorer() if scorer is None else scorer).fit(X).to_frame()
+    return {
+        "scores": table["outlier_score"].to_numpy(),
+        "flags": table["is_outlier"].to_numpy(),
+        "nearest": table["nearest"].to_numpy(),
+        "nearest_similarity": table["nearest_similarity"].to_numpy(),
+    }

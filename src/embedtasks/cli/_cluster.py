@@ -1,0 +1,77 @@
+"""The ``cluster`` command."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from embedtasks.cli._args import (
+    CLIError,
+    _cluster_flags,
+    _common,
+    _integer,
+    owned,
+)
+from embedtasks.cli._run import _cache_setting, _embed, _emit, _load, _note, _save
+
+
+def _clusterer(args: argparse.Namespace, n: int) -> Any:
+    """The clusterer of the --n-clusters ... flags, checked against ``n`` texts."""
+    from embedtasks.cluster._estimator import EmbeddingClusterer
+
+    if args.n_clusters is not None and args.n_clusters > n:
+        raise CLIError(f"--n-clusters {args.n_clusters} is more than the {n:,} texts")
+    if isinstance(args.min_cluster_size, int) and args.min_cluster_size > n:
+        raise CLIError(
+            f"--min-cluster-size {args.min_cluster_size} is more than the {n:,} texts"
+        )
+    return EmbeddingClusterer(
+        n_clusters=args.n_clusters,
+        reduction=None if args.reduction == "none" else args.reduction,
+        min_cluster_size=args.min_cluster_size,
+        assign_noise=args.assign_noise,
+        max_noise=args.max_noise,
+        random_state=args.random_state,
+        cache_dir=_cache_setting(args),
+    )
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    """Cluster the rows; print a per-cluster summary, save labels with -o."""
+    frame, rows = _load(args)
+    clusterer = _clusterer(args, len(rows.texts))
+    _, X = _embed(args, rows.texts)
+    labels = clusterer.fit_predict(X)
+    summary = clusterer.summary(rows.texts, n_keywords=args.keywords)
+    noise = int((labels == -1).sum())
+    _note(args, f"{clusterer.n_clusters_} clusters, {noise:,} noise rows (-1)")
+    _emit(
+        args,
+        summary,
+        text_columns=["keywords", "representative_texts"],
+        priority=["cluster", "name", "size", "share", "mean_probability"],
+    )
+    _save(args, summary, args.summary_output, "cluster summary")
+    if args.output:
+        out = frame.copy()
+        out["cluster"] = rows.spread(labels, "Int64")
+        out["probability"] = rows.spread(clusterer.probabilities_)
+        _save(args, out, args.output, "rows with 'cluster'")
+    return 0
+
+
+def register(add: Any) -> None:
+    """Add this module's commands: their flags beside their handlers."""
+    p = add("cluster", cmd_cluster, "group similar rows; keywords per cluster")
+    _common(p)
+    _cluster_flags(p)
+    owned(
+        p,
+        "--keywords",
+        spec="embedtasks.cluster:EmbeddingClusterer.summary",
+        param="n_keywords",
+        type=_integer(1),
+        help="per cluster",
+    )
+    p.add_argument("-o", "--output", help="write every row with 'cluster' here")
+    p.add_argument("--summary-output", help="write the cluster summary here")

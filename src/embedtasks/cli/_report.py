@@ -1,0 +1,62 @@
+"""The ``report`` command."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from embedtasks.cli._args import (
+    _cluster_flags,
+    _common,
+    _integer,
+    duplicate_flag,
+    owned,
+)
+from embedtasks.cli._cluster import _clusterer
+from embedtasks.cli._run import _embed, _groups, _load, _note
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write one self-contained HTML page: map, clusters, outliers, near-copies."""
+    from embedtasks._report._build import report
+    from embedtasks.diversity import DiversityReport
+
+    frame, rows = _load(args, args.group_column)
+    texts = rows.texts
+    groups = _groups(frame, args, rows)
+    clusterer = _clusterer(args, len(texts))
+    _, X = _embed(args, texts)
+    page = report(
+        texts,
+        X,
+        groups=groups,
+        clusterer=clusterer,
+        diversity=DiversityReport(
+            duplicate_threshold=args.duplicate_threshold, random_state=0
+        ),
+        title=args.title or f"embedtasks report: {Path(args.input).name}",
+        max_text_chars=args.max_text_chars,
+    )
+    path = page.save(args.output)
+    _note(args, f"wrote {page!r} to '{path}'")
+    return 0
+
+
+def register(add: Any) -> None:
+    """Add this module's commands: their flags beside their handlers."""
+    p = add("report", cmd_report, "one HTML page: map, clusters, outliers, copies")
+    _common(p)
+    p.add_argument("--group-column", help="diversity per group of this column")
+    p.add_argument("-o", "--output", default="report.html", help="(report.html)")
+    p.add_argument("--title", help="page title (the input file's name)")
+    _cluster_flags(p)
+    duplicate_flag(p)
+    owned(
+        p,
+        "--max-text-chars",
+        spec="embedtasks._report:report",
+        param="max_text_chars",
+        type=_integer(1),
+        help="texts cut to",
+    )

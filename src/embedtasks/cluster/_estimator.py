@@ -1,0 +1,733 @@
+"""Group embeddings by similarity: HDBSCAN after dimension reduction, or KMeans.
+
+Density clustering straight on 384-d (or wider) embeddings leaves most points as
+noise: distances concentrate, so no region looks dense. :class:`EmbeddingClusterer`
+normalises the rows, reduces them to a few dimensions first (UMAP when the ``umap``
+extra is installed, PCA otherwise), then runs ``hdbscan.HDBSCAN`` -- or KMeans when
+you ask for a number of clusters. Each cluster gets a centre (in the original space),
+representative members (close to the centre and not near-copies of each other) and,
+from the texts, c-TF-IDF keywords.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import hdbscan
+import numpy as np
+from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.decomposition import PCA
+from sklearn.utils import check_random_state
+
+from embedtasks._cachedir import resolve_cache_dir
+from embedtasks._kernel import (
+    group_sum,
+    l2_normalize,
+    mmr_rerank,
+    place_by_similarity,
+    similarity,
+    top_k,
+)
+from embedtasks._validation import (
+    Integral,
+    Interval,
+    Real,
+    StrOptions,
+    _fit_context,
+    check_embeddings,
+    check_is_fitted,
+    check_texts,
+)
+from embedtasks.cluster._names import (
+    ClusterComparison,
+    compare_labels,
+    ctfidf_keywords,
+    plot_map,
+    topic_names,
+)
+from embedtasks.cluster._reduce import ReductionCache, fit_layouts, pca_map
+
+__all__ = ["ClusterComparison", "EmbeddingClusterer"]
+
+#: Output width of the reduction when ``n_components=None`` (measured on Banking77).
+_DEFAULT_COMPONENTS = {"umap": 5, "pca": 20}
+#: Weight of novelty (vs closeness to the centre) when choosing representatives.
+_MMR_DIVERSITY = 0.3
+#: UMAP epochs for the clustered space (umap-learn: 500 below 10,000 rows, else
+#: 200). Banking77 test, seeds 0-2: V-measure 0.795-0.810 and 7.7-10.6% noise at
+#: 200, 0.806-0.817 and 6.5-7.1% at 300, 0.809-0.819 at 400 (then 1.3x the time).
+_UMAP_EPOCHS = 300
+#: Epochs of the 2-D map, which starts from the clustered layout's main plane.
+_MAP_EPOCHS = 100
+#: Below this many rows a neighbour graph says little: PCA reduces and maps.
+_MIN_LAYOUT_SAMPLES = 20
+#: No warning about noise or few clusters below this many rows.
+_WARN_MIN_SAMPLES = 200
+
+
+class EmbeddingClusterer(ClusterMixin, BaseEstimator):
+    """Cluster embeddings with HDBSCAN (noise = -1) or KMeans, after reduction.
+
+    Rows are normalised to unit length, reduced to ``n_components`` dimensions and
+    clustered. With ``n_clusters=None`` (the default) ``hdbscan.HDBSCAN`` finds the
+    number of clusters itself and marks outliers as noise (label ``-1``); set
+    ``assign_noise=True`` to give every noise point its most likely cluster (HDBSCAN
+    soft membership). With ``n_clusters=k``, KMeans makes exactly ``k`` clusters.
+
+    Parameters
+    ----------
+    n_clusters : int, default=None
+        ``None``: HDBSCAN decides how many clusters there are. An int: KMeans with
+        that many clusters (no noise).
+    reduction : {"auto", "umap", "pca"} or None, default="auto"
+        Dimension reduction before clustering. ``"umap"``: UMAP's layout
+        (cosine, ``min_dist=0``) of the *exact* neighbour graph of the rows (the
+        similarity kernel's top-k self-join), run by embedtasks' own seeded,
+        compiled layout (numba; installed with embedtasks). ``"auto"`` uses it,
+        and PCA if numba is missing. On Banking77 test (MiniLM) UMAP + HDBSCAN
+        reaches V-measure 0.81 with 6-7% noise; PCA + HDBSCAN about half the rows
+        as noise (``benchmarks/bench_cluster.py``). ``None`` clusters the
+        normalised embeddings themselves (slow and noisy when wide). A choice
+        that leaves more than half the rows as noise, or fewer than 3 clusters,
+        warns.
+    n_components : int, default=None
+        Width of the reduced space; ``None`` means 5 for UMAP and 20 for PCA.
+        Inputs that are not wider than this are not reduced.
+    n_neighbors : int, default=15
+        Size of each row's neighbourhood in the graph UMAP lays out (larger: more
+        global structure). Also the number of fitted rows that place a new point
+        in the UMAP space in :meth:`predict`.
+    reduction_max_samples : int or None, default=20_000
+        The layouts (UMAP and :attr:`map_`) are computed on a random sample of at
+        most this many rows (they run on one core, to stay reproducible); the
+        other rows are placed in them as :meth:`predict` places new points, and
+        HDBSCAN/KMeans then cluster every row. ``None``: lay out all rows.
+    min_cluster_size : int or "auto", default="auto"
+        HDBSCAN: smallest group of points that counts as a cluster. ``"auto"``:
+        ``max(15, n_samples // 200)``, so larger corpora are not shattered into
+        hundreds of tiny clusters (Banking77 train, 10k rows, 77 intents: 268
+        clusters and V-measure 75.7 at 15; 73 clusters and 77.2 at 50).
+    min_samples : int, default=5
+        HDBSCAN: neighbours a point needs to be a core point; higher marks more
+        points as noise.
+    cluster_selection_method : {"eom", "leaf"}, default="eom"
+        HDBSCAN: ``"eom"`` picks the most persistent clusters, ``"leaf"`` the
+        smallest, most homogeneous ones (and more noise). When ``"eom"`` keeps one
+        cluster holding more than half the rows, the clusters are chosen again
+        with none above a fifth of the rows, and the choice HDBSCAN's validity
+        estimate (DBCV, ``relative_validity_``) rates higher is kept (on Brown
+        genres: 42 clusters and V-measure 0.27 instead of 9 clusters, one of them
+        85% of the rows, and 0.13).
+    cluster_selection_epsilon : float, default=0.0
+        HDBSCAN: clusters closer than this (in the reduced space) are merged.
+    assign_noise : bool, default=False
+        Give each point HDBSCAN marks as noise the cluster it most likely belongs
+        to (soft membership), in :attr:`labels_` and in :meth:`predict`.
+    max_noise : float in [0, 1] or None, default=0.15
+        Target share of noise. When HDBSCAN leaves more, the noise rows closest
+        to a cluster (a similarity-weighted vote of their ``n_neighbors`` most
+        similar clustered rows) join it, strongest first, until at most this share
+        of the rows is noise; they get probability 0. ``0.0`` assigns every row;
+        ``None`` keeps all of HDBSCAN's noise (on paragraphs, a third of the rows).
+        New points in :meth:`predict` are not capped (use ``assign_noise``).
+    n_representatives : int, default=5
+        Members listed per cluster in :attr:`representatives_`: the closest to the
+        cluster's centre, skipping near-copies of those already chosen (maximal
+        marginal relevance).
+    random_state : int, RandomState instance or None, default=None
+        Seeds UMAP, PCA and KMeans. An int makes :meth:`fit` reproducible (UMAP then
+        runs single-threaded, as umap-learn requires for reproducibility).
+    cache_dir : "default", str, path or None, default="default"
+        Where the UMAP layouts (clustered space and map) are kept, keyed by the
+        rows' content and every layout parameter, so that refitting the same rows
+        with other HDBSCAN settings (``min_cluster_size``, ``max_noise``, ...)
+        skips the reduction, in this process and the next. ``"default"``: the
+        ``cluster/`` folder of the embedtasks cache directory
+        (``$EMBEDTASKS_CACHE_DIR``, else ``~/.cache/embedtasks``), where
+        umap-learn's compiled code is kept too (``numba/``); ``None``: this
+        process only. A damaged file is detected (checksum) and recomputed.
+
+    Attributes
+    ----------
+    min_cluster_size_ : int
+        The HDBSCAN ``min_cluster_size`` used (``"auto"`` resolved); not set when
+        ``n_clusters`` selects KMeans.
+    labels_ : ndarray of shape (n_samples,)
+        Cluster of each training row, ``0 .. n_clusters_ - 1``; ``-1`` is noise.
+    probabilities_ : ndarray of shape (n_samples,)
+        Strength of each row's membership in its cluster, in [0, 1] (0 for noise;
+        with ``assign_noise`` the soft-membership probability of the assigned
+        cluster; 1 for KMeans).
+    n_clusters_ : int
+        Number of clusters found (noise not counted).
+    cluster_centers_ : ndarray of shape (n_clusters_, n_features_in_)
+        Unit-length mean direction of each cluster in the input space (members
+        weighted by :attr:`probabilities_`).
+    representatives_ : list of ndarray of int
+        For each cluster, up to ``n_representatives`` training rows that stand for
+        it, most central first.
+    embedding_ : ndarray of shape (n_samples, n_reduced), dtype float32
+        The training rows in the space that was clustered.
+    map_ : ndarray of shape (n_samples, 2), dtype float32
+        A 2-D layout of the training rows for plots (:meth:`plot_map`): UMAP in
+        two dimensions on the same neighbour graph (2-D PCA below 20 rows).
+    reduction_ : {"umap", "pca"} or None
+        The reduction that produced :attr:`embedding_` (``None``: none ran).
+    reducer_ : PCA or None
+        The fitted PCA when ``reduction_ == "pca"``, else ``None`` (UMAP's
+        layout is computed on the exact neighbour graph and cached; new rows
+        are placed by similarity, see :meth:`predict`).
+    hdbscan_ : hdbscan.HDBSCAN or None
+        The fitted HDBSCAN model (``None`` with ``n_clusters``).
+    kmeans_ : KMeans or None
+        The fitted KMeans model (``None`` without ``n_clusters``).
+    n_features_in_ : int
+        Width of the embeddings seen in :term:`fit`.
+
+    See Also
+    --------
+    hdbscan.HDBSCAN : The density clusterer used here.
+    sklearn.cluster.KMeans : The clusterer used when ``n_clusters`` is set.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from embedtasks import EmbeddingClusterer
+    >>> rng = np.random.default_rng(0)
+    >>> centres = np.eye(8)[:3]
+    >>> X = np.repeat(centres, 20, axis=0) + 0.05 * rng.normal(size=(60, 8))
+    >>> clusterer = EmbeddingClusterer(reduction="pca", n_components=3,
+    ...                                min_cluster_size=5, random_state=0,
+    ...                                cache_dir=None).fit(X)
+    >>> clusterer.n_clusters_, clusterer.labels_[[0, 20, 40]].tolist()
+    (3, [0, 1, 2])
+    >>> clusterer.predict(centres).tolist()
+    [0, 1, 2]
+    >>> clusterer.map_.shape, clusterer.map_.dtype
+    ((60, 2), dtype('float32'))
+    >>> texts = ["red apple"] * 20 + ["blue sky"] * 20 + ["green grass"] * 20
+    >>> clusterer.summary(texts)[["cluster", "name", "size", "keywords"]]
+       cluster           name  size       keywords
+    0        0    0_red-apple    20    [red apple]
+    1        1     1_blue-sky    20     [blue sky]
+    2        2  2_green-grass    20  [green grass]
+    >>> clusterer.compare(np.repeat(["fruit", "sky", "grass"], 20)).purity
+    1.0
+    """
+
+    _parameter_constraints: dict = {
+        "n_clusters": [Interval(Integral, 1, None, closed="left"), None],
+        "reduction": [StrOptions({"auto", "umap", "pca"}), None],
+        "n_components": [Interval(Integral, 1, None, closed="left"), None],
+        "n_neighbors": [Interval(Integral, 2, None, closed="left")],
+        "reduction_max_samples": [Interval(Integral, 10, None, closed="left"), None],
+        "min_cluster_size": [
+            Interval(Integral, 2, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
+        "min_samples": [Interval(Integral, 1, None, closed="left")],
+        "cluster_selection_method": [StrOptions({"eom", "leaf"})],
+        "cluster_selection_epsilon": [Interval(Real, 0, None, closed="left")],
+        "assign_noise": ["boolean"],
+        "max_noise": [Interval(Real, 0, 1, closed="both"), None],
+        "n_representatives": [Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+        "cache_dir": [str, os.PathLike, None],
+    }
+
+    def __init__(
+        self,
+        n_clusters=None,
+        *,
+        reduction="auto",
+        n_components=None,
+        n_neighbors=15,
+        reduction_max_samples=20_000,
+        min_cluster_size="auto",
+        min_samples=5,
+        cluster_selection_method="eom",
+        cluster_selection_epsilon=0.0,
+        assign_noise=False,
+        max_noise=0.15,
+        n_representatives=5,
+        random_state=None,
+        cache_dir="default",
+    ):
+        self.n_clusters = n_clusters
+        self.reduction = reduction
+        self.n_components = n_components
+        self.n_neighbors = n_neighbors
+        self.reduction_max_samples = reduction_max_samples
+        self.min_cluster_size = min_cluster_size
+        self.min_samples = min_samples
+        self.cluster_selection_method = cluster_selection_method
+        self.cluster_selection_epsilon = cluster_selection_epsilon
+        self.assign_noise = assign_noise
+        self.max_noise = max_noise
+        self.n_representatives = n_representatives
+        self.random_state = random_state
+        self.cache_dir = cache_dir
+
+    # ------------------------------------------------------------------ fit
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Reduce and cluster the embeddings.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Embeddings, one row per item (normalised to unit length here).
+        y : None
+            Ignored; present for API consistency.
+
+        Returns
+        -------
+        self : EmbeddingClusterer
+            The fitted clusterer.
+        """
+        X = check_embeddings(self, X, reset=True, ensure_min_samples=2)
+        if self.n_clusters is not None and self.n_clusters > X.shape[0]:
+            raise ValueError(
+                f"n_clusters={self.n_clusters} is larger than the number of samples "
+                f"({X.shape[0]}). Lower n_clusters or pass more rows."
+            )
+        rng = check_random_state(self.random_state)
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        X = l2_normalize(X)
+        Z = self._fit_reduce(X, seed)
+        if self.n_clusters is None:
+            raw, probabilities = self._fit_hdbscan(Z)
+            self.kmeans_ = None
+            n_found = int(self.hdbscan_.labels_.max()) + 1
+            if self.max_noise is not None:
+                raw, probabilities = self._cap_noise(X, raw, probabilities)
+        else:
+            raw, probabilities = self._fit_kmeans(Z, seed)
+            self.hdbscan_ = None
+            n_found = self.n_clusters
+        # Number clusters by decreasing size (ties: first row), so label 0 is the
+        # largest whatever the backend; -1 (noise) maps to itself.
+        sizes = np.bincount(raw[raw >= 0], minlength=n_found)
+        first = np.full(n_found, raw.size)
+        np.minimum.at(first, raw[raw >= 0], np.flatnonzero(raw >= 0))
+        new_id = np.empty(n_found, dtype=np.intp)
+        new_id[np.lexsort((first, -sizes))] = np.arange(n_found)
+        self._relabel = np.append(new_id, -1)
+        labels = self._relabel[raw]
+        self.embedding_ = Z
+        self.labels_ = labels
+        self.probabilities_ = probabilities
+        self.n_clusters_ = n_found
+        self.cluster_centers_ = self._centres(X, labels, probabilities, n_found)
+        order = np.argsort(labels, kind="stable")
+        bounds = np.searchsorted(labels[order], np.arange(n_found + 1))
+        self.representatives_ = [
+            self._representatives(X, order[bounds[c] : bounds[c + 1]], centre)
+            for c, centre in enumerate(self.cluster_centers_)
+        ]
+        return self
+
+    def _reduction_kind(self) -> str | None:
+        if self.reduction == "auto":
+            return "umap"
+        return self.reduction
+
+    def _fit_reduce(self, X: np.ndarray, seed: int) -> np.ndarray:
+        """The space HDBSCAN/KMeans cluster; also sets :attr:`map_`."""
+        kind = self._reduction_kind()
+        self.reducer_ = None
+        self.reduction_ = None
+        n_samples, n_features = X.shape
+        sample = None
+        limit = self.reduction_max_samples
+        if limit is not None and n_samples > limit:
+            sample = np.sort(check_random_state(seed).choice(n_samples, limit, False))
+        self._sample = sample
+        self._X_ref = X if sample is None else X[sample]
+        small = self._X_ref.shape[0] < _MIN_LAYOUT_SAMPLES
+        n_components = self.n_components or _DEFAULT_COMPONENTS.get(kind or "", 0)
+        reduce = (
+            kind is not None
+            and n_features > n_components  # nothing to gain below the target width
+            and n_samples > n_components + 2  # the spectral start needs more rows
+        )
+        Z = X
+        if reduce and (kind == "pca" or small):
+            # PCA, also for too few rows for a useful graph (it does as well)
+            self.reduction_ = "pca"
+            self.reducer_ = PCA(n_components=n_components, random_state=seed)
+            Z = np.ascontiguousarray(self.reducer_.fit_transform(X), np.float32)
+        if small:
+            self.map_ = pca_map(X, seed)
+            return Z
+        umap = reduce and self.reduction_ is None
+        layouts = fit_layouts(
+            X,
+            sample,
+            n_components=n_components if umap else None,
+            n_neighbors=self.n_neighbors,
+            epochs=(_UMAP_EPOCHS, _MAP_EPOCHS),
+            seed=seed,
+            cache=ReductionCache(resolve_cache_dir(self.cache_dir)),
+        )
+        self.map_ = layouts.map
+        if umap and layouts.Z is not None:
+            self.reduction_ = "umap"
+            Z = layouts.Z
+            self._Z_ref = Z if sample is None else Z[sample]
+        return Z
+
+    def _fit_hdbscan(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n_samples = Z.shape[0]
+        if self.min_cluster_size == "auto":
+            self.min_cluster_size_ = max(15, n_samples // 200)
+        else:
+            self.min_cluster_size_ = self.min_cluster_size
+        Z64 = Z.astype(np.float64)
+        self.hdbscan_ = self._hdbscan(n_samples).fit(Z64)
+        labels = self.hdbscan_.labels_
+        sizes = np.bincount(labels[labels >= 0], minlength=1)
+        if self.cluster_selection_method == "eom" and sizes.max() > n_samples / 2:
+            # "eom" can keep one parent cluster that swallows most rows (Brown
+            # genres: 9 clusters, the largest 85%, V-measure 0.13). Try again with
+            # no cluster above a fifth of the rows; keep whichever is the more
+            # valid clustering (hdbscan's DBCV estimate: 0.07 vs 0.21 there).
+            whole = self._hdbscan(n_samples, gen_min_span_tree=True).fit(Z64)
+            capped = self._hdbscan(
+                n_samples, gen_min_span_tree=True, max_cluster_size=n_samples // 5
+            ).fit(Z64)
+            if capped.relative_validity_ > whole.relative_validity_:
+                self.hdbscan_ = capped
+        labels = self.hdbscan_.labels_.astype(np.intp)
+        probabilities = self.hdbscan_.probabilities_.astype(np.float64)
+        self._warn_if_poor(labels)
+        if self.assign_noise:
+            labels, probabilities = self._assign_noise(
+                Z, labels, probabilities, labels.max() + 1
+            )
+        return labels, probabilities
+
+    def _hdbscan(self, n_samples, *, gen_min_span_tree=False, max_cluster_size=0):
+        return hdbscan.HDBSCAN(
+            min_cluster_size=min(self.min_cluster_size_, n_samples),
+            min_samples=min(self.min_samples, n_samples - 1),
+            cluster_selection_epsilon=float(self.cluster_selection_epsilon),
+            cluster_selection_method=self.cluster_selection_method,
+            max_cluster_size=max_cluster_size,
+            metric="euclidean",
+            alpha=1.0,
+            algorithm="best",
+            leaf_size=40,
+            approx_min_span_tree=True,
+            gen_min_span_tree=gen_min_span_tree,
+            core_dist_n_jobs=1,
+            allow_single_cluster=False,
+            prediction_data=True,
+            match_reference_implementation=False,
+        )
+
+    def _warn_if_poor(self, labels: np.ndarray) -> None:
+        n = labels.size
+        if n < _WARN_MIN_SAMPLES or self.assign_noise:
+            return
+        noise = float((labels < 0).mean())
+        found = int(labels.max()) + 1
+        if noise <= 0.5 and found >= 3:
+            return
+        space = self.reduction_ or "the raw embeddings (no reduction)"
+        noise_hint = "" if self.max_noise is not None else "max_noise=0.1, "
+        warnings.warn(
+            f"HDBSCAN on {space} left {100 * noise:.0f}% of the {n:,} rows as noise "
+            f"and found {found} cluster{'s' * (found != 1)}. Density clustering needs "
+            "a reduction that keeps neighbours together: use reduction='umap' (the "
+            f"default), or {noise_hint}a smaller min_cluster_size, or n_clusters=k.",
+            UserWarning,
+            stacklevel=4,
+        )
+
+    def _cap_noise(self, X, labels, probabilities):
+        """Move the noise rows nearest a cluster into it until max_noise holds.
+
+        "Nearest": the similarity-weighted vote of each noise row's
+        ``n_neighbors`` most similar clustered rows (kernel top-k in the input
+        space); rows whose neighbours agree most strongly move first.
+        """
+        noise = np.flatnonzero(labels < 0)
+        clustered = np.flatnonzero(labels >= 0)
+        excess = noise.size - int(np.floor(self.max_noise * labels.size + 1e-9))
+        if excess <= 0 or clustered.size == 0:
+            return labels, probabilities
+        k = min(self.n_neighbors, clustered.size)
+        nn = top_k(X[noise], X[clustered], k)
+        neighbour_labels = labels[clustered[nn.indices]]
+        weights = np.maximum(nn.scores.astype(np.float64), 0.0)
+        n_found = int(labels.max()) + 1
+        votes = np.zeros((noise.size, n_found))
+        np.add.at(
+            votes, (np.repeat(np.arange(noise.size), k), neighbour_labels.ravel()),
+            weights.ravel(),
+        )  # fmt: skip
+        best = votes.argmax(axis=1)
+        strength = votes.max(axis=1) / k  # mean similarity mass behind the choice
+        move = np.argsort(-strength, kind="stable")[:excess]
+        labels, probabilities = labels.copy(), probabilities.copy()
+        labels[noise[move]] = best[move]
+        probabilities[noise[move]] = 0.0
+        return labels, probabilities
+
+    def _assign_noise(self, Z, labels, probabilities, n_clusters):
+        noise = labels < 0
+        if n_clusters < 1 or not noise.any():
+            return labels, probabilities
+        with np.errstate(divide="ignore", invalid="ignore"):
+            membership = hdbscan.membership_vector(
+                self.hdbscan_, Z[noise].astype(np.float64)
+            )
+        membership = np.nan_to_num(np.atleast_2d(membership)).reshape(
+            noise.sum(), n_clusters
+        )
+        labels, probabilities = labels.copy(), probabilities.copy()
+        labels[noise] = membership.argmax(axis=1)
+        probabilities[noise] = membership.max(axis=1)
+        return labels, probabilities
+
+    def _fit_kmeans(self, Z: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        from sklearn.cluster import KMeans
+
+        self.kmeans_ = KMeans(n_clusters=self.n_clusters, n_init=3, random_state=seed)
+        labels = self.kmeans_.fit_predict(Z).astype(np.intp)
+        return labels, np.ones(labels.size)
+
+    @staticmethod
+    def _centres(X, labels, weights, n_clusters):
+        member = np.flatnonzero(labels >= 0)
+        w = np.where(weights[member] > 0, weights[member], 1e-6)
+        sums = group_sum(X[member], labels[member], n_clusters, weights=w)
+        return l2_normalize(sums)
+
+    def _representatives(self, X, rows, centre):
+        """Rows close to ``centre``, diversified by maximal marginal relevance."""
+        if rows.size == 0:
+            return rows.astype(np.intp)
+        relevance = similarity(X[rows], centre[None, :])[:, 0]
+        order = np.argsort(-relevance, kind="stable")
+        pool = rows[order[: max(10 * self.n_representatives, 50)]]
+        return mmr_rerank(
+            centre, pool, X, self.n_representatives, diversity=_MMR_DIVERSITY
+        ).astype(np.intp)
+
+    # -------------------------------------------------------------- predict
+    def fit_predict(self, X, y=None):
+        """Fit and return the cluster of each row (``-1``: noise).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Embeddings.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+            Same as :attr:`labels_`.
+        """
+        return self.fit(X).labels_
+
+    def predict(self, X):
+        """Assign new embeddings to the fitted clusters.
+
+        HDBSCAN: ``hdbscan.approximate_predict`` in the reduced space (a new point
+        is placed in the UMAP space at the similarity-weighted mean of its
+        ``n_neighbors`` nearest training rows; PCA projects it exactly). Points
+        that fall in no cluster get ``-1``, or with ``assign_noise`` their most
+        likely cluster. KMeans: the nearest centroid.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Embeddings of the same width as in :term:`fit`.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+            Cluster of each row; ``-1`` for noise.
+        """
+        return self._predict(X)[0]
+
+    def _predict(self, X):
+        check_is_fitted(self)
+        X = check_embeddings(self, X, reset=False)
+        Z = self._transform(l2_normalize(X))
+        if self.kmeans_ is not None:
+            labels = self.kmeans_.predict(Z).astype(np.intp)
+            return self._relabel[labels], np.ones(labels.size)
+        if self.n_clusters_ == 0:
+            return np.full(X.shape[0], -1, dtype=np.intp), np.zeros(X.shape[0])
+        Z64 = Z.astype(np.float64)
+        labels, strengths = hdbscan.approximate_predict(self.hdbscan_, Z64)
+        labels = np.asarray(labels, dtype=np.intp)
+        strengths = np.asarray(strengths, dtype=np.float64)
+        if self.assign_noise:
+            labels, strengths = self._assign_noise(
+                Z, labels, strengths, self.n_clusters_
+            )
+        return self._relabel[labels], strengths
+
+    def _transform(self, X: np.ndarray) -> np.ndarray:
+        if self.reduction_ is None:
+            return X
+        if self.reducer_ is not None:
+            return self.reducer_.transform(X).astype(np.float32)
+        return self._place(X)
+
+    def _place(self, X: np.ndarray) -> np.ndarray:
+        """Put rows in the UMAP space at the weighted mean of their nearest rows.
+
+        The neighbours are the rows UMAP was fitted on (how UMAP initialises its
+        own transform); deterministic, and each row independent of the others.
+        """
+        return place_by_similarity(X, self._X_ref, self._Z_ref, self.n_neighbors)
+
+    # -------------------------------------------------------------- summary
+    def summary(self, texts=None, *, n_keywords=8, stop_words="english"):
+        """One row per cluster, plus a noise row: size, members, keywords, name.
+
+        Parameters
+        ----------
+        texts : sequence of str, optional
+            The texts of the training rows, in the order given to :meth:`fit`.
+            Adds the representative texts and c-TF-IDF keywords (terms frequent in
+            the cluster and rare in the others; address fragments such as "www"
+            and terms found in most clusters are left out; two-word phrases when
+            they beat their words), and names clusters by their keywords.
+        n_keywords : int, default=8
+            Keywords per cluster.
+        stop_words : "english", list of str or None, default="english"
+            Words never used as keywords (as in
+            :class:`~sklearn.feature_extraction.text.CountVectorizer`).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``cluster``, ``name`` (``"3_rust_cargo_crate"`` from the first
+            three keywords with ``texts``, ``"cluster_3"`` without), ``size``,
+            ``share`` (of all training rows), ``mean_probability``,
+            ``representatives`` (row indices) and, with ``texts``,
+            ``representative_texts`` and ``keywords``. Clusters come by
+            decreasing size; when there is noise, a last row ``cluster == -1``
+            named ``"-1_noise"`` counts it (its representatives are the first
+            noise rows, its keywords empty).
+        """
+        import pandas as pd
+
+        check_is_fitted(self)
+        labels, n = self.labels_, self.labels_.size
+        n_found = self.n_clusters_
+        sizes = np.bincount(labels[labels >= 0], minlength=n_found)
+        prob_sums = np.bincount(
+            labels[labels >= 0],
+            weights=self.probabilities_[labels >= 0],
+            minlength=n_found,
+        )
+        noise = np.flatnonzero(labels < 0)
+        has_noise = noise.size > 0
+        cluster_ids = np.arange(n_found)
+        representatives = [r.tolist() for r in self.representatives_]
+        if has_noise:
+            cluster_ids = np.append(cluster_ids, -1)
+            sizes = np.append(sizes, noise.size)
+            prob_sums = np.append(prob_sums, 0.0)
+            representatives.append(noise[: self.n_representatives].tolist())
+        keywords = None
+        if texts is not None:
+            texts = self._check_texts(texts, "summary")
+            keywords = ctfidf_keywords(texts, labels, n_found, n_keywords, stop_words)
+        names = topic_names(n_found, keywords) + ["-1_noise"] * has_noise
+        frame = pd.DataFrame(
+            {
+                "cluster": cluster_ids,
+                "name": names,
+                "size": sizes,
+                "share": sizes / n,
+                "mean_probability": prob_sums / np.maximum(sizes, 1),
+                "representatives": representatives,
+            }
+        )
+        if texts is None:
+            return frame
+        frame["representative_texts"] = [[texts[i] for i in r] for r in representatives]
+        frame["keywords"] = keywords + [[]] * has_noise
+        return frame
+
+    def _check_texts(self, texts, method):
+        texts = check_texts(texts, estimator_name=f"EmbeddingClusterer.{method}")
+        if len(texts) != self.labels_.size:
+            raise ValueError(
+                f"EmbeddingClusterer.{method} got {len(texts)} texts but was fitted "
+                f"on {self.labels_.size} rows. Pass the texts of the training rows, "
+                "in the order given to fit()."
+            )
+        return texts
+
+    def _names(self, texts):
+        if texts is None:
+            return topic_names(self.n_clusters_, None)
+        texts = self._check_texts(texts, "names")
+        # the same keywords as summary()'s defaults, so the names match it
+        keywords = ctfidf_keywords(texts, self.labels_, self.n_clusters_, 8, "english")
+        return topic_names(self.n_clusters_, keywords)
+
+    def plot_map(self, texts=None, *, ax=None, n_labels=60, point_size=None):
+        """Draw :attr:`map_`: clusters coloured and named, noise in grey.
+
+        Parameters
+        ----------
+        texts : sequence of str, optional
+            The texts of the training rows: clusters are then named by their
+            keywords (``"3_rust_cargo_crate"``), else ``"cluster_3"``.
+        ax : matplotlib.axes.Axes, optional
+            Where to draw; a new 10 x 8 inch figure by default.
+        n_labels : int, default=60
+            Name at most this many clusters (the largest), at their median point.
+        point_size : float, optional
+            Marker size; by default it shrinks as the rows grow.
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+            The axes drawn on.
+        """
+        check_is_fitted(self)
+        return plot_map(
+            self.map_,
+            self.labels_,
+            self._names(texts),
+            ax=ax,
+            n_labels=n_labels,
+            point_size=point_size,
+        )
+
+    def compare(self, y, texts=None):
+        """Compare the clusters with an existing label column.
+
+        Parameters
+        ----------
+        y : array-like of shape (n_samples,)
+            A label per training row (in the order given to :meth:`fit`).
+        texts : sequence of str, optional
+            The training texts, to name the clusters by their keywords.
+
+        Returns
+        -------
+        ClusterComparison
+            ``purity`` (share of clustered rows carrying their cluster's most
+            common label), ``v_measure``, ``homogeneity``, ``completeness`` and
+            ``adjusted_rand`` (noise counted as one more cluster), ``noise_share``
+            and ``table``: a DataFrame with one row per cluster (noise ``-1``
+            last) and one column per label (row counts), after ``name``,
+            ``size``, ``top_label`` and ``top_share``.
+        """
+        check_is_fitted(self)
+        return compare_labels(self.labels_, y, self._names(texts))

@@ -1,0 +1,351 @@
+"""OpenAIEmbedder: texts -> float32 unit vectors from any OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from embedtasks._validation import HasMethods, Integral, Interval, Real, StrOptions
+from embedtasks.embedders._base import BaseEmbedder, Store
+from embedtasks.embedders._cache import make_keys
+from embedtasks.embedders._http._client import (
+    DEFAULT_BASE_URL,
+    ClientSettings,
+    EmbeddingClient,
+)
+from embedtasks.embedders._http._tokens import token_counter
+from embedtasks.embedders._secrets import Secret, is_sensitive, mask_headers, mask_url
+
+__all__ = ["OpenAIEmbedder"]
+
+
+class OpenAIEmbedder(BaseEmbedder):
+    """Embed texts with an OpenAI-compatible ``/embeddings`` endpoint.
+
+    Requests are packed within every limit of the endpoint (inputs and tokens per
+    request, tokens per input), sent concurrently, paced to rate limits, retried
+    with backoff, and decoded from base64 straight to float32. Each distinct text
+    is embedded once per call, and vectors are cached on disk, so running the
+    same texts again costs no requests.
+
+    Parameters
+    ----------
+    model : str, default="text-embedding-3-small"
+        Embedding model name.
+    dimensions : int, optional
+        Shorter vectors from text-embedding-3 models.
+    base_url : str, optional
+        Endpoint root (``{base_url}/embeddings``). ``None`` reads
+        ``$OPENAI_BASE_URL``, else ``https://api.openai.com/v1``. Any compatible
+        server works: Azure, vLLM, Ollama, TEI, infinity.
+    api_key : str or Secret, optional
+        The key. Prefer ``api_key_env``. A key passed here is kept wrapped in a
+        :class:`~embedtasks.embedders._secrets.Secret`: ``repr``, ``get_params()`` and
+        ``clone()`` show ``'***'``, and pickles (joblib, Dask) never hold it (the
+        unpickled copy reads ``api_key_env``).
+    api_key_env : str, default="OPENAI_API_KEY"
+        Environment variable read for the key at each call, when ``api_key`` is
+        None. No key is sent if it is unset (local servers need none).
+    api_version : str, optional
+        Azure-style ``api-version`` query parameter; the key is then sent as the
+        ``api-key`` header.
+    headers : dict, optional
+        Extra HTTP headers. Values of key-like names (``api-key``,
+        ``Authorization``, ``X-Token``, ...) are kept as secrets like ``api_key``.
+    batch_size : int, default=2048
+        Most inputs per request.
+    max_tokens_per_request : int, default=300_000
+        Most tokens per request.
+    max_tokens_per_input : int, default=8192
+        Most tokens per text; longer texts follow ``long_text``.
+    long_text : {"error", "truncate", "chunk"}, default="error"
+        For texts over ``max_tokens_per_input``: raise
+        :class:`~embedtasks.exceptions.TextTooLongError` naming the row, embed
+        the first piece only, or embed every piece and average them weighted by
+        token count (re-normalised). Token counts come from tiktoken when its
+        file is cached locally; otherwise a safe upper bound (UTF-8 bytes) is
+        used and, with "error", the server's own answer decides.
+    max_concurrency : int, default=8
+        Requests in flight at once.
+    requests_per_minute, tokens_per_minute : float, optional
+        Pace requests to these limits. Unknown limits are learned: from
+        ``x-ratelimit-limit-*`` headers when the server announces them, else
+        from its 429s and ``x-ratelimit-reset-*`` headers. Processes sharing a
+        ``cache_dir`` and endpoint share what is learned.
+    max_retries : int, default=8
+        Retries per request (408/409/5xx, timeouts, dropped connections,
+        malformed answers, a 429 without Retry-After) before raising. A 429
+        that says when to come back is waited out without spending a retry.
+    timeout : float, default=60.0
+        Seconds per request.
+    backoff : float, default=0.5
+        First retry delay in seconds, doubled per attempt with jitter; a
+        server's ``retry-after`` takes precedence.
+    deadline : float, optional
+        Seconds one ``fit``/``transform`` may take; past it, it stops with
+        :class:`~embedtasks.exceptions.EmbeddingAPIError` (finished rows are
+        cached, so running again continues).
+    max_tokens : int, optional
+        Token budget of one call: it stops with
+        :class:`~embedtasks.exceptions.BudgetExceededError` before sending a
+        request that would exceed it (finished rows are cached). See
+        :meth:`estimate` for the price first.
+    cache_dir : str, PathLike or None, default="default"
+        Where vectors are cached: "default" is ``$EMBEDTASKS_CACHE_DIR`` or
+        ``~/.cache/embedtasks``; ":memory:" keeps them in memory; None disables
+        the cache. Keys hash (base_url, model, dimensions, text); texts and keys
+        are not stored.
+    progress : bool or "auto", default="auto"
+        Show a tqdm bar; "auto" shows one in a terminal or notebook for 1,000
+        texts or more.
+    transport : httpx transport, optional
+        Replaces the network, for tests (see
+        :func:`embedtasks.testing.fake_openai_transport`).
+
+    Attributes
+    ----------
+    embedding_dim_ : int
+        Width of the vectors.
+    usage_ : dict
+        Statistics of the last call: ``texts``, ``unique_texts``, ``cache_hits``,
+        ``embedded``, ``requests``, ``tokens``, ``retries``, ``rate_limited``,
+        ``split_batches`` and ``seconds``.
+
+    See Also
+    --------
+    embedtasks.testing.FakeEmbeddingServer : a local endpoint for tests.
+
+    Examples
+    --------
+    >>> from embedtasks import OpenAIEmbedder
+    >>> from embedtasks.testing import fake_openai_transport
+    >>> embedder = OpenAIEmbedder(
+    ...     transport=fake_openai_transport(dim=4), cache_dir=":memory:"
+    ... )
+    >>> X = embedder.fit_transform(["a cat", "a dog"])
+    >>> X.dtype, X.shape
+    (dtype('float32'), (2, 4))
+    >>> embedder.transform(["a dog"]).shape
+    (1, 4)
+    >>> embedder.usage_["cache_hits"], embedder.usage_["embedded"]
+    (1, 0)
+    >>> embedder.get_feature_names_out()[:2].tolist()
+    ['openaiembedder0', 'openaiembedder1']
+    """
+
+    _parameter_constraints: dict = {
+        **BaseEmbedder._parameter_constraints,
+        "model": [str],
+        "dimensions": [Interval(Integral, 1, None, closed="left"), None],
+        "base_url": [str, None],
+        "api_key": [str, Secret, None],
+        "api_key_env": [str],
+        "api_version": [str, None],
+        "headers": [dict, None],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "max_tokens_per_request": [Interval(Integral, 1, None, closed="left")],
+        "max_tokens_per_input": [Interval(Integral, 1, None, closed="left")],
+        "long_text": [StrOptions({"error", "truncate", "chunk"})],
+        "max_concurrency": [Interval(Integral, 1, None, closed="left")],
+        "requests_per_minute": [Interval(Real, 0, None, closed="neither"), None],
+        "tokens_per_minute": [Interval(Real, 0, None, closed="neither"), None],
+        "max_retries": [Interval(Integral, 0, None, closed="left")],
+        "timeout": [Interval(Real, 0, None, closed="neither")],
+        "backoff": [Interval(Real, 0, None, closed="left")],
+        "deadline": [Interval(Real, 0, None, closed="neither"), None],
+        "max_tokens": [Interval(Integral, 1, None, closed="left"), None],
+        "transport": [
+            HasMethods(["handle_async_request"]),
+            HasMethods(["handle_request"]),
+            None,
+        ],
+    }
+
+    def __init__(
+        self,
+        model: str = "text-embedding-3-small",
+        *,
+        dimensions: int | None = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        api_version: str | None = None,
+        headers: dict[str, str] | None = None,
+        batch_size: int = 2048,
+        max_tokens_per_request: int = 300_000,
+        max_tokens_per_input: int = 8192,
+        long_text: str = "error",
+        max_concurrency: int = 8,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
+        max_retries: int = 8,
+        timeout: float = 60.0,
+        backoff: float = 0.5,
+        deadline: float | None = None,
+        max_tokens: int | None = None,
+        cache_dir: str | os.PathLike[str] | None = "default",
+        progress: bool | str = "auto",
+        transport: Any = None,
+    ) -> None:
+        self.model = model
+        self.dimensions = dimensions
+        self.base_url = base_url
+        self.api_key = api_key
+        self.api_key_env = api_key_env
+        self.api_version = api_version
+        self.headers = headers
+        self.batch_size = batch_size
+        self.max_tokens_per_request = max_tokens_per_request
+        self.max_tokens_per_input = max_tokens_per_input
+        self.long_text = long_text
+        self.max_concurrency = max_concurrency
+        self.requests_per_minute = requests_per_minute
+        self.tokens_per_minute = tokens_per_minute
+        self.max_retries = max_retries
+        self.timeout = timeout
+        self.backoff = backoff
+        self.deadline = deadline
+        self.max_tokens = max_tokens
+        self.cache_dir = cache_dir
+        self.progress = progress
+        self.transport = transport
+
+    # -- secrets: kept wrapped, so get_params/clone/pickle never hold them -------
+    @property
+    def api_key(self) -> Secret | None:  # type: ignore[override]
+        return self.__dict__.get("api_key")
+
+    @api_key.setter
+    def api_key(self, value: Any) -> None:
+        self.__dict__["api_key"] = Secret(value) if isinstance(value, str) else value
+
+    @property
+    def headers(self) -> dict[str, Any] | None:  # type: ignore[override]
+        return self.__dict__.get("headers")
+
+    @headers.setter
+    def headers(self, value: Any) -> None:
+        if isinstance(value, dict) and any(
+            is_sensitive(str(k)) and isinstance(v, str) for k, v in value.items()
+        ):
+            value = {
+                k: (Secret(v) if is_sensitive(str(k)) and isinstance(v, str) else v)
+                for k, v in value.items()
+            }
+        self.__dict__["headers"] = value
+
+    # -- BaseEmbedder hooks ----------------------------------------------------
+    def _resolved_base_url(self) -> str:
+        url = self.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+        return url.rstrip("/")
+
+    def _cache_identity(self) -> dict[str, object]:
+        return {
+            "kind": "openai",
+            "endpoint": self._resolved_base_url(),
+            "model": self.model,
+            "dimensions": self.dimensions,
+        }
+
+    def _cache_keys(
+        self, identity: dict[str, object], texts: Sequence[str]
+    ) -> list[bytes]:
+        # Only the texts a long_text policy changes get their own keys: every
+        # other text keeps the key (and the cached vector) it has under "error".
+        if self.long_text == "error":
+            return make_keys(identity, texts)
+        counts = token_counter(self.model).count(texts)
+        long_rows = np.flatnonzero(counts > self.max_tokens_per_input).tolist()
+        policy = [self.long_text, self.max_tokens_per_input]
+        return self._keys_with_policy(identity, texts, long_rows, policy)
+
+    def _settings(self) -> ClientSettings:
+        key = self.api_key if self.api_key else os.environ.get(self.api_key_env)
+        cache = self._open_cache()
+        shared = {
+            name: getattr(self, name)
+            for name in ClientSettings.names()
+            if name in self._parameter_constraints
+        }
+        shared.update(
+            base_url=self._resolved_base_url(),
+            api_key=key or None,
+            pacing_dir=None
+            if cache is None or cache.path is None
+            else cache.path.parent,
+        )
+        return ClientSettings(**shared)
+
+    def _client(self) -> EmbeddingClient:
+        return EmbeddingClient(self._settings(), transport=self.transport)
+
+    def _embed_uncached_stream(
+        self, texts: list[str], progress: Any, store: Store
+    ) -> npt.NDArray[np.float32]:
+        client = self._client()
+
+        def on_batch(
+            positions: npt.NDArray[np.intp], vectors: npt.NDArray[np.float32]
+        ) -> None:
+            store(positions, vectors)
+            progress.update(len(positions))
+
+        rows = getattr(self, "_fetch_rows", None)
+        if rows is not None and len(rows) != len(texts):
+            rows = None
+        try:
+            return client.embed(texts, on_batch=on_batch, rows=rows)
+        finally:
+            self._last_stats = client.last_stats.as_dict()
+
+    def _embed_uncached(
+        self, texts: list[str], progress: Any
+    ) -> npt.NDArray[np.float32]:
+        return self._embed_uncached_stream(texts, progress, lambda p, v: None)
+
+    def _estimate_uncached(self, texts: list[str]) -> dict[str, object]:
+        return self._client().estimate(texts)
+
+    def _usage_details(self) -> dict[str, object]:
+        stats = dict(getattr(self, "_last_stats", {}))
+        stats.pop("texts", None)
+        stats.pop("seconds", None)
+        return stats
+
+    # -- repr: no key in the endpoint either -------------------------------------
+    @contextmanager
+    def _masked(self) -> Iterator[None]:
+        url = self.base_url
+        headers = self.__dict__.get("headers")
+        if url is not None:
+            self.base_url = mask_url(url)
+        if headers is not None:
+            self.__dict__["headers"] = mask_headers(headers)
+        try:
+            yield
+        finally:
+            self.base_url = url
+            self.__dict__["headers"] = headers
+
+    def __repr__(self, N_CHAR_MAX: int = 700) -> str:
+        with self._masked():
+            return super().__repr__(N_CHAR_MAX)
+
+    def _repr_html_inner(self) -> str:
+        with self._masked():
+            return str(super()._repr_html_inner())
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        with self._masked():
+            return dict(super()._repr_mimebundle_(**kwargs))
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state["api_key"] = None  # never pickle a secret (Secret would hold None)
+        state.pop("_last_stats", None)
+        return state
