@@ -260,8 +260,8 @@ def quality(data: Path) -> None:
         train = list(csv.DictReader(f))
     with open(bank / "test.csv", newline="", encoding="utf-8") as f:
         test = list(csv.DictReader(f))
-    y_train = np.array([r["label"] for r in train])
-    y_test = np.array([r["label"] for r in test])
+    y_train = np.array([r["category"] for r in train])
+    y_test = np.array([r["category"] for r in test])
     emb = LocalEmbedder(cache_dir=None, progress=False)  # int8, the default
     vectors = {
         "float32": (
