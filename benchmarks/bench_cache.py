@@ -51,7 +51,7 @@ def main() -> None:
             progress=False,
         )
         rng = np.random.default_rng(0)
-        keys = make_keys(emb._cache_identity(), texts)
+        keys = make_keys(emb._backend().identity, texts)
         start = time.perf_counter()
         with EmbeddingCache(tmp_path / "cache") as cache:
             for s in range(0, args.n, 10_000):
@@ -60,7 +60,7 @@ def main() -> None:
                 cache.put_many(keys[s : s + 10_000], block.astype(np.float32))
                 if s == 0:
                     first = block.astype(np.float32)
-            cache.record_identity_dim(emb._cache_identity(), args.dim)
+            cache.record_identity_dim(emb._backend().identity, args.dim)
         fill = time.perf_counter() - start
         matrix = emb.fit_transform(texts)  # also warms the OS page cache
         np.testing.assert_array_equal(matrix[: len(first)], first)

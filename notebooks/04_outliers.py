@@ -22,9 +22,6 @@
 # all-MiniLM-L6-v2 model; vectors are cached on disk, so a second run embeds nothing.
 
 # %%
-import os
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -32,8 +29,7 @@ import pandas as pd
 from embedtasks import LocalEmbedder
 from embedtasks.demo import build_corpus
 
-CACHE = Path(os.environ.get("EMBEDTASKS_CACHE_DIR", Path.home() / ".cache/embedtasks"))
-corpus = build_corpus(800, cache_dir=CACHE)  # docstring summaries, by package
+corpus = build_corpus(800, cache_dir="default")  # docstring summaries, by package
 embedder = LocalEmbedder(progress=False)  # bundled all-MiniLM-L6-v2, offline, cached
 X = embedder.fit_transform(corpus["text"])
 print(X.shape, X.dtype)

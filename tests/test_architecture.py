@@ -37,3 +37,17 @@ def test_architecture_folders_and_modules_exist():
 def test_top_level_stays_small():
     modules = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert len(modules) <= 15, modules
+
+
+def test_the_cache_folder_owner_names_every_store():
+    from embedtasks import _cachedir
+
+    doc = _cachedir.__doc__ or ""
+    for name in (
+        _cachedir.EMBEDDINGS_FILENAME,
+        _cachedir.PACING_FILENAME,
+        _cachedir.CLUSTER_DIRNAME,
+        _cachedir.NUMBA_DIRNAME,
+        _cachedir.DEMO_CORPUS_PREFIX,
+    ):
+        assert name in doc, name

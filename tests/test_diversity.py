@@ -177,7 +177,11 @@ def test_bad_input_errors():
         DiversityReport().fit(X, groups=["a", "b", "c"])
     with pytest.raises(TypeError, match="one comparable type"):
         DiversityReport().fit(X, groups=pd.Series(["a", 1] * 5))
-    with pytest.raises(ValueError, match=r"quantiles must be numbers in \[0, 1\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"'quantiles' parameter of DiversityReport must be a non-empty "
+        r"array-like of numbers in \[0, 1\]",
+    ):
         DiversityReport(quantiles=(0.5, 50)).fit(X)
     with pytest.raises(ValueError, match="'duplicate_threshold' parameter"):
         DiversityReport(duplicate_threshold=2).fit(X)

@@ -139,7 +139,7 @@ def test_kneighbors_graph_modes(corpus):
     np.testing.assert_allclose(sim.max(axis=1), 1.0, rtol=1e-6)
     dist = nn.transform(corpus[:3])
     np.testing.assert_allclose(dist.data, 1 - sim[sim != 0], atol=1e-6)
-    with pytest.raises(ValueError, match="mode must be one of"):
+    with pytest.raises(ValueError, match=r"mode must be a str among .*got 'weights'"):
         nn.kneighbors_graph(mode="weights")
 
 
@@ -165,6 +165,21 @@ def test_pipeline_from_raw_text_with_search_pipeline():
 def test_search_pipeline_rejects_other_estimators():
     with pytest.raises(TypeError, match="needs a DotProductNeighbors"):
         search_pipeline(make_pipeline(FunctionTransformer()), ["x"])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"n_neighbors": 0}, r"'n_neighbors' parameter of search_pipeline must be an"),
+        ({"as_frame": "yes"}, r"'as_frame' parameter of search_pipeline must be an"),
+        ({"queries": "one text"}, r"'queries' parameter of search_pipeline must be an"),
+    ],
+)
+def test_search_pipeline_checks_its_arguments(corpus, kwargs, message):
+    nn = DotProductNeighbors().fit(corpus)
+    arguments = {"model": nn, "queries": corpus[:1], **kwargs}
+    with pytest.raises(ValueError, match=message):
+        search_pipeline(**arguments)
 
 
 def test_clone_and_pickle_round_trip(corpus):
@@ -220,7 +235,10 @@ def test_query_with_wrong_width_names_both_widths(corpus):
 @pytest.mark.parametrize("k", [0, -3, 2.5, True])
 def test_bad_n_neighbors_at_call_time(corpus, k):
     nn = DotProductNeighbors().fit(corpus)
-    with pytest.raises(ValueError, match="n_neighbors must be a positive integer"):
+    with pytest.raises(
+        ValueError,
+        match=rf"n_neighbors must be an int in the range \[1, inf\), got {k}\.",
+    ):
         nn.kneighbors(corpus[:1], n_neighbors=k)
 
 
@@ -249,9 +267,12 @@ def test_recommend_bad_items(corpus):
         nn.recommend("doc 1")
     with pytest.raises(ValueError, match="items is empty"):
         nn.recommend([])
-    with pytest.raises(ValueError, match=r"diversity must be a float in \[0, 1\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"diversity must be a float in the range \[0.0, 1.0\], got 2.0",
+    ):
         nn.recommend(1, diversity=2.0)
-    with pytest.raises(ValueError, match="positive integer"):
+    with pytest.raises(ValueError, match=r"n_neighbors must be an int .*, got 0\."):
         nn.recommend(1, n_neighbors=0)
 
 
@@ -262,7 +283,9 @@ def test_ids_length_mismatch(corpus):
 
 def test_radius_must_be_finite(corpus):
     nn = DotProductNeighbors().fit(corpus)
-    with pytest.raises(ValueError, match="radius must be a finite similarity"):
+    with pytest.raises(
+        ValueError, match=r"radius must be a float in the range \(-inf, inf\), got nan"
+    ):
         nn.radius_neighbors(corpus[:1], radius=np.nan)
 
 
@@ -283,3 +306,14 @@ def test_unicode_ids_survive_in_frame():
     nn = DotProductNeighbors(n_neighbors=1).fit(np.eye(2), ["café ☕", "日本語"])
     frame = nn.search([[0.0, 1.0]], as_frame=True)
     assert isinstance(frame, pd.DataFrame) and frame["id"].iloc[0] == "日本語"
+
+
+@pytest.mark.parametrize("estimator", ["DotProductNeighbors", "OutlierScorer"])
+def test_n_jobs_minus_one_is_every_core_and_zero_is_refused(estimator):
+    import embedtasks
+
+    X = np.random.default_rng(0).standard_normal((40, 8)).astype(np.float32)
+    cls = getattr(embedtasks, estimator)
+    cls(n_jobs=-1).fit(X)
+    with pytest.raises(ValueError, match=r"'n_jobs' parameter .* Got 0 instead"):
+        cls(n_jobs=0).fit(X)

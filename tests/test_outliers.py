@@ -161,7 +161,9 @@ def test_explain_works_for_global_methods_and_new_items(method):
 
 def test_explain_rejects_nonpositive_neighbors():
     scorer = OutlierScorer().fit(np.eye(3))
-    with pytest.raises(ValueError, match="n_neighbors must be at least 1, got 0"):
+    with pytest.raises(
+        ValueError, match=r"n_neighbors must be an int in the range \[1, inf\), got 0\."
+    ):
         scorer.explain(n_neighbors=0)
 
 

@@ -8,7 +8,8 @@ finds them in one place:
 * ``pacing.sqlite3``: request pacing learned from the server, shared by processes
   (:mod:`embedtasks.embedders._http._pacing`);
 * ``cluster/``: reduced layouts of :class:`~embedtasks.EmbeddingClusterer`;
-* ``numba/``: compiled layout code.
+* ``numba/``: compiled layout code;
+* ``demo-corpus-*.json``: the main job's corpus (:func:`embedtasks.demo.build_corpus`).
 
 ``cache_dir`` settings mean the same everywhere: ``"default"`` is
 :func:`default_cache_dir`, a path is that folder, and ``None`` (no cache) or
@@ -22,6 +23,7 @@ from pathlib import Path
 
 __all__ = [
     "CLUSTER_DIRNAME",
+    "DEMO_CORPUS_PREFIX",
     "EMBEDDINGS_FILENAME",
     "NUMBA_DIRNAME",
     "PACING_FILENAME",
@@ -37,6 +39,8 @@ PACING_FILENAME = "pacing.sqlite3"
 CLUSTER_DIRNAME = "cluster"
 #: numba's compiled code for the layout.
 NUMBA_DIRNAME = "numba"
+#: The main job's corpus, one JSON file per set of parameters.
+DEMO_CORPUS_PREFIX = "demo-corpus-"
 
 
 def default_cache_dir() -> Path:

@@ -7,19 +7,24 @@ scikit-learn touches one file.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
-from sklearn.base import _fit_context
+import numpy.typing as npt
+from sklearn.base import _fit_context as _sklearn_fit_context
 from sklearn.utils._param_validation import (
     HasMethods,
     Interval,
     InvalidParameterError,
+    Options,
     StrOptions,
+    make_constraint,
     validate_parameter_constraints,
-    validate_params,
+)
+from sklearn.utils._param_validation import (
+    validate_params as _sklearn_validate_params,
 )
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -35,8 +40,10 @@ __all__ = [
     "Integral",
     "Interval",
     "Real",
+    "RealsIn",
     "StrOptions",
     "_fit_context",
+    "check_argument",
     "check_embeddings",
     "check_param",
     "check_is_fitted",
@@ -46,6 +53,79 @@ __all__ = [
 ]
 
 FLOAT_DTYPES = (np.float32, np.float64)
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _fit_context(*, prefer_skip_nested_validation: bool) -> Callable[[_F], _F]:
+    """scikit-learn's ``_fit_context`` (validates the parameters, then fits), typed.
+
+    scikit-learn ships no type information; this keeps the decorated ``fit``'s
+    signature for the type checker.
+    """
+    decorator: Callable[[_F], _F] = _sklearn_fit_context(
+        prefer_skip_nested_validation=prefer_skip_nested_validation
+    )
+    return decorator
+
+
+def validate_params(
+    parameter_constraints: dict[str, Any],
+    *,
+    prefer_skip_nested_validation: bool = True,
+) -> Callable[[_F], _F]:
+    """scikit-learn's ``validate_params`` for a public function, typed.
+
+    The function's arguments are checked against ``parameter_constraints`` on each
+    call (the decorated function keeps them as ``_parameter_constraints``, as an
+    estimator class does, for :func:`check_param`), and a wrong one raises
+    :class:`~sklearn.utils._param_validation.InvalidParameterError` (a
+    ``ValueError`` and a ``TypeError``) worded as for estimator parameters.
+    """
+    validate: Callable[[_F], _F] = _sklearn_validate_params(
+        parameter_constraints,
+        prefer_skip_nested_validation=prefer_skip_nested_validation,
+    )
+
+    def decorator(function: _F) -> _F:
+        checked = validate(function)
+        # As on an estimator class: check_param (the CLI's flags) reads them here.
+        checked._parameter_constraints = parameter_constraints  # type: ignore[attr-defined]
+        return checked
+
+    return decorator
+
+
+# An Options subclass because scikit-learn's make_constraint accepts its own
+# constraint classes only; scikit-learn ships no types (its classes are Any).
+class RealsIn(Options):  # type: ignore[misc]
+    """Constraint: a non-empty array-like of real numbers, each in [low, high].
+
+    Examples
+    --------
+    >>> RealsIn(0, 1).is_satisfied_by((0.05, 0.5)), str(RealsIn(0, 1))
+    (True, 'a non-empty array-like of numbers in [0, 1]')
+    >>> RealsIn(0, 1).is_satisfied_by([0.5, 50]), RealsIn(0, 1).is_satisfied_by([])
+    (False, False)
+    """
+
+    def __init__(self, low: float, high: float) -> None:
+        super().__init__(object, set())
+        self.low, self.high = low, high
+
+    def is_satisfied_by(self, val: Any) -> bool:
+        if isinstance(val, str | bytes):
+            return False
+        try:
+            values: npt.NDArray[np.float64] = np.asarray(val, dtype=np.float64)
+        except (TypeError, ValueError):
+            return False
+        inside = (values >= self.low) & (values <= self.high)  # False for NaN
+        return bool(values.size > 0 and inside.all())
+
+    def __str__(self) -> str:
+        return f"a non-empty array-like of numbers in [{self.low}, {self.high}]"
+
 
 #: ``n_jobs`` of every estimator: a thread count, or negative as joblib counts
 #: (``-1`` every core); 0 is refused. See :func:`embedtasks._kernel.n_threads`.
@@ -209,6 +289,48 @@ class LocalCopyMixin(CorpusMixin):
         return local
 
 
+def _broken_rule(
+    name: str, value: Any, constraints: list[Any], caller: str
+) -> str | None:
+    """The rule ``value`` breaks, as "must be ...", or None: sklearn's wording."""
+    try:
+        validate_parameter_constraints(
+            {name: constraints}, {name: value}, caller_name=caller
+        )
+    except InvalidParameterError as exc:
+        rule = str(exc).split(" must be ", 1)[-1].rsplit(". Got ", 1)[0]
+        return f"must be {rule}"
+    return None
+
+
+def check_argument(name: str, value: Any, constraints: list[Any]) -> None:
+    """Check a method's argument (not a constructor parameter) against constraints.
+
+    The one wording of such checks: ``constraints`` are scikit-learn's (as in
+    ``_parameter_constraints``: often the constructor parameter's own, when a
+    method argument overrides it), and a broken one raises
+    :class:`~sklearn.utils._param_validation.InvalidParameterError` (a
+    ``ValueError`` and a ``TypeError``) saying "<name> must be <rule>, got <value>.".
+    A bool is refused where a number is asked for (scikit-learn counts it an int).
+
+    Examples
+    --------
+    >>> check_argument("n_neighbors", 3, [Interval(Integral, 1, None, closed="left")])
+    >>> check_argument("n_neighbors", 0, [Interval(Integral, 1, None, closed="left")])
+    Traceback (most recent call last):
+    ...
+    sklearn.utils._param_validation.InvalidParameterError: n_neighbors must be an int in the range [1, inf), got 0.
+    """  # noqa: E501
+    rule = _broken_rule(name, value, constraints, name)
+    if rule is None and isinstance(value, bool | np.bool_):
+        if not any(c == "boolean" or c is bool for c in constraints):
+            rules = [str(make_constraint(c)) for c in constraints]
+            head = ", ".join(rules[:-1])
+            rule = f"must be {head} or {rules[-1]}" if head else f"must be {rules[0]}"
+    if rule is not None:
+        raise InvalidParameterError(f"{name} {rule}, got {value!r}.")
+
+
 def check_param(owner: Any, name: str, value: Any) -> str | None:
     """What is wrong with ``value`` for ``owner``'s parameter ``name``, or None.
 
@@ -227,11 +349,4 @@ def check_param(owner: Any, name: str, value: Any) -> str | None:
     constraints = getattr(owner, "_parameter_constraints", {}).get(name)
     if constraints is None:
         return None
-    try:
-        validate_parameter_constraints(
-            {name: constraints}, {name: value}, caller_name=owner.__name__
-        )
-    except InvalidParameterError as exc:
-        rule = str(exc).split(" must be ", 1)[-1].rsplit(". Got ", 1)[0]
-        return f"must be {rule}"
-    return None
+    return _broken_rule(name, value, constraints, owner.__name__)

@@ -19,6 +19,7 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import json
+import os
 import platform
 import re
 import time
@@ -28,6 +29,15 @@ from typing import Any, TextIO
 
 import numpy as np
 import pandas as pd
+
+from embedtasks._cachedir import DEMO_CORPUS_PREFIX, resolve_cache_dir
+from embedtasks._validation import (
+    HasMethods,
+    Integral,
+    Interval,
+    StrOptions,
+    validate_params,
+)
 
 __all__ = [
     "DEMO_QUERIES",
@@ -138,6 +148,16 @@ def _versions(sources: dict[str, tuple[str, ...]]) -> dict[str, str]:
     return versions
 
 
+@validate_params(
+    {
+        "n_texts": [Interval(Integral, 1, None, closed="left")],
+        "sources": [dict, None],
+        "max_per_label": [Interval(Integral, 1, None, closed="left")],
+        "random_state": [Interval(Integral, 0, None, closed="left")],
+        "cache_dir": [str, os.PathLike, None],
+    },
+    prefer_skip_nested_validation=True,
+)
 def build_corpus(
     n_texts: int = 3000,
     *,
@@ -164,9 +184,11 @@ def build_corpus(
         Docstrings collected per label before sampling (at most ``n_texts``).
     random_state : int, default=0
         Seed of the file order and the sampling.
-    cache_dir : str or path, default=None
-        If given, the corpus is stored there as JSON (keyed by the parameters and
-        the package versions) and re-read on the next call.
+    cache_dir : str, path or None, default=None
+        The cache folder, as the estimators' ``cache_dir``: ``"default"``
+        (``$EMBEDTASKS_CACHE_DIR`` or ``~/.cache/embedtasks``) or a folder; the
+        corpus is stored there as JSON (keyed by the parameters and the package
+        versions) and re-read on the next call. ``None``: not stored.
 
     Returns
     -------
@@ -184,14 +206,15 @@ def build_corpus(
     """
     sources = dict(DEMO_SOURCES if sources is None else sources)
     cache_file = None
-    if cache_dir is not None:
+    folder = resolve_cache_dir(cache_dir)
+    if folder is not None:
         key = json.dumps(
             [_CORPUS_FORMAT, n_texts, sources, max_per_label, random_state],
             sort_keys=True,
         )
         key += json.dumps(_versions(sources), sort_keys=True)
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-        cache_file = Path(cache_dir) / f"demo-corpus-{digest}.json"
+        cache_file = folder / f"{DEMO_CORPUS_PREFIX}{digest}.json"
         if cache_file.exists():
             return pd.read_json(cache_file, orient="records")
 
@@ -285,6 +308,17 @@ class _Run:
     cache_dir: str | Path | None = None
 
 
+@validate_params(
+    {
+        "out": [HasMethods(["write"])],
+        # Below 20 texts the clusterer and the classifier have too little to show.
+        "n_texts": [Interval(Integral, 20, None, closed="left")],
+        "cache_dir": [str, os.PathLike, None],
+        "progress": ["boolean", StrOptions({"auto"})],
+        "embedder": [HasMethods(["fit_transform", "transform"]), None],
+    },
+    prefer_skip_nested_validation=False,
+)
 def run_demo(
     out: TextIO,
     *,
@@ -314,11 +348,10 @@ def run_demo(
     dict
         The figures the report prints (sizes, timings, accuracies, ...), for tests.
     """
-    from embedtasks._cachedir import resolve_cache_dir
 
     report = _Report(out)
     t0 = time.perf_counter()
-    corpus = build_corpus(n_texts, cache_dir=resolve_cache_dir(cache_dir))
+    corpus = build_corpus(n_texts, cache_dir=cache_dir)
     counts = corpus["label"].value_counts()
     report.section("Corpus: docstrings of the installed Python packages")
     report.line(

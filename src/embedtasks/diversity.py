@@ -30,6 +30,7 @@ from embedtasks._validation import (
     Integral,
     Interval,
     Real,
+    RealsIn,
     StrOptions,
     _fit_context,
     check_is_fitted,
@@ -130,7 +131,7 @@ class DiversityReport(CorpusMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "duplicate_threshold": [Interval(Real, -1, 1, closed="both")],
-        "quantiles": ["array-like"],
+        "quantiles": [RealsIn(0, 1)],
         "n_bins": [Interval(Integral, 1, None, closed="left")],
         "max_pairs": [Interval(Integral, 1, None, closed="left")],
         "max_duplicate_pairs": [Interval(Integral, 0, None, closed="left")],
@@ -185,11 +186,6 @@ class DiversityReport(CorpusMixin, BaseEstimator):
             )
         X = self._fit_corpus(X, min_rows=2)
         quantiles = np.asarray(self.quantiles, dtype=np.float64).ravel()
-        if quantiles.size == 0 or (quantiles < 0).any() or (quantiles > 1).any():
-            raise ValueError(
-                f"quantiles must be numbers in [0, 1], got {self.quantiles!r}. Pass "
-                "e.g. quantiles=(0.05, 0.5, 0.95)."
-            )
         rng = check_random_state(self.random_state)
         self.bin_edges_ = np.linspace(-1.0, 1.0, self.n_bins + 1)
         overall = self._profile(X, quantiles, rng)

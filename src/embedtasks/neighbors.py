@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from numbers import Integral, Real
-
 import numpy as np
 import pandas as pd
 from scipy import sparse
@@ -22,12 +20,16 @@ from embedtasks._kernel import (
 )
 from embedtasks._validation import (
     N_JOBS,
+    Integral,
     Interval,
     LocalCopyMixin,
+    Real,
     StrOptions,
     _fit_context,
+    check_argument,
     check_embeddings,
     check_is_fitted,
+    validate_params,
 )
 
 __all__ = ["DotProductNeighbors", "search_pipeline"]
@@ -283,10 +285,18 @@ class DotProductNeighbors(LocalCopyMixin, TransformerMixin, BaseEstimator):
         X = check_embeddings(self, X, reset=False)
         return l2_normalize(X) if self.normalize else X
 
+    def _n_neighbors(self, n_neighbors):
+        """A method's ``n_neighbors`` (the constructor's if None), checked as the
+        constructor's is."""
+        if n_neighbors is None:
+            return self.n_neighbors
+        check_argument(
+            "n_neighbors", n_neighbors, self._parameter_constraints["n_neighbors"]
+        )
+        return int(n_neighbors)
+
     def _check_k(self, n_neighbors, *, query_is_fit):
-        k = self.n_neighbors if n_neighbors is None else n_neighbors
-        if not isinstance(k, Integral | np.integer) or isinstance(k, bool) or k < 1:
-            raise ValueError(f"n_neighbors must be a positive integer, got {k!r}.")
+        k = self._n_neighbors(n_neighbors)
         available = self.n_samples_fit_ - (1 if query_is_fit else 0)
         if k > available:
             raise ValueError(
@@ -396,11 +406,8 @@ class DotProductNeighbors(LocalCopyMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         liked = self._check_items(items, "items")
         excluded = np.union1d(liked, self._check_items(exclude, "exclude"))
-        if not isinstance(diversity, Real) or not 0.0 <= diversity <= 1.0:
-            raise ValueError(f"diversity must be a float in [0, 1], got {diversity!r}.")
-        k = self.n_neighbors if n_neighbors is None else n_neighbors
-        if not isinstance(k, Integral | np.integer) or isinstance(k, bool) or k < 1:
-            raise ValueError(f"n_neighbors must be a positive integer, got {k!r}.")
+        check_argument("diversity", diversity, [Interval(Real, 0, 1, closed="both")])
+        k = self._n_neighbors(n_neighbors)
         liked_sum = group_sum(self.embeddings_[liked], np.zeros(liked.size, int), 1)
         query = l2_normalize(liked_sum[0])
         # MMR re-ranks a wider pool of the most relevant candidates.
@@ -480,8 +487,7 @@ class DotProductNeighbors(LocalCopyMixin, TransformerMixin, BaseEstimator):
         query_is_fit = X is None
         Q = self.embeddings_ if query_is_fit else self._queries(X)
         threshold = self.radius if radius is None else radius
-        if not isinstance(threshold, Real) or not np.isfinite(threshold):
-            raise ValueError(f"radius must be a finite similarity, got {threshold!r}.")
+        check_argument("radius", threshold, self._parameter_constraints["radius"])
         found = self._store.above_threshold(
             Q,
             float(threshold),
@@ -512,9 +518,8 @@ class DotProductNeighbors(LocalCopyMixin, TransformerMixin, BaseEstimator):
         graph : scipy.sparse.csr_matrix of shape (n_queries, n_samples_fit)
             One row per query with ``n_neighbors`` stored entries.
         """
-        modes = ("connectivity", "distance", "similarity")
-        if mode not in modes:
-            raise ValueError(f"mode must be one of {modes}, got {mode!r}.")
+        modes = {"connectivity", "distance", "similarity"}
+        check_argument("mode", mode, [StrOptions(modes)])
         result = self._top_k(X, n_neighbors)
         n_queries, k = result.indices.shape
         if mode == "connectivity":
@@ -554,6 +559,18 @@ class DotProductNeighbors(LocalCopyMixin, TransformerMixin, BaseEstimator):
         return tags
 
 
+@validate_params(
+    {
+        "model": "no_validation",  # the type check below names what it needs
+        "queries": ["array-like", "sparse matrix"],
+        "n_neighbors": [
+            *DotProductNeighbors._parameter_constraints["n_neighbors"],
+            None,
+        ],
+        "as_frame": ["boolean"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def search_pipeline(model, queries, n_neighbors=None, *, as_frame=True):
     """Search a fitted ``Pipeline(embedder, DotProductNeighbors)`` with raw queries.
 

@@ -38,6 +38,7 @@ from embedtasks._validation import (
     Real,
     StrOptions,
     _fit_context,
+    check_argument,
     check_embeddings,
     check_is_fitted,
 )
@@ -408,9 +409,11 @@ class OutlierScorer(LocalCopyMixin, OutlierMixin, BaseEstimator):
             most similar first.
         """
         check_is_fitted(self)
+        if n_neighbors is not None:
+            check_argument(
+                "n_neighbors", n_neighbors, self._parameter_constraints["n_neighbors"]
+            )
         k = self.n_neighbors_ if n_neighbors is None else int(n_neighbors)
-        if k < 1:
-            raise ValueError(f"n_neighbors must be at least 1, got {n_neighbors}.")
         if X is None:
             nn = self._train_nn
             if nn is None or k > nn.indices.shape[1]:

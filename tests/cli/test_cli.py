@@ -531,11 +531,26 @@ def test_numeric_column_is_named_as_such(server, data, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("command", "flag"),
     [
-        (["search", "-q", "x", "-k", "0"], "argument -k: must be >= 1, got 0"),
-        (["cluster", "--min-cluster-size", "1"], "--min-cluster-size: must be >= 2"),
-        (["cluster", "--max-noise", "1.5"], "--max-noise: must be in [0, 1]"),
-        (["outliers", "--contamination", "0.9"], "--contamination: must be in (0"),
-        (["outliers", "--n-neighbors", "abc"], "expected a whole number"),
+        (
+            ["search", "-q", "x", "-k", "0"],
+            "argument -k: must be a whole number >= 1, got 0",
+        ),
+        (
+            ["cluster", "--min-cluster-size", "1"],
+            "--min-cluster-size: must be a whole number >= 2 or auto, got 1",
+        ),
+        (
+            ["cluster", "--max-noise", "1.5"],
+            "--max-noise: must be a number in [0, 1], got 1.5",
+        ),
+        (
+            ["outliers", "--contamination", "0.9"],
+            "--contamination: must be auto or a number in (0, 0.5], got 0.9",
+        ),
+        (
+            ["outliers", "--n-neighbors", "abc"],
+            "--n-neighbors: must be a whole number >= 1, got abc",
+        ),
         (["diversity", "--duplicate-threshold", "2"], "--duplicate-threshold"),
         (["recommend", "--row", "-1"], "argument --row: must be >= 0"),
         (["search", "-q", "x", "--batch-size", "0"], "--batch-size: must be >= 1"),
@@ -709,10 +724,12 @@ def test_cluster_flags_default_to_the_estimator():
     """The CLI clusters as EmbeddingClusterer() does (cluster and report alike)."""
     from embedtasks import EmbeddingClusterer
     from embedtasks.cli import build_parser
+    from embedtasks.cli._args import resolve_defaults
 
     model = EmbeddingClusterer()
     for command in ("cluster", "report"):
         args = build_parser().parse_args([command, "data.csv"])
+        resolve_defaults(args)
         assert args.max_noise == model.max_noise
         assert args.min_cluster_size == model.min_cluster_size
         assert args.assign_noise == model.assign_noise

@@ -21,7 +21,7 @@ from sklearn.utils.estimator_checks import (
 from sklearn.utils.fixes import parse_version
 
 from embedtasks import OpenAIEmbedder
-from embedtasks.embedders._base import BaseEmbedder
+from embedtasks.embedders._base import Backend, BaseEmbedder
 from embedtasks.embedders._cache import EmbeddingCache, make_keys
 from embedtasks.exceptions import (
     BudgetExceededError,
@@ -146,9 +146,9 @@ def test_cache_key_includes_model_dimensions_and_endpoint(tmp_path):
 def test_cached_rows_of_another_width_are_refetched(tmp_path):
     emb = OpenAIEmbedder(transport=fake_openai_transport(4), cache_dir=tmp_path)
     emb.fit(["a"])  # the cache learns that this model gives 4-d vectors
-    keys = make_keys(emb._cache_identity(), ["b"])
+    keys = make_keys(emb._backend().identity, ["b"])
     with EmbeddingCache(tmp_path) as cache:
-        assert cache.identity_dim(emb._cache_identity()) == 4
+        assert cache.identity_dim(emb._backend().identity) == 4
         cache.put_many(keys, np.ones((1, 7), dtype=np.float32))  # a foreign row
     calls = []
     fresh = OpenAIEmbedder(
@@ -332,8 +332,8 @@ def test_long_text_chunk_policy_through_the_estimator(fake_server):
     mean = (pieces * np.array([3, 3, 3, 1])[:, None]).sum(axis=0)
     np.testing.assert_allclose(X[1], mean / np.linalg.norm(mean), atol=1e-6)
     # Only the long text is keyed apart; "ok" keeps its key under "error".
-    identity = emb._cache_identity()
-    keys = emb._cache_keys(identity, ["ok", long])
+    identity = emb._backend().identity
+    keys = emb._backend().cache_keys(["ok", long])
     plain = make_keys(identity, ["ok", long])
     assert keys[0] == plain[0] and keys[1] != plain[1]
 
@@ -352,6 +352,16 @@ def test_end_to_end_with_faults_then_zero_requests(fake_server, tmp_path):
     np.testing.assert_array_equal(again, X)
 
 
+class _Fixed(Backend):
+    identity = {"kind": "broken"}
+
+    def __init__(self, owner):
+        self.owner = owner
+
+    def embed_batch(self, texts, rows, progress):
+        return self.owner._vectors(texts), {}
+
+
 class _Broken(BaseEmbedder):
     _parameter_constraints: dict = {**BaseEmbedder._parameter_constraints}
 
@@ -360,10 +370,10 @@ class _Broken(BaseEmbedder):
         self.cache_dir = cache_dir
         self.progress = progress
 
-    def _cache_identity(self):
-        return {"kind": "broken"}
+    def _backend(self):
+        return _Fixed(self)
 
-    def _embed_uncached(self, texts, progress):
+    def _vectors(self, texts):
         return self.result
 
 
@@ -381,9 +391,12 @@ def test_base_rejects_bad_subclass_output(result, message):
 
 def test_base_normalises_and_stores_in_chunks():
     class Counting(_Broken):
-        _store_every = 2
+        def _backend(self):
+            backend = _Fixed(self)
+            backend.store_every = 2
+            return backend
 
-        def _embed_uncached(self, texts, progress):
+        def _vectors(self, texts):
             self.sizes_ = [*getattr(self, "sizes_", []), len(texts)]
             return np.tile([3.0, 4.0], (len(texts), 1))
 
@@ -392,6 +405,25 @@ def test_base_normalises_and_stores_in_chunks():
     assert emb.sizes_ == [2, 2, 1]
     np.testing.assert_allclose(X, np.tile([0.6, 0.8], (5, 1)))
     assert emb.transform(["e"]).shape == (1, 2) and emb.usage_["cache_hits"] == 1
+
+
+def test_backend_counters_add_up_across_groups_into_usage():
+    class Counted(_Fixed):
+        store_every = 2
+        kept_first = ("first",)
+
+        def embed_batch(self, texts, rows, progress):
+            vectors = np.tile([1.0, 0.0], (len(texts), 1))
+            return vectors, {"tokens": len(texts), "first": int(rows[0])}
+
+    class Emb(_Broken):
+        def _backend(self):
+            return Counted(self)
+
+    emb = Emb(cache_dir=None)
+    emb.fit(["a", "b", "c", "a", "d", "e"])  # five distinct texts, groups of 2
+    assert emb.usage_["embedded"] == 5
+    assert emb.usage_["tokens"] == 5 and emb.usage_["first"] == 0
 
 
 # -- issue 10 ----------------------------------------------------------------------

@@ -132,16 +132,16 @@ def test_missing_bundled_model_says_how_to_install(monkeypatch):
 def test_bundled_aliases_and_backends_share_one_identity(name, backend):
     # The identity earlier releases wrote: their cached float32 vectors stay valid.
     identity = LocalEmbedder(name, backend=backend, precision="float32")
-    identity = identity._cache_identity()
+    identity = identity._backend().identity
     assert identity == {
         "backend": "sentence-transformers",
         "model": "sentence-transformers/all-MiniLM-L6-v2",
     }
     for policy in ("chunk", "error"):  # "error" is never served a truncated row
         other = LocalEmbedder(long_text=policy, precision="float32")
-        assert other._cache_identity() == {**identity, "long_text": policy}
+        assert other._backend().identity == {**identity, "long_text": policy}
     # int8 vectors get rows of their own; torch runs float32 whatever is asked.
-    default = LocalEmbedder(name, backend=backend)._cache_identity()
+    default = LocalEmbedder(name, backend=backend)._backend().identity
     int8 = {**identity, "precision": "int8"}
     assert default == (int8 if backend == "onnx" else identity)
 

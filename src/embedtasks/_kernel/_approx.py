@@ -10,8 +10,9 @@ score found is canonical, so results do not depend on the list order or threads.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +28,10 @@ from embedtasks._kernel._exact import (
 )
 from embedtasks._kernel._pairs import NeighbourScan, neighbour_scan
 from embedtasks._kernel._topk import TopK, top_k
+
+F32 = npt.NDArray[np.float32]
+Idx = npt.NDArray[np.intp]
+_T = TypeVar("_T")
 
 #: Rows above which "auto" neighbour search turns approximate.
 APPROXIMATE_ABOVE = 200_000
@@ -62,7 +67,7 @@ def train_centroids(
     return C
 
 
-def _lists(X, centroids, n_probe):
+def _lists(X: F32, centroids: F32, n_probe: int) -> list[Idx]:
     """Row ids of each list (sorted), each row in its ``n_probe`` nearest lists."""
     probe = top_k(X, centroids, min(n_probe, centroids.shape[0])).indices
     rows = np.repeat(np.arange(X.shape[0]), probe.shape[1])
@@ -73,7 +78,9 @@ def _lists(X, centroids, n_probe):
     return [rows[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
-def _inverted_lists(X, n_lists, n_probe, random_state):
+def _inverted_lists(
+    X: Any, n_lists: int | None, n_probe: int, random_state: int
+) -> tuple[F32, list[Idx], float]:
     """(rows as float32, each list's members, the largest row norm)."""
     A = np.ascontiguousarray(X, dtype=np.float32)
     n = A.shape[0]
@@ -82,7 +89,9 @@ def _inverted_lists(X, n_lists, n_probe, random_state):
     return A, _lists(A, C, n_probe), max_norm
 
 
-def _map_lists(fn, members, n_jobs):
+def _map_lists(
+    fn: Callable[[Idx], _T], members: list[Idx], n_jobs: int | None
+) -> list[_T]:
     """``fn`` over the lists, largest first, spread over threads (BLAS on one)."""
     order = np.argsort([-m.size for m in members], kind="stable")
     todo = [members[i] for i in order if members[i].size > 1]
@@ -123,7 +132,7 @@ def approximate_scan(
     A, members, max_norm = _inverted_lists(X, n_lists, n_probe, random_state)
     n = A.shape[0]
 
-    def scan(rows):
+    def scan(rows: Idx) -> tuple[Idx, NeighbourScan]:
         found = neighbour_scan(
             A[rows], threshold, max_kept, n_jobs=1, max_norm=max_norm
         )
@@ -149,7 +158,9 @@ def approximate_scan(
     )
 
 
-def _merge_pairs(results, n, max_kept):
+def _merge_pairs(
+    results: list[tuple[Idx, NeighbourScan]], n: int, max_kept: int
+) -> tuple[Idx, Idx, F32, int]:
     empty = np.empty(0, dtype=np.intp)
     parts = [(rows[res.pairs[:, 0]], rows[res.pairs[:, 1]], res.pair_scores)
              for rows, res in results if res.pairs.size]  # fmt: skip
@@ -179,7 +190,7 @@ def approximate_top_k(
     A, members, max_norm = _inverted_lists(X, n_lists, n_probe, random_state)
     n = A.shape[0]
 
-    def search(rows):
+    def search(rows: Idx) -> tuple[Idx, TopK]:
         B = A[rows]
         found = top_k(
             B, B, min(k, rows.size - 1), self_offset=0, n_jobs=1,

@@ -60,7 +60,9 @@ class Dense:
     def mapped(self) -> bool:
         return self._mm is not None
 
-    def tile(self, c0: int, c1: int, out: npt.NDArray[np.float32] | None = None):
+    def tile(
+        self, c0: int, c1: int, out: npt.NDArray[np.float32] | None = None
+    ) -> npt.NDArray[np.float32]:
         return self.C[c0:c1]
 
     def rows(self, idx: npt.NDArray[np.intp]) -> npt.NDArray[np.float32]:
@@ -88,14 +90,21 @@ class Quantized:
 
     kind = "int8"
 
-    def __init__(self, codes, scale, zero) -> None:
+    def __init__(
+        self,
+        codes: npt.NDArray[np.int8],
+        scale: npt.ArrayLike,
+        zero: npt.ArrayLike,
+    ) -> None:
         self.codes = codes
         self.scale = np.asarray(scale, dtype=np.float32)
         self.zero = np.asarray(zero, dtype=np.float32)
         self.n, self.d = codes.shape
         self.mapped = False
 
-    def tile(self, c0: int, c1: int, out: npt.NDArray[np.float32] | None = None):
+    def tile(
+        self, c0: int, c1: int, out: npt.NDArray[np.float32] | None = None
+    ) -> npt.NDArray[np.float32]:
         block = self.codes[c0:c1]
         if out is None or out.shape[0] < block.shape[0]:
             out = np.empty(block.shape, dtype=np.float32)

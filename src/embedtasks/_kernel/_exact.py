@@ -165,7 +165,9 @@ def pair_dots_indexed(
 _SLACK = 2.5 * _U64
 
 
-def _round_certified(R, err):
+def _round_certified(
+    R: npt.NDArray[np.float64], err: npt.NDArray[np.float64]
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
     """``R`` rounded to float32, and where ``R +- err`` could round otherwise.
 
     Rounding is monotone: if both ends of ``[R - err, R + err]`` clear the
@@ -415,7 +417,7 @@ def softmax(logits: npt.ArrayLike, temperature: float = 1.0) -> npt.NDArray[np.f
     array([[0.5  , 0.5  ],
            [0.731, 0.269]])
     """
-    Z = np.asarray(logits, dtype=np.float64) / temperature
+    Z: npt.NDArray[np.float64] = np.asarray(logits, dtype=np.float64) / temperature
     Z = Z - Z.max(axis=1, keepdims=True)
     np.exp(Z, out=Z)
     Z /= Z.sum(axis=1, keepdims=True)

@@ -28,6 +28,11 @@ from embedtasks._kernel._exact import (
 )
 from embedtasks._kernel._topk import DEFAULT_MEMORY_BUDGET
 
+F32 = npt.NDArray[np.float32]
+Idx = npt.NDArray[np.intp]
+#: Row indices, column indices and their scores, aligned.
+Triple = tuple[Idx, Idx, F32]
+
 
 class NeighbourScan(NamedTuple):
     """Result of :func:`neighbour_scan`.
@@ -64,13 +69,13 @@ class _ScanState:
     def __init__(self, X: npt.NDArray[np.float32]) -> None:
         self.X = X
         self.best = np.full(X.shape[0], -np.inf, dtype=np.float32)
-        self.nn: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.nn: list[Triple] = []
         self.n_nn = 0
-        self.pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.pairs: list[Triple] = []
         self.n_stored = 0
         self.n_found = 0
 
-    def add_nn(self, rows, cols, s, m2) -> None:
+    def add_nn(self, rows: Idx, cols: Idx, s: F32, m2: np.float32) -> None:
         self.nn.append((rows, cols, s))
         self.n_nn += rows.size
         cap = 4 * self.best.size + 65536
@@ -89,7 +94,7 @@ class _ScanState:
         self.nn = [(r, c, v)]
         self.n_nn = r.size
 
-    def add_pairs(self, i, j, s, max_kept, m2) -> None:
+    def add_pairs(self, i: Idx, j: Idx, s: F32, max_kept: int, m2: np.float32) -> None:
         self.pairs.append((i, j, s))
         self.n_stored += i.size
         cap = 4 * max_kept + 65536
@@ -104,7 +109,9 @@ class _ScanState:
         self.n_stored = i.size
 
 
-def _row_candidates(S, best, rmax, m2, *, columns=False):
+def _row_candidates(
+    S: F32, best: F32, rmax: F32, m2: np.float32, *, columns: bool = False
+) -> tuple[Idx, Idx]:
     """(row, col) in ``S`` within ``m2`` of the running best of each row.
 
     With ``columns=True`` the "rows" are the columns of ``S`` (the pairs' other
@@ -127,7 +134,18 @@ def _row_candidates(S, best, rmax, m2, *, columns=False):
     return r, c
 
 
-def _scan_pair(X, a0, a1, b0, b1, state, X_c, threshold, m, max_kept):
+def _scan_pair(
+    X: F32,
+    a0: int,
+    a1: int,
+    b0: int,
+    b1: int,
+    state: _ScanState,
+    X_c: F32,
+    threshold: float | None,
+    m: float,
+    max_kept: int,
+) -> None:
     S = X[a0:a1] @ X[b0:b1].T
     diagonal = a0 == b0
     if diagonal:
@@ -172,7 +190,7 @@ def _scan_pair(X, a0, a1, b0, b1, state, X_c, threshold, m, max_kept):
         state.add_pairs(i, j, s, max_kept, m2)
 
 
-def _prune_pairs(pairs, max_kept, m2):
+def _prune_pairs(pairs: list[Triple], max_kept: int, m2: np.float32) -> Triple:
     """Keep pairs that can still be among the ``max_kept`` best (BLAS +- margin)."""
     i, j, s = (np.concatenate(x) for x in zip(*pairs, strict=True))
     if s.size > max_kept:
@@ -302,7 +320,7 @@ def cross_scan(
     return NeighbourScan(nn_sim, nn_idx, pairs, s, state.n_found, None)
 
 
-def _final_nn(X, states, m2):
+def _final_nn(X: F32, states: list[_ScanState], m2: np.float32) -> tuple[F32, Idx]:
     n = X.shape[0]
     best = np.max([s.best for s in states], axis=0) if states else np.empty(0)
     parts = [p for s in states for p in s.nn]
@@ -323,7 +341,9 @@ def _final_nn(X, states, m2):
     return nn_sim, nn_idx
 
 
-def _final_pairs(X, states, max_kept, m2):
+def _final_pairs(
+    X: F32, states: list[_ScanState], max_kept: int, m2: np.float32
+) -> Triple:
     parts = [p for s in states for p in s.pairs]
     if not parts or not max_kept:
         empty = np.empty(0, dtype=np.intp)

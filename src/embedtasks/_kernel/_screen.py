@@ -28,6 +28,7 @@ they come out wrong.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -128,7 +129,7 @@ def _faster_than_blas(session: Any, *, n: int = 256, m: int = 2048) -> bool:
     out = np.empty((n, m), dtype=np.float32)
     feeds = {"A": A, "B": B, "Z": np.array(_ZERO_POINT, np.uint8)}
 
-    def best(run) -> float:
+    def best(run: Callable[[], object]) -> float:
         times = []
         for _ in range(3):
             start = time.perf_counter()
@@ -159,7 +160,14 @@ class Encoded(NamedTuple):
 class Screen:
     """int8 codes of a corpus and the constants of the screen's error bound."""
 
-    def __init__(self, codes, step, zero, residual_norm, code_norm) -> None:
+    def __init__(
+        self,
+        codes: npt.NDArray[np.int8],
+        step: npt.NDArray[np.float64],
+        zero: npt.NDArray[np.float64],
+        residual_norm: float,
+        code_norm: float,
+    ) -> None:
         self.codes = codes
         self.step = step  # float64, per dimension
         self.zero = zero  # float64, per dimension
@@ -198,7 +206,9 @@ class Screen:
         offset = Q64 @ self.zero
         return Encoded((U + _ZERO_POINT).astype(np.uint8), units, offset, s_q)
 
-    def product(self, U, c0: int, c1: int, out: npt.NDArray[np.int32]) -> None:
+    def product(
+        self, U: npt.NDArray[np.uint8], c0: int, c1: int, out: npt.NDArray[np.int32]
+    ) -> None:
         """``out = (U - 128) @ codes[c0:c1].T``, exact int32."""
         session = _session()
         B = np.ascontiguousarray(self.codes[c0:c1].T)
@@ -256,6 +266,6 @@ def build_screen(corpus: Any) -> Screen | None:
         codes,
         step32.astype(np.float64),
         zero32.astype(np.float64),
-        residual_norm * (1 + 1e-6),
-        np.sqrt(code_norm) * (1 + 1e-9),
+        float(residual_norm * (1 + 1e-6)),
+        float(np.sqrt(code_norm) * (1 + 1e-9)),
     )

@@ -21,8 +21,8 @@ which fall through to the kernel for in-memory arrays.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, NoReturn
 
 import numpy as np
 import numpy.typing as npt
@@ -39,6 +39,12 @@ from embedtasks._kernel._topk import (
 )
 from embedtasks._optional import import_optional
 
+F32 = npt.NDArray[np.float32]
+Idx = npt.NDArray[np.intp]
+Hits = list[tuple[Idx, F32]]
+#: What one shard's scan sends back: NeighbourScan's fields but ``pair_sims``.
+ScanPart = tuple[F32, Idx, Idx, F32, int]
+
 __all__ = [
     "ShardedCorpus",
     "is_dask_array",
@@ -54,7 +60,7 @@ def is_dask_array(X: Any) -> bool:
 # -- tasks run on the workers ---------------------------------------------------
 
 
-def _prepare(block: Any, offset: int, normalize: bool, owner: str) -> np.ndarray:
+def _prepare(block: Any, offset: int, normalize: bool, owner: str) -> F32:
     """One shard as C-contiguous float32 (unit rows if asked), rows checked."""
     A = np.asarray(block)
     if A.dtype.kind not in "fiub":
@@ -78,7 +84,16 @@ def _prepare(block: Any, offset: int, normalize: bool, owner: str) -> np.ndarray
     return l2_normalize(A, copy=not owned) if normalize else A
 
 
-def _shard_top_k(Q, C, self_offset, max_norm, k, exclude, budget, n_jobs) -> TopK:
+def _shard_top_k(
+    Q: F32,
+    C: F32,
+    self_offset: int | None,
+    max_norm: float,
+    k: int,
+    exclude: Sequence[npt.ArrayLike] | None,
+    budget: int,
+    n_jobs: int,
+) -> TopK:
     return top_k(
         Q,
         C,
@@ -91,11 +106,20 @@ def _shard_top_k(Q, C, self_offset, max_norm, k, exclude, budget, n_jobs) -> Top
     )
 
 
-def _merge_parts(parts: Sequence[TopK], offsets: Sequence[int], k: int, *_) -> TopK:
-    return merge_top_k(parts, offsets, k)
+def _merge_parts(
+    parts: Sequence[TopK], offsets: npt.NDArray[np.intp], k: int, *_: object
+) -> TopK:
+    return merge_top_k(parts, offsets.tolist(), k)
 
 
-def _shard_above(Q, C, self_offset, max_norm, threshold, budget):
+def _shard_above(
+    Q: F32,
+    C: F32,
+    self_offset: int | None,
+    max_norm: float,
+    threshold: float,
+    budget: int,
+) -> Hits:
     return above_threshold(
         Q,
         C,
@@ -106,9 +130,11 @@ def _shard_above(Q, C, self_offset, max_norm, threshold, budget):
     )
 
 
-def _merge_above(parts, offsets, *_):
+def _merge_above(
+    parts: Sequence[Hits], offsets: npt.NDArray[np.intp], *_: object
+) -> Hits:
     """Merge per-shard threshold hits: by score, ties to the lower global row."""
-    merged = []
+    merged: Hits = []
     for hits in zip(*parts, strict=True):
         idx = np.concatenate(
             [i + o for (i, _), o in zip(hits, offsets, strict=True)]
@@ -119,24 +145,30 @@ def _merge_above(parts, offsets, *_):
     return merged
 
 
-def _diagonal_scan(A, threshold, max_kept, budget, n_jobs):
+def _diagonal_scan(
+    A: F32, threshold: float | None, max_kept: int, budget: int, n_jobs: int
+) -> ScanPart:
     scan = neighbour_scan(A, threshold, max_kept, memory_budget=budget, n_jobs=n_jobs)
     return scan.nn_sim, scan.nn_idx, scan.pairs, scan.pair_scores, scan.n_pairs
 
 
-def _cross_scan(A, B, threshold, max_kept, budget):
+def _cross_scan(
+    A: F32, B: F32, threshold: float | None, max_kept: int, budget: int
+) -> ScanPart:
     """The symmetric scan restricted to pairs (row of ``A``, row of ``B``)."""
     scan = cross_scan(A, B, threshold, max_kept, memory_budget=budget)
     return scan.nn_sim, scan.nn_idx, scan.pairs, scan.pair_scores, scan.n_pairs
 
 
-def _moments(A):
+def _moments(
+    A: F32,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Row sum, squared row norms and Gram matrix of one shard (float64)."""
     total = group_sum(A, np.zeros(A.shape[0], dtype=np.intp), 1)[0]
     return total, row_norms(A) ** 2, gram(A)
 
 
-def _take(A, rows):
+def _take(A: F32, rows: Idx) -> F32:
     return np.asarray(A)[rows]
 
 
@@ -150,7 +182,15 @@ class ShardedCorpus:
     does not pickle (its shards live on a cluster): :func:`to_local` gathers it.
     """
 
-    def __init__(self, client, shards, offsets, max_norms, n_features, owner):
+    def __init__(
+        self,
+        client: Any,
+        shards: Sequence[Any],
+        offsets: npt.ArrayLike,
+        max_norms: Sequence[float],
+        n_features: int,
+        owner: str,
+    ) -> None:
         self.client = client
         self.shards = list(shards)
         self.offsets = np.asarray(offsets, dtype=np.intp)  # one per shard, + total
@@ -160,7 +200,9 @@ class ShardedCorpus:
 
     # -- construction --------------------------------------------------------------
     @classmethod
-    def from_dask(cls, X, *, normalize: bool, owner: str, min_rows: int = 1):
+    def from_dask(
+        cls, X: Any, *, normalize: bool, owner: str, min_rows: int = 1
+    ) -> ShardedCorpus:
         """Persist ``X`` blockwise on the workers (checked, float32, unit rows)."""
         distributed = import_optional(
             "distributed", extra="dask", purpose=f"{owner}.fit on a dask array"
@@ -197,12 +239,12 @@ class ShardedCorpus:
                 "client = distributed.Client(...) (or LocalCluster()), or pass "
                 "X.compute() to fit in memory."
             ) from exc
-        import dask
+        from dask.delayed import delayed
 
         starts = np.concatenate([[0], np.cumsum(X.chunks[0])]).astype(np.intp)
         blocks = X.to_delayed()[:, 0]
         keep = [b for b in range(len(blocks)) if X.chunks[0][b] > 0]
-        prepare = dask.delayed(_prepare, pure=True)
+        prepare = delayed(_prepare, pure=True)
         futures = client.compute(
             [prepare(blocks[b], int(starts[b]), normalize, owner) for b in keep]
         )
@@ -228,7 +270,7 @@ class ShardedCorpus:
         n, d = self.shape
         return f"ShardedCorpus(shape=({n}, {d}), n_shards={self.n_shards})"
 
-    def __reduce__(self):
+    def __reduce__(self) -> NoReturn:
         raise TypeError(
             f"This {self.owner} was fitted on a dask array: its corpus is "
             f"{self.n_shards} shard(s) held on the Dask workers, which cannot be "
@@ -236,23 +278,23 @@ class ShardedCorpus:
             "estimator (the corpus must fit in memory), or refit after loading."
         )
 
-    def __array__(self, dtype=None, copy=None):
+    def __array__(self, dtype: object = None, copy: object = None) -> NoReturn:
         raise TypeError(
             f"This {self.owner} keeps its corpus sharded on Dask workers and does "
             "not gather it implicitly. Call .to_local() to get an in-memory copy."
         )
 
     # -- rows --------------------------------------------------------------------
-    def gather(self) -> np.ndarray:
+    def gather(self) -> F32:
         """The whole corpus as one ndarray on the client."""
         return np.concatenate(self.client.gather(self.shards))
 
-    def take(self, rows: npt.ArrayLike) -> np.ndarray:
+    def take(self, rows: npt.ArrayLike) -> F32:
         """Rows (global indices, in the given order) gathered from their shards."""
         rows = np.asarray(rows, dtype=np.intp).ravel()
         out = np.empty((rows.size, self.n_features), dtype=np.float32)
         shard = np.searchsorted(self.offsets, rows, side="right") - 1
-        tasks = {}
+        tasks: dict[int, tuple[Idx, Any]] = {}
         for s in np.unique(shard):
             sel = np.flatnonzero(shard == s)
             local = rows[sel] - self.offsets[s]
@@ -261,14 +303,23 @@ class ShardedCorpus:
             out[sel] = future.result()
         return out
 
-    def __getitem__(self, rows):
+    def __getitem__(self, rows: npt.ArrayLike) -> F32:
         return self.take(rows)
 
     # -- search ------------------------------------------------------------------
-    def _spans(self):
+    def _spans(self) -> Iterator[tuple[Any, int, int]]:
         return zip(self.shards, self.offsets[:-1], self.offsets[1:], strict=True)
 
-    def top_k(self, Q, k, *, exclude=None, self_offset=None, memory_budget, n_jobs):
+    def top_k(
+        self,
+        Q: Any,
+        k: int,
+        *,
+        exclude: Sequence[npt.ArrayLike] | None = None,
+        self_offset: int | None = None,
+        memory_budget: int,
+        n_jobs: int | None,
+    ) -> TopK:
         """Top-k of every query over the whole corpus: per shard, merged exactly."""
         if Q is self:
             if exclude is not None:
@@ -277,7 +328,8 @@ class ShardedCorpus:
                     "fitted on a dask array yet: search the rows you need as queries "
                     "(with exclude listing each one's own row), or use to_local()."
                 )
-            return self._self_top_k(k, memory_budget, n_jobs)
+            found: TopK = self._self_top_k(k, memory_budget, n_jobs)  # Q is self: Any
+            return found
         if self_offset is not None:
             raise ValueError("self_offset needs the queries to be the corpus.")
         Q = np.ascontiguousarray(Q, dtype=np.float32)
@@ -293,13 +345,15 @@ class ShardedCorpus:
                 self.shards, per_shard, self.max_norms, strict=True
             )
         ]
-        return merge_top_k(self.client.gather(parts), self.offsets[:-1], k)
+        return _merge_parts(self.client.gather(parts), self.offsets[:-1], k)
 
-    def _split_exclude(self, n_q, exclude):
+    def _split_exclude(
+        self, n_q: int, exclude: Sequence[npt.ArrayLike] | None
+    ) -> list[list[Idx]] | list[None]:
         if exclude is None:
             return [None] * self.n_shards
         rows, cols = exclusion_pairs(n_q, self.shape[0], exclude, None)
-        out = []
+        out: list[list[Idx]] = []
         for _, start, stop in self._spans():
             sel = (cols >= start) & (cols < stop)
             r, c = rows[sel], cols[sel] - start
@@ -309,12 +363,14 @@ class ShardedCorpus:
             out.append([c[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
         return out
 
-    def _self_join(self, task, merge, *args):
+    def _self_join(
+        self, task: Callable[..., Any], merge: Callable[..., Any], *args: Any
+    ) -> list[Any]:
         """``task(query block i, shard j, self_offset, norm_j, *args)`` on every
         pair, each row excluding itself; ``merge(parts, offsets, *args)`` per query
         block on a worker. Returns the merged results, in query-block order."""
         submit = self.client.submit
-        merged = []
+        merged: list[Any] = []
         for i, query in enumerate(self.shards):
             parts = [
                 submit(task, query, shard, 0 if i == j else None, norm, *args)
@@ -323,9 +379,10 @@ class ShardedCorpus:
                 )
             ]
             merged.append(submit(merge, parts, self.offsets[:-1], *args))
-        return self.client.gather(merged)
+        gathered: list[Any] = self.client.gather(merged)
+        return gathered
 
-    def _self_top_k(self, k, memory_budget, n_jobs) -> TopK:
+    def _self_top_k(self, k: int, memory_budget: int, n_jobs: int | None) -> TopK:
         """Each row's top-k among the other rows: (query block, shard) pairs."""
         jobs = 1 if n_jobs is None else n_jobs
         results = self._self_join(
@@ -336,7 +393,14 @@ class ShardedCorpus:
             np.vstack([r.scores for r in results]),
         )
 
-    def above_threshold(self, Q, threshold, *, self_offset=None, memory_budget):
+    def above_threshold(
+        self,
+        Q: Any,
+        threshold: float,
+        *,
+        self_offset: int | None = None,
+        memory_budget: int,
+    ) -> Hits:
         """Every corpus row at least ``threshold`` similar to each query, merged."""
         submit = self.client.submit
         if Q is self:
@@ -353,11 +417,19 @@ class ShardedCorpus:
         return _merge_above(self.client.gather(parts), self.offsets[:-1])
 
     # -- all pairs ---------------------------------------------------------------
-    def scan(self, threshold, max_kept, *, memory_budget, n_jobs) -> NeighbourScan:
+    def scan(
+        self,
+        threshold: float | None,
+        max_kept: int,
+        *,
+        memory_budget: int,
+        n_jobs: int | None,
+    ) -> NeighbourScan:
         """:func:`~embedtasks._neighbour_scan` by pairs of shards."""
         jobs = 1 if n_jobs is None else n_jobs
         submit = self.client.submit
-        futures, where = [], []
+        futures: list[Any] = []
+        where: list[tuple[int, int]] = []
         for i, a in enumerate(self.shards):
             futures.append(
                 submit(_diagonal_scan, a, threshold, max_kept, memory_budget, jobs)
@@ -378,7 +450,9 @@ class ShardedCorpus:
         n = self.shape[0]
         best = np.full(n, -np.inf, dtype=np.float32)
         best_idx = np.full(n, -1, dtype=np.intp)
-        pairs, scores, n_found = [], [], 0
+        pairs: list[Idx] = []
+        scores: list[F32] = []
+        n_found = 0
         for (i, j), future in zip(where, futures, strict=True):
             nn_sim, nn_idx, p, s, found = future.result()
             rows, to_global = self._local_to_global(i, j)
@@ -398,7 +472,7 @@ class ShardedCorpus:
             best, best_idx, p[order].reshape(-1, 2), s[order], n_found, None
         )
 
-    def _local_to_global(self, i, j):
+    def _local_to_global(self, i: int, j: int) -> tuple[Idx, Callable[[Idx], Idx]]:
         """Rows covered by the (i, j) scan and its index map to global rows."""
         a0, a1 = self.offsets[i], self.offsets[i + 1]
         if i == j:
@@ -406,12 +480,17 @@ class ShardedCorpus:
         b0, b1 = self.offsets[j], self.offsets[j + 1]
         n_a = a1 - a0
 
-        def to_global(x):
-            return np.where(x < n_a, x + a0, x - n_a + b0)
+        def to_global(x: Idx) -> Idx:
+            rows: Idx = np.where(x < n_a, x + a0, x - n_a + b0)
+            return rows
 
         return np.concatenate([np.arange(a0, a1), np.arange(b0, b1)]), to_global
 
-    def moments(self):
+    def moments(
+        self,
+    ) -> tuple[
+        npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]
+    ]:
         """Row sum, squared norms and Gram matrix of the corpus, summed by shard."""
         parts = self.client.gather(
             [self.client.submit(_moments, s) for s in self.shards]

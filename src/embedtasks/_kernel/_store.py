@@ -92,7 +92,8 @@ class Store:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return tuple(self.rows.shape)  # type: ignore[return-value]
+        n_rows, n_features = self.rows.shape
+        return int(n_rows), int(n_features)
 
     def top_k(
         self,
@@ -156,7 +157,9 @@ class InMemory(Store):
     """Float32 rows in memory, or a float32 file searched in place (pages released
     tile by tile; the pickle stores the file's location)."""
 
-    def __init__(self, rows: npt.NDArray[np.float32], max_norm: float | None = None):
+    def __init__(
+        self, rows: npt.NDArray[np.float32], max_norm: float | None = None
+    ) -> None:
         self.rows = rows
         if max_norm is None:
             max_norm = float(stream_norms(Dense(rows)).max()) if len(rows) else 0.0
@@ -174,8 +177,16 @@ class InMemory(Store):
             self._screen = build_screen(self.rows) or False
         return self._screen
 
-    def top_k(self, Q, k, *, exclude=None, self_offset=None,
-              memory_budget=DEFAULT_MEMORY_BUDGET, n_jobs=None):  # fmt: skip
+    def top_k(
+        self,
+        Q: Any,
+        k: int,
+        *,
+        exclude: Sequence[npt.ArrayLike] | None = None,
+        self_offset: int | None = None,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        n_jobs: int | None = None,
+    ) -> TopK:
         return top_k(
             Q,
             self.rows,
@@ -188,8 +199,14 @@ class InMemory(Store):
             screen=self.screen_for(np.shape(Q)[0]),
         )
 
-    def above_threshold(self, Q, threshold, *, self_offset=None,
-                        memory_budget=DEFAULT_MEMORY_BUDGET):  # fmt: skip
+    def above_threshold(
+        self,
+        Q: Any,
+        threshold: float,
+        *,
+        self_offset: int | None = None,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    ) -> Hits:
         return above_threshold(
             Q,
             self.rows,
@@ -199,8 +216,15 @@ class InMemory(Store):
             corpus_max_norm=self.max_norm,
         )
 
-    def scan(self, threshold, max_kept, *, keep_all=False,
-             memory_budget=DEFAULT_MEMORY_BUDGET, n_jobs=None):  # fmt: skip
+    def scan(
+        self,
+        threshold: float | None,
+        max_kept: int,
+        *,
+        keep_all: bool = False,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        n_jobs: int | None = None,
+    ) -> NeighbourScan:
         return neighbour_scan(
             self.rows,
             threshold,
@@ -216,7 +240,7 @@ class InMemory(Store):
     def vendi(self) -> float:
         return vendi_score(self.rows)
 
-    def sample_pairs(self, m, rng):
+    def sample_pairs(self, m: int, rng: Any) -> npt.NDArray[np.float32]:
         return sample_pair_similarities(self.rows, m, rng)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -236,14 +260,28 @@ class InMemory(Store):
 class Int8(InMemory):
     """int8 codes searched exactly, their best candidates rescored in float32."""
 
-    def __init__(self, rows, max_norm=None, *, rescore_factor: int = 4):
+    def __init__(
+        self,
+        rows: npt.NDArray[np.float32],
+        max_norm: float | None = None,
+        *,
+        rescore_factor: int = 4,
+    ) -> None:
         super().__init__(rows, max_norm)
         self.codes, scale, zero = quantize(rows)
         self.coarse = Quantized(self.codes, scale, zero)
         self.rescore_factor = rescore_factor
 
-    def top_k(self, Q, k, *, exclude=None, self_offset=None,
-              memory_budget=DEFAULT_MEMORY_BUDGET, n_jobs=None):  # fmt: skip
+    def top_k(
+        self,
+        Q: Any,
+        k: int,
+        *,
+        exclude: Sequence[npt.ArrayLike] | None = None,
+        self_offset: int | None = None,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        n_jobs: int | None = None,
+    ) -> TopK:
         return top_k_rescored(
             Q,
             self.coarse,
@@ -260,15 +298,29 @@ class Int8(InMemory):
 class Indexed(InMemory):
     """A faiss index answers top-k (rescored canonically); the rows answer the rest."""
 
-    def __init__(self, rows, max_norm=None, *, description: str = "Flat",
-                 params: Mapping[str, float] | None = None,
-                 n_jobs: int | None = None):  # fmt: skip
+    def __init__(
+        self,
+        rows: npt.NDArray[np.float32],
+        max_norm: float | None = None,
+        *,
+        description: str = "Flat",
+        params: Mapping[str, float] | None = None,
+        n_jobs: int | None = None,
+    ) -> None:
         super().__init__(rows, max_norm)
         self.params = params
         self.index = _faiss.build_index(rows, description, params=params, n_jobs=n_jobs)
 
-    def top_k(self, Q, k, *, exclude=None, self_offset=None,
-              memory_budget=DEFAULT_MEMORY_BUDGET, n_jobs=None):  # fmt: skip
+    def top_k(
+        self,
+        Q: Any,
+        k: int,
+        *,
+        exclude: Sequence[npt.ArrayLike] | None = None,
+        self_offset: int | None = None,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        n_jobs: int | None = None,
+    ) -> TopK:
         return _faiss.search_index(
             self.index,
             Q,
@@ -293,25 +345,48 @@ class Indexed(InMemory):
 class Sharded(Store):
     """Row blocks kept on Dask workers; every answer equals the in-memory one."""
 
+    rows: ShardedCorpus
+
     def __init__(self, corpus: ShardedCorpus) -> None:
         self.rows = corpus
         self.max_norm = corpus.max_norm
 
-    def top_k(self, Q, k, *, exclude=None, self_offset=None,
-              memory_budget=DEFAULT_MEMORY_BUDGET, n_jobs=None):  # fmt: skip
+    def top_k(
+        self,
+        Q: Any,
+        k: int,
+        *,
+        exclude: Sequence[npt.ArrayLike] | None = None,
+        self_offset: int | None = None,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        n_jobs: int | None = None,
+    ) -> TopK:
         return self.rows.top_k(
             Q, k, exclude=exclude, self_offset=self_offset,
             memory_budget=memory_budget, n_jobs=n_jobs,
         )  # fmt: skip
 
-    def above_threshold(self, Q, threshold, *, self_offset=None,
-                        memory_budget=DEFAULT_MEMORY_BUDGET):  # fmt: skip
+    def above_threshold(
+        self,
+        Q: Any,
+        threshold: float,
+        *,
+        self_offset: int | None = None,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    ) -> Hits:
         return self.rows.above_threshold(
             Q, threshold, self_offset=self_offset, memory_budget=memory_budget
         )
 
-    def scan(self, threshold, max_kept, *, keep_all=False,
-             memory_budget=DEFAULT_MEMORY_BUDGET, n_jobs=None):  # fmt: skip
+    def scan(
+        self,
+        threshold: float | None,
+        max_kept: int,
+        *,
+        keep_all: bool = False,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        n_jobs: int | None = None,
+    ) -> NeighbourScan:
         """By pairs of shards; ``keep_all`` (every pairwise similarity: small
         inputs only) gathers the rows to the client for those alone."""
         scan = self.rows.scan(
@@ -331,15 +406,16 @@ class Sharded(Store):
     def vendi(self) -> float:
         return vendi_from_gram(self.rows.moments()[2])
 
-    def sample_pairs(self, m, rng):
+    def sample_pairs(self, m: int, rng: Any) -> npt.NDArray[np.float32]:
         """The same rows as in memory are drawn (same ``rng`` use) and only they
         are gathered, so the sample equals the in-memory one bit for bit."""
         n = self.rows.shape[0]
         size = min(n, int(np.ceil((1 + np.sqrt(1 + 8 * m)) / 2)))
         sub = self.rows.take(np.sort(rng.choice(n, size=size, replace=False)))
-        return similarity(sub, sub)[np.triu_indices(size, k=1)]
+        pairs: npt.NDArray[np.float32] = similarity(sub, sub)[np.triu_indices(size, 1)]
+        return pairs
 
-    def take(self, indices):
+    def take(self, indices: npt.ArrayLike) -> npt.NDArray[np.float32]:
         return self.rows.take(indices)
 
     def local(self) -> Store:
@@ -352,7 +428,7 @@ class MappedRows:
     def __init__(self, filename: str, offset: int, shape: tuple[int, ...]) -> None:
         self.filename, self.offset, self.shape = filename, offset, shape
 
-    def open(self) -> np.ndarray:
+    def open(self) -> np.memmap[Any, np.dtype[np.float32]]:
         return np.memmap(
             self.filename, dtype=np.float32, mode="r", offset=self.offset,
             shape=self.shape,

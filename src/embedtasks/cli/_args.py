@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
 import inspect
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 _FORMATS = ("table", "csv", "jsonl", "json")
@@ -44,6 +47,47 @@ class Default:
         return f"<default of {self.spec}.{self.param}>"
 
 
+def static_default(spec: str, param: str) -> Any:
+    """``param``'s default read from the owner's source, without importing it
+    (``--help`` stays instant); imported only if the default is not a literal.
+
+    ``spec`` names the defining module: ``"embedtasks.outliers:OutlierScorer"``.
+    """
+    module, _, path = spec.partition(":")
+    root = Path(__file__).resolve().parents[1]  # the embedtasks package
+    parts = module.split(".")[1:]
+    source = root.joinpath(*parts).with_suffix(".py")
+    if not source.is_file():
+        source = root.joinpath(*parts, "__init__.py")
+    node: Any = ast.parse(source.read_text(encoding="utf-8"))
+    for name in path.split("."):
+        node = next(
+            n
+            for n in node.body
+            if isinstance(n, ast.ClassDef | ast.FunctionDef) and n.name == name
+        )
+    if isinstance(node, ast.ClassDef):
+        node = next(
+            n
+            for n in node.body
+            if isinstance(n, ast.FunctionDef) and n.name == "__init__"
+        )
+    args = node.args
+    positional = args.posonlyargs + args.args
+    with_default = positional[len(positional) - len(args.defaults) :]
+    pairs = list(zip(with_default, args.defaults, strict=True))
+    pairs += [
+        (a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True) if d
+    ]
+    for arg, default in pairs:
+        if arg.arg == param:
+            try:
+                return ast.literal_eval(default)
+            except ValueError:
+                break
+    return Default(spec, param).value()
+
+
 class _OwnedHelp(str):
     """Help text that ends in the owner's default, read when help is shown."""
 
@@ -52,7 +96,8 @@ class _OwnedHelp(str):
 
     def __mod__(self, params: Any) -> str:
         text = str.__mod__(str(self), params) if "%" in self else str(self)
-        return f"{text} ({self.shown(self.default.value())})"
+        value = static_default(self.default.spec, self.default.param)
+        return f"{text} ({self.shown(value)})"
 
 
 def _checked(spec: str, param: str) -> Callable[[str], Any]:
@@ -71,11 +116,30 @@ def _checked(spec: str, param: str) -> Callable[[str], Any]:
                 continue
         problem = check_param(_target(spec), param, number)
         if problem:
-            raise argparse.ArgumentTypeError(f"{problem}, got {value}")
+            raise argparse.ArgumentTypeError(f"{_plain(problem)}, got {value}")
         return number
 
     parse.__name__ = "value"
     return parse
+
+
+_PLAIN = (  # the estimators' constraint wording, as a command line reads it
+    (re.compile(r"an int in the range \[(-?\w+), inf\)"), r"a whole number >= \1"),
+    (
+        re.compile(r"a float in the range ([\[(])([-\w.]+), ([-\w.]+)([\])])"),
+        r"a number in \1\2, \3\4",
+    ),
+    (re.compile(r"a str among \{'(\w+)'\}"), r"\1"),
+    (re.compile(r" or None\b"), ""),
+    (re.compile(r"(\d)\.0\b"), r"\1"),
+)
+
+
+def _plain(rule: str) -> str:
+    """ "must be an int in the range [1, inf)" -> "must be a whole number >= 1"."""
+    for pattern, replacement in _PLAIN:
+        rule = pattern.sub(replacement, rule)
+    return rule
 
 
 def owned(
@@ -214,7 +278,7 @@ def _common(parser: argparse.ArgumentParser, *, data: bool = True) -> None:
     owned(
         group,
         "--max-retries",
-        spec="embedtasks.embedders:OpenAIEmbedder",
+        spec="embedtasks.embedders._openai:OpenAIEmbedder",
         param="max_retries",
         type=_integer(0),
         help="endpoint: retries of a failed request",
@@ -242,7 +306,7 @@ def _cluster_flags(p: argparse.ArgumentParser) -> None:
     owned(
         p,
         "--n-clusters",
-        spec="embedtasks.cluster:EmbeddingClusterer",
+        spec="embedtasks.cluster._estimator:EmbeddingClusterer",
         param="n_clusters",
         help="fixed number (KMeans)",
         shown=lambda v: "none: HDBSCAN" if v is None else str(v),
@@ -250,14 +314,14 @@ def _cluster_flags(p: argparse.ArgumentParser) -> None:
     owned(
         p,
         "--min-cluster-size",
-        spec="embedtasks.cluster:EmbeddingClusterer",
+        spec="embedtasks.cluster._estimator:EmbeddingClusterer",
         param="min_cluster_size",
         help="HDBSCAN: an integer >= 2, or auto (from the number of rows)",
     )
     owned(
         p,
         "--reduction",
-        spec="embedtasks.cluster:EmbeddingClusterer",
+        spec="embedtasks.cluster._estimator:EmbeddingClusterer",
         param="reduction",
         type=str,
         choices=["auto", "umap", "pca", "none"],
@@ -271,7 +335,7 @@ def _cluster_flags(p: argparse.ArgumentParser) -> None:
     owned(
         p,
         "--max-noise",
-        spec="embedtasks.cluster:EmbeddingClusterer",
+        spec="embedtasks.cluster._estimator:EmbeddingClusterer",
         param="max_noise",
         help="HDBSCAN: at most this share of rows left as noise, the closest "
         "noise rows joining clusters; 1 keeps all of HDBSCAN's noise",

@@ -68,7 +68,7 @@ def register(add: Any) -> None:
     owned(
         p,
         "--keywords",
-        spec="embedtasks.cluster:EmbeddingClusterer.summary",
+        spec="embedtasks.cluster._estimator:EmbeddingClusterer.summary",
         param="n_keywords",
         type=_integer(1),
         help="per cluster",

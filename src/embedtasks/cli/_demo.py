@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from embedtasks.cli._args import _common, _integer, owned
+from embedtasks.cli._args import _common, owned
 from embedtasks.cli._run import _cache_setting
 
 
@@ -32,7 +32,6 @@ def register(add: Any) -> None:
         "--n-texts",
         spec="embedtasks.demo:run_demo",
         param="n_texts",
-        type=_integer(20),
         help="corpus",
     )
     _common(p, data=False)

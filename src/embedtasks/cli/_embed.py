@@ -68,7 +68,8 @@ def _dry_run(args: argparse.Namespace, texts: list[str]) -> int:
 
 def cmd_cache(args: argparse.Namespace) -> int:
     """Inspect, check, compact or clear the embedding cache."""
-    from embedtasks.embedders._cache import EmbeddingCache, resolve_cache_dir
+    from embedtasks._cachedir import resolve_cache_dir
+    from embedtasks.embedders import EmbeddingCache
     from embedtasks.exceptions import CacheError
 
     where = resolve_cache_dir(args.cache_dir or "default")

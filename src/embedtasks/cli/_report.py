@@ -55,7 +55,7 @@ def register(add: Any) -> None:
     owned(
         p,
         "--max-text-chars",
-        spec="embedtasks._report:report",
+        spec="embedtasks._report._build:report",
         param="max_text_chars",
         type=_integer(1),
         help="texts cut to",

@@ -8,6 +8,10 @@ stores them as they arrive, normalises them, and records ``usage_``.
 
 How to subclass
 ---------------
+An embedder is a scikit-learn estimator that builds a :class:`Backend`: one small
+object (httpx's ``BaseTransport.handle_request`` is the model) that knows where
+vectors come from, and nothing else.
+
 1. Declare your own parameters **and** the common ones, ``cache_dir`` and
    ``progress``, in ``__init__`` (store them verbatim) and in
    ``_parameter_constraints`` (start from ``BaseEmbedder._parameter_constraints``)::
@@ -23,30 +27,26 @@ How to subclass
                self.cache_dir = cache_dir
                self.progress = progress
 
-2. Implement ``_cache_identity()``: a JSON-serialisable dict of everything that
-   changes the vectors (model name and revision, endpoint, dimensions, prompt,
-   ...). It is hashed with each text into the cache key, so two embedders share
-   cache rows exactly when their identities are equal.
-3. Implement ``_embed_uncached(texts, progress)``: embed a list of distinct,
-   non-empty ``str`` and return a float32 array of shape ``(len(texts), d)`` in
-   the same order. Call ``progress.update(n)`` as ``n`` more texts are done
-   (``progress`` is a tqdm bar or a no-op object; ``progress.disable`` tells
-   which). Rows need not be unit length: the base normalises them.
-4. Optionally set the class attribute ``_store_every`` (texts per call of
-   ``_embed_uncached``; each call's result is written to the cache before the
-   next, so a crash loses at most that many), and ``_transient_attributes``
-   (names of private attributes that hold live objects, e.g. a loaded model,
-   dropped when pickling). A subclass that streams results may instead define
-   ``_embed_uncached_stream(texts, progress, store)`` and call
-   ``store(positions, vectors)`` for each finished group of texts.
-5. Optionally define ``_usage_details()`` returning extra counters (requests,
-   tokens, ...) of the last call, merged into ``usage_``.
-6. Optionally override ``_cache_keys(identity, texts)`` (e.g. to key texts that
-   a ``long_text`` policy changes apart from the others, with
-   ``_keys_with_policy(identity, texts, long_rows, policy)``) and
-   ``_estimate_uncached(texts)`` (extra figures for :meth:`BaseEmbedder.estimate`).
-   While ``_embed_uncached*`` runs, ``self._fetch_rows[i]`` is the row of the
-   user's input that ``texts[i]`` came from, for error messages.
+           def _backend(self):
+               return MyBackend(self.model)
+
+2. Subclass :class:`Backend`: set ``identity`` (a JSON-serialisable dict of
+   everything that changes the vectors: model and revision, endpoint,
+   dimensions, prompt, ...; hashed with each text into its cache key, so two
+   embedders share cache rows exactly when their identities are equal) and
+   implement ``embed_batch(texts, rows, progress)``: embed a list of distinct,
+   non-empty ``str`` and return ``(vectors, stats)``, a float32 array of shape
+   ``(len(texts), d)`` in the same order and a dict of counters merged into
+   ``usage_``. ``rows[i]`` is the row of the user's input ``texts[i]`` came
+   from, for error messages; call ``progress.update(n)`` as ``n`` more texts are
+   done. Rows need not be unit length: the base normalises them. Each batch of
+   at most ``store_every`` texts is cached before the next, so a crash loses at
+   most that many.
+3. Optionally set ``expected_dim`` (the width, when known in advance), override
+   ``embed`` to stream (calling ``store(positions, vectors)`` as groups finish),
+   ``cache_keys`` (e.g. to key texts a ``long_text`` policy changes apart from
+   the others, with :func:`keys_with_policy`) and ``estimate`` (figures for
+   :meth:`BaseEmbedder.estimate`).
 
 Caching: ``cache_dir="default"`` uses :func:`~embedtasks._cachedir.default_cache_dir`
 (``$EMBEDTASKS_CACHE_DIR`` or ``~/.cache/embedtasks``); a path uses that directory;
@@ -80,9 +80,9 @@ from embedtasks._validation import (
 from embedtasks.embedders._cache import EmbeddingCache, make_keys, resolve_cache_dir
 from embedtasks.exceptions import EmbedTasksError, InvalidTextError
 
-__all__ = ["BaseEmbedder", "NoProgress"]
+__all__ = ["Backend", "BaseEmbedder", "NoProgress", "keys_with_policy"]
 
-Store = Callable[[npt.NDArray[np.intp], npt.NDArray[np.float32]], None]
+StoreFn = Callable[[npt.NDArray[np.intp], npt.NDArray[np.float32]], None]
 
 
 class NoProgress:
@@ -97,7 +97,106 @@ class NoProgress:
         """Nothing to close."""
 
 
-class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class Backend:
+    """Where vectors come from; the embedder owns the rest.
+
+    Built by an embedder's ``_backend()`` for each call, from its parameters; it
+    holds no state between calls. See the module docstring for the contract.
+    """
+
+    #: Everything that changes a vector; hashed with each text into its cache key.
+    identity: dict[str, object] = {}
+    #: The vector width when known before embedding (e.g. ``dimensions=``).
+    expected_dim: int | None = None
+    #: Most texts per :meth:`embed_batch` call (each is cached before the next).
+    store_every: int = 4096
+    #: Counters of :meth:`embed_batch` that keep their first value across groups
+    #: (the others add up).
+    kept_first: tuple[str, ...] = ()
+
+    def cache_keys(self, texts: Sequence[str]) -> list[bytes]:
+        """The cache key of each text (``sha256(identity, text)``)."""
+        return make_keys(self.identity, texts)
+
+    def embed_batch(
+        self, texts: list[str], rows: npt.NDArray[np.intp], progress: Any
+    ) -> tuple[npt.NDArray[np.float32], dict[str, object]]:  # pragma: no cover
+        """Vectors of ``texts`` (one row each, in order) and counters."""
+        raise NotImplementedError
+
+    def embed(
+        self,
+        texts: list[str],
+        rows: npt.NDArray[np.intp],
+        progress: Any,
+        store: StoreFn,
+    ) -> tuple[npt.NDArray[np.float32], dict[str, object]]:
+        """Embed every text, calling ``store(positions, vectors)`` as groups finish.
+
+        By default in groups of :attr:`store_every` texts through
+        :meth:`embed_batch`, their counters added up. ``store`` checks each group
+        (shape, finite values) before it is cached.
+        """
+        parts, stats = [], {}
+        step = max(1, int(self.store_every))
+        for s in range(0, len(texts), step):
+            part, counts = self.embed_batch(
+                texts[s : s + step], rows[s : s + step], progress
+            )
+            store(np.arange(s, s + len(texts[s : s + step])), part)
+            parts.append(part)
+            for name, value in counts.items():
+                if name not in stats:
+                    stats[name] = value
+                elif name not in self.kept_first:
+                    stats[name] += value  # type: ignore[operator]
+        return (parts[0] if len(parts) == 1 else np.concatenate(parts)), stats
+
+    def estimate(self, texts: list[str]) -> dict[str, object]:
+        """What embedding ``texts`` would cost (requests, tokens, seconds...)."""
+        return {}
+
+
+def keys_with_policy(
+    identity: dict[str, object],
+    texts: Sequence[str],
+    long_rows: Sequence[int],
+    policy: object,
+) -> list[bytes]:
+    """Cache keys where only ``long_rows`` carry a ``long_text`` policy.
+
+    A text the policy does not change (it fits the model) keeps the key, and so
+    the cached vector, it has under any policy; ``policy`` (e.g. ``["truncate",
+    8192]``) keys the texts it cuts or chunks apart.
+    """
+    keys = make_keys(identity, texts)
+    if long_rows:
+        marked = {**identity, "long_text": policy}
+        cut = make_keys(marked, [texts[r] for r in long_rows])
+        for row, key in zip(long_rows, cut, strict=True):
+            keys[row] = key
+    return keys
+
+
+def checked_vectors(vectors: Any, n: int, who: str) -> npt.NDArray[np.float32]:
+    """``vectors`` as float32 ``(n, d)``, finite; else an error naming ``who``."""
+    array = np.asarray(vectors, dtype=np.float32)
+    if array.ndim != 2 or array.shape[0] != n or array.shape[1] == 0:
+        raise EmbedTasksError(
+            f"{who} returned an array of shape {array.shape} for {n} texts; "
+            f"expected ({n}, d) with d > 0."
+        )
+    if not np.isfinite(array).all():
+        bad = int(np.flatnonzero(~np.isfinite(array).all(axis=1))[0])
+        raise EmbedTasksError(
+            f"{who} returned a non-finite vector for text {bad} of this batch; "
+            "refusing to cache or return it."
+        )
+    return array
+
+
+# scikit-learn ships no type information: its base classes are Any to mypy.
+class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):  # type: ignore[misc]
     """Base class of embedders: texts -> float32 (n, d) unit rows in input order.
 
     Not used directly; see the module docstring for how to subclass it.
@@ -112,58 +211,18 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         ``seconds``, plus subclass counters (``requests``, ``tokens``, ...).
     """
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: dict[str, list[Any]] = {
         "cache_dir": [str, os.PathLike, None],
         "progress": ["boolean", StrOptions({"auto"})],
     }
 
-    #: Texts per call of ``_embed_uncached`` (each call is cached before the next).
-    _store_every: int = 4096
-    #: Private attributes holding live objects; dropped when pickling.
-    _transient_attributes: tuple[str, ...] = ()
     #: Below this many texts to embed, ``progress="auto"`` shows no bar.
     _progress_min_texts: int = 1000
 
     # -- what subclasses implement ---------------------------------------------
-    def _cache_identity(self) -> dict[str, object]:  # pragma: no cover - abstract
+    def _backend(self) -> Backend:  # pragma: no cover - abstract
+        """The backend of the current parameters (see the module docstring)."""
         raise NotImplementedError
-
-    def _embed_uncached(
-        self, texts: list[str], progress: Any
-    ) -> npt.NDArray[np.float32]:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def _usage_details(self) -> dict[str, object]:
-        return {}
-
-    def _cache_keys(
-        self, identity: dict[str, object], texts: Sequence[str]
-    ) -> list[bytes]:
-        return make_keys(identity, texts)
-
-    @staticmethod
-    def _keys_with_policy(
-        identity: dict[str, object],
-        texts: Sequence[str],
-        long_rows: Sequence[int],
-        policy: object,
-    ) -> list[bytes]:
-        """Cache keys where only ``long_rows`` carry a ``long_text`` policy.
-
-        A text the policy does not change (it fits the model) keeps the key, and
-        so the cached vector, it has under any policy; ``policy`` (e.g.
-        ``["truncate", 8192]``) keys the texts it cuts or chunks apart.
-        """
-        keys = make_keys(identity, texts)
-        if long_rows:
-            marked = {**identity, "long_text": policy}
-            cut = make_keys(marked, [texts[r] for r in long_rows])
-            for row, key in zip(long_rows, cut, strict=True):
-                keys[row] = key
-        return keys
-
-    def _estimate_uncached(self, texts: list[str]) -> dict[str, object]:
-        return {}
 
     # -- scikit-learn API ------------------------------------------------------
     def fit(self, X: Any, y: Any = None) -> BaseEmbedder:
@@ -249,12 +308,11 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         """
         texts, unique, _ = self._distinct(X)
         cache = self._open_cache()
-        identity = self._cache_identity()
+        backend = self._backend()
         missing = list(unique)
         if cache is not None:
-            dims = identity.get("dimensions")
-            dim = dims if isinstance(dims, int) else cache.identity_dim(identity)
-            found, _ = cache.get_many(self._cache_keys(identity, unique), dim=dim)
+            dim = backend.expected_dim or cache.identity_dim(backend.identity)
+            found, _ = cache.get_many(backend.cache_keys(unique), dim=dim)
             missing = [
                 t for t, hit in zip(unique, found.tolist(), strict=True) if not hit
             ]
@@ -263,13 +321,12 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             "unique_texts": len(unique),
             "cached": len(unique) - len(missing),
             "to_embed": len(missing),
-            **(self._estimate_uncached(missing) if missing else {}),
+            **(backend.estimate(missing) if missing else {}),
         }
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(super().__getstate__())
-        for name in ("_cache_handle", "_fetch_rows", *self._transient_attributes):
-            state.pop(name, None)
+        state.pop("_cache_handle", None)
         return state
 
     # -- machinery -------------------------------------------------------------
@@ -340,10 +397,10 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
         texts, unique, inverse = self._distinct(X)
         n = len(texts)
         cache = self._open_cache()
-        identity = self._cache_identity()
+        backend = self._backend()
+        identity = backend.identity
         if expected_dim is None:
-            dims = identity.get("dimensions")
-            expected_dim = dims if isinstance(dims, int) else None
+            expected_dim = backend.expected_dim
         if expected_dim is None and cache is not None:
             # The width this model produced before: rows of another width in the
             # cache are then misses, never served.
@@ -351,25 +408,27 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
 
         keys: list[bytes] = []
         if cache is not None:
-            keys = self._cache_keys(identity, unique)
+            keys = backend.cache_keys(unique)
             found, matrix = cache.get_many(keys, dim=expected_dim)
             missing = np.flatnonzero(~found)
         else:
             matrix = np.empty((len(unique), expected_dim or 0), dtype=np.float32)
             missing = np.arange(len(unique))
 
+        stats: dict[str, object] = {}
         if missing.size:
             if inverse is None:
-                self._fetch_rows = missing
+                rows = missing
             else:  # the first row of the user's input holding each text
                 first = np.empty(len(unique), dtype=np.intp)
                 first[inverse[::-1]] = np.arange(n - 1, -1, -1, dtype=np.intp)
-                self._fetch_rows = first[missing]
-            fresh = self._fetch(
+                rows = first[missing]
+            fresh, stats = self._fetch(
+                backend,
                 [unique[i] for i in missing],
+                rows,
                 [keys[i] for i in missing] if cache is not None else None,
                 cache,
-                identity,
             )
             if cache is not None and expected_dim is None:
                 cache.record_identity_dim(identity, fresh.shape[1])
@@ -390,60 +449,34 @@ class BaseEmbedder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstima
             "unique_texts": len(unique),
             "cache_hits": len(unique) - int(missing.size),
             "embedded": int(missing.size),
-            **(self._usage_details() if missing.size else {}),
+            **stats,
             "seconds": time.perf_counter() - start,
         }
         return out
 
     def _fetch(
         self,
+        backend: Backend,
         texts: list[str],
+        rows: npt.NDArray[np.intp],
         keys: Sequence[bytes] | None,
         cache: EmbeddingCache | None,
-        identity: dict[str, object] | None = None,
-    ) -> npt.NDArray[np.float32]:
+    ) -> tuple[npt.NDArray[np.float32], dict[str, object]]:
         """Embed ``texts`` (all misses), writing each finished group to the cache."""
         progress = self._make_progress(len(texts))
+        identity, name = backend.identity, type(self).__name__
+
+        def store(
+            positions: npt.NDArray[np.intp], vectors: npt.NDArray[np.float32]
+        ) -> None:
+            vectors = checked_vectors(vectors, len(positions), name)
+            if cache is not None and keys is not None and len(positions):
+                vectors = l2_normalize(vectors)
+                cache.put_many([keys[p] for p in positions], vectors, identity=identity)
+
         try:
-
-            def store(
-                positions: npt.NDArray[np.intp], vectors: npt.NDArray[np.float32]
-            ) -> None:
-                if cache is not None and keys is not None and len(positions):
-                    vectors = l2_normalize(vectors)
-                    cache.put_many(
-                        [keys[p] for p in positions], vectors, identity=identity
-                    )
-
-            stream = getattr(self, "_embed_uncached_stream", None)
-            if stream is not None:
-                result = self._checked(stream(texts, progress, store), len(texts))
-            else:
-                parts = []
-                step = max(1, int(self._store_every))
-                for s in range(0, len(texts), step):
-                    part = self._checked(
-                        self._embed_uncached(texts[s : s + step], progress),
-                        len(texts[s : s + step]),
-                    )
-                    store(np.arange(s, s + len(part)), part)
-                    parts.append(part)
-                result = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            vectors, stats = backend.embed(texts, rows, progress, store)
         finally:
             progress.close()
-        return l2_normalize(result, copy=False)
-
-    def _checked(self, vectors: Any, n: int) -> npt.NDArray[np.float32]:
-        array = np.asarray(vectors, dtype=np.float32)
-        if array.ndim != 2 or array.shape[0] != n or array.shape[1] == 0:
-            raise EmbedTasksError(
-                f"{type(self).__name__} returned an array of shape {array.shape} "
-                f"for {n} texts; expected ({n}, d) with d > 0."
-            )
-        if not np.isfinite(array).all():
-            bad = int(np.flatnonzero(~np.isfinite(array).all(axis=1))[0])
-            raise EmbedTasksError(
-                f"{type(self).__name__} returned a non-finite vector for text "
-                f"{bad} of this batch; refusing to cache or return it."
-            )
-        return array
+        vectors = checked_vectors(vectors, len(texts), type(self).__name__)
+        return l2_normalize(vectors, copy=False), stats

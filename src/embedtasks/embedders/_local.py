@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from embedtasks._validation import Integral, Interval, StrOptions, check_texts
-from embedtasks.embedders._base import BaseEmbedder
+from embedtasks.embedders._base import Backend, BaseEmbedder
 from embedtasks.embedders._onnx import _runtime as _local
 from embedtasks.exceptions import TextTooLongError
 
@@ -91,7 +91,8 @@ class LocalEmbedder(BaseEmbedder):
         Statistics of the last call: ``texts``, ``unique_texts``, ``cache_hits``,
         ``embedded``, ``seconds``, and when texts were embedded ``tokens``,
         ``batches``, ``truncated`` and ``chunked`` (texts cut at, or split into,
-        the model's window).
+        the model's window); with truncated texts also ``window`` (tokens) and
+        ``first_truncated_row``.
 
     See Also
     --------
@@ -119,7 +120,6 @@ class LocalEmbedder(BaseEmbedder):
         "device": [str, None],
         "precision": [StrOptions({"int8", "float32"})],
     }
-    _transient_attributes = ("_stats", "_long_seen")
 
     def __init__(
         self,
@@ -142,7 +142,7 @@ class LocalEmbedder(BaseEmbedder):
         self.cache_dir = cache_dir
         self.progress = progress
 
-    def _cache_identity(self) -> dict[str, object]:
+    def _backend(self) -> _LocalBackend:
         # No model load here: a fully cached call imports no runtime. Both backends
         # give the same vectors, so they share rows, under the identity earlier
         # releases (sentence-transformers, which truncates) wrote. The other
@@ -157,58 +157,64 @@ class LocalEmbedder(BaseEmbedder):
         # int8 vectors differ from float32 ones (cosine ~0.996): rows of their own.
         if _local.effective_precision(self.backend, self.precision) == "int8":
             identity["precision"] = "int8"
-        return identity
+        return _LocalBackend(self, identity)
 
     def _embed(self, X: Any, *, expected_dim: int | None) -> npt.NDArray[np.float32]:
         name = type(self).__name__
         texts = check_texts(X, estimator_name=name)
-        self._stats = _local.EncodeStats()
-        self._long_seen: str | None = None
-        try:
-            out = super()._embed(texts, expected_dim=expected_dim)
-        except TextTooLongError as exc:
-            raise _at_user_row(exc, texts, self._long_seen) from None
-        truncated = self._stats.truncated
-        if truncated and self._long_seen is not None:
-            row = texts.index(self._long_seen)
+        out = super()._embed(texts, expected_dim=expected_dim)
+        truncated = self.usage_.get("truncated", 0)
+        if truncated:
             warnings.warn(
                 f"{name} truncated {truncated} of {len(texts)} texts at the model's "
-                f"window of {self._window} tokens (the first at row {row}); their "
-                "vectors stand for their beginning only. Set long_text='chunk' to "
-                "embed them whole, or long_text='error' to refuse them; "
-                "usage_['truncated'] counts them.",
+                f"window of {self.usage_['window']} tokens (the first at row "
+                f"{self.usage_['first_truncated_row']}); their vectors stand for "
+                "their beginning only. Set long_text='chunk' to embed them whole, "
+                "or long_text='error' to refuse them; usage_['truncated'] counts "
+                "them.",
                 UserWarning,
                 stacklevel=_caller_level(),
             )
         return out
 
-    def _embed_uncached(
-        self, texts: list[str], progress: Any
-    ) -> npt.NDArray[np.float32]:
-        model = _local.load(self.model, self.backend, self.device, self.precision)
-        self._window = model.window
-        self._stats.first_long = None
+
+class _LocalBackend(Backend):
+    """The local model (ONNX Runtime, or sentence-transformers on torch)."""
+
+    kept_first = ("window", "first_truncated_row")
+
+    def __init__(self, owner: LocalEmbedder, identity: dict[str, object]) -> None:
+        self.identity = identity
+        self.model, self.runtime = owner.model, owner.backend
+        self.device, self.batch_size = owner.device, owner.batch_size
+        self.long_text, self.precision = owner.long_text, owner.precision
+
+    def embed_batch(
+        self, texts: list[str], rows: npt.NDArray[np.intp], progress: Any
+    ) -> tuple[npt.NDArray[np.float32], dict[str, object]]:
+        model = _local.load(self.model, self.runtime, self.device, self.precision)
+        stats = _local.EncodeStats()
         try:
-            return _local.encode(
+            vectors = _local.encode(
                 model,
                 texts,
                 batch_size=self.batch_size,
                 long_text=self.long_text,
                 progress=progress,
-                stats=self._stats,
+                stats=stats,
             )
-        finally:  # the first long text of the call, to name its row
-            if self._long_seen is None and self._stats.first_long is not None:
-                self._long_seen = texts[self._stats.first_long]
-
-    def _usage_details(self) -> dict[str, object]:
-        stats = self._stats
-        return {
+        except TextTooLongError as exc:  # name the row of the user's input
+            raise _at_user_row(exc, int(rows[exc.row])) from None
+        counts: dict[str, object] = {
             "tokens": stats.tokens,
             "batches": stats.batches,
             "truncated": stats.truncated,
             "chunked": stats.chunked,
         }
+        if stats.truncated and stats.first_long is not None:
+            counts["window"] = model.window
+            counts["first_truncated_row"] = int(rows[stats.first_long])
+        return vectors, counts
 
 
 def _caller_level() -> int:
@@ -223,10 +229,7 @@ def _caller_level() -> int:
     return level
 
 
-def _at_user_row(
-    exc: TextTooLongError, texts: list[str], text: str | None
-) -> TextTooLongError:
+def _at_user_row(exc: TextTooLongError, row: int) -> TextTooLongError:
     """The same error, naming the row in the user's input (not in the misses)."""
-    row = texts.index(text) if text is not None else exc.row
     message = str(exc).replace(f"Text at row {exc.row} ", f"Text at row {row} ", 1)
     return TextTooLongError(message, row=row, n_tokens=exc.n_tokens, limit=exc.limit)

@@ -11,7 +11,12 @@ import numpy as np
 import numpy.typing as npt
 
 from embedtasks._validation import HasMethods, Integral, Interval, Real, StrOptions
-from embedtasks.embedders._base import BaseEmbedder, Store
+from embedtasks.embedders._base import (
+    Backend,
+    BaseEmbedder,
+    StoreFn,
+    keys_with_policy,
+)
 from embedtasks.embedders._cache import make_keys
 from embedtasks.embedders._http._client import (
     DEFAULT_BASE_URL,
@@ -138,7 +143,7 @@ class OpenAIEmbedder(BaseEmbedder):
     ['openaiembedder0', 'openaiembedder1']
     """
 
-    _parameter_constraints: dict = {
+    _parameter_constraints: dict[str, list[Any]] = {
         **BaseEmbedder._parameter_constraints,
         "model": [str],
         "dimensions": [Interval(Integral, 1, None, closed="left"), None],
@@ -217,7 +222,7 @@ class OpenAIEmbedder(BaseEmbedder):
 
     # -- secrets: kept wrapped, so get_params/clone/pickle never hold them -------
     @property
-    def api_key(self) -> Secret | None:  # type: ignore[override]
+    def api_key(self) -> Secret | None:
         return self.__dict__.get("api_key")
 
     @api_key.setter
@@ -225,7 +230,7 @@ class OpenAIEmbedder(BaseEmbedder):
         self.__dict__["api_key"] = Secret(value) if isinstance(value, str) else value
 
     @property
-    def headers(self) -> dict[str, Any] | None:  # type: ignore[override]
+    def headers(self) -> dict[str, Any] | None:
         return self.__dict__.get("headers")
 
     @headers.setter
@@ -244,26 +249,6 @@ class OpenAIEmbedder(BaseEmbedder):
         url = self.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
         return url.rstrip("/")
 
-    def _cache_identity(self) -> dict[str, object]:
-        return {
-            "kind": "openai",
-            "endpoint": self._resolved_base_url(),
-            "model": self.model,
-            "dimensions": self.dimensions,
-        }
-
-    def _cache_keys(
-        self, identity: dict[str, object], texts: Sequence[str]
-    ) -> list[bytes]:
-        # Only the texts a long_text policy changes get their own keys: every
-        # other text keeps the key (and the cached vector) it has under "error".
-        if self.long_text == "error":
-            return make_keys(identity, texts)
-        counts = token_counter(self.model).count(texts)
-        long_rows = np.flatnonzero(counts > self.max_tokens_per_input).tolist()
-        policy = [self.long_text, self.max_tokens_per_input]
-        return self._keys_with_policy(identity, texts, long_rows, policy)
-
     def _settings(self) -> ClientSettings:
         key = self.api_key if self.api_key else os.environ.get(self.api_key_env)
         cache = self._open_cache()
@@ -281,41 +266,18 @@ class OpenAIEmbedder(BaseEmbedder):
         )
         return ClientSettings(**shared)
 
-    def _client(self) -> EmbeddingClient:
-        return EmbeddingClient(self._settings(), transport=self.transport)
-
-    def _embed_uncached_stream(
-        self, texts: list[str], progress: Any, store: Store
-    ) -> npt.NDArray[np.float32]:
-        client = self._client()
-
-        def on_batch(
-            positions: npt.NDArray[np.intp], vectors: npt.NDArray[np.float32]
-        ) -> None:
-            store(positions, vectors)
-            progress.update(len(positions))
-
-        rows = getattr(self, "_fetch_rows", None)
-        if rows is not None and len(rows) != len(texts):
-            rows = None
-        try:
-            return client.embed(texts, on_batch=on_batch, rows=rows)
-        finally:
-            self._last_stats = client.last_stats.as_dict()
-
-    def _embed_uncached(
-        self, texts: list[str], progress: Any
-    ) -> npt.NDArray[np.float32]:
-        return self._embed_uncached_stream(texts, progress, lambda p, v: None)
-
-    def _estimate_uncached(self, texts: list[str]) -> dict[str, object]:
-        return self._client().estimate(texts)
-
-    def _usage_details(self) -> dict[str, object]:
-        stats = dict(getattr(self, "_last_stats", {}))
-        stats.pop("texts", None)
-        stats.pop("seconds", None)
-        return stats
+    def _backend(self) -> _OpenAIBackend:
+        return _OpenAIBackend(
+            EmbeddingClient(self._settings(), transport=self.transport),
+            identity={
+                "kind": "openai",
+                "endpoint": self._resolved_base_url(),
+                "model": self.model,
+                "dimensions": self.dimensions,
+            },
+            long_text=self.long_text,
+            max_tokens=self.max_tokens_per_input,
+        )
 
     # -- repr: no key in the endpoint either -------------------------------------
     @contextmanager
@@ -334,7 +296,8 @@ class OpenAIEmbedder(BaseEmbedder):
 
     def __repr__(self, N_CHAR_MAX: int = 700) -> str:
         with self._masked():
-            return super().__repr__(N_CHAR_MAX)
+            text: str = super().__repr__(N_CHAR_MAX)
+            return text
 
     def _repr_html_inner(self) -> str:
         with self._masked():
@@ -347,5 +310,54 @@ class OpenAIEmbedder(BaseEmbedder):
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         state["api_key"] = None  # never pickle a secret (Secret would hold None)
-        state.pop("_last_stats", None)
         return state
+
+
+class _OpenAIBackend(Backend):
+    """An OpenAI-compatible ``/embeddings`` endpoint, through the HTTP client."""
+
+    def __init__(
+        self,
+        client: EmbeddingClient,
+        *,
+        identity: dict[str, object],
+        long_text: str,
+        max_tokens: int,
+    ) -> None:
+        self.client, self.identity = client, identity
+        dims = identity.get("dimensions")
+        self.expected_dim = dims if isinstance(dims, int) else None
+        self.long_text, self.max_tokens = long_text, max_tokens
+
+    def cache_keys(self, texts: Sequence[str]) -> list[bytes]:
+        # Only the texts a long_text policy changes get their own keys: every
+        # other text keeps the key (and the cached vector) it has under "error".
+        if self.long_text == "error":
+            return make_keys(self.identity, texts)
+        model = str(self.identity["model"])
+        counts = token_counter(model).count(texts)
+        long_rows = np.flatnonzero(counts > self.max_tokens).tolist()
+        policy = [self.long_text, self.max_tokens]
+        return keys_with_policy(self.identity, texts, long_rows, policy)
+
+    def embed(
+        self,
+        texts: list[str],
+        rows: npt.NDArray[np.intp],
+        progress: Any,
+        store: StoreFn,
+    ) -> tuple[npt.NDArray[np.float32], dict[str, object]]:
+        def on_batch(
+            positions: npt.NDArray[np.intp], vectors: npt.NDArray[np.float32]
+        ) -> None:
+            store(positions, vectors)
+            progress.update(len(positions))
+
+        vectors = self.client.embed(texts, on_batch=on_batch, rows=rows.tolist())
+        stats = self.client.last_stats.as_dict()
+        stats.pop("texts", None)
+        stats.pop("seconds", None)
+        return vectors, stats
+
+    def estimate(self, texts: list[str]) -> dict[str, object]:
+        return self.client.estimate(texts)
