@@ -69,7 +69,7 @@ else:
     sk = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(X)
     run = lambda: sk.kneighbors(Q)
 start = time.perf_counter(); run(); first = time.perf_counter() - start
-screen = method == "ours" and getattr(nn, "_screen", None) is not None
+screen = method == "ours" and bool(getattr(nn._store, "_screen", None))
 arch = [i.get("architecture") for i in threadpool_info() if i.get("architecture")]
 print(json.dumps({"first": first, "arch": arch, "screen": screen}), flush=True)
 for line in sys.stdin:
@@ -79,13 +79,16 @@ for line in sys.stdin:
 """
 
 #: Banking77's all-MiniLM-L6-v2 vectors, for the section on real embeddings.
-BANKING77 = os.path.join(
-    os.path.dirname(os.path.abspath(__file__)),
-    "..",
-    "..",
-    "shared",
-    "data",
-    "banking77",
+BANKING77 = next(
+    (
+        os.path.join(p, "shared", "data", "banking77")
+        for p in (
+            os.path.join(os.path.dirname(os.path.abspath(__file__)), *[".."] * n)
+            for n in (2, 3)
+        )
+        if os.path.isdir(os.path.join(p, "shared"))
+    ),
+    "",
 )
 
 
