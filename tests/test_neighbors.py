@@ -308,6 +308,57 @@ def test_unicode_ids_survive_in_frame():
     assert isinstance(frame, pd.DataFrame) and frame["id"].iloc[0] == "日本語"
 
 
+def _mapped_corpus(path, rows):
+    rows.astype(np.float32).tofile(path)
+    return np.memmap(path, dtype=np.float32, mode="r", shape=rows.shape)
+
+
+def _unit_rows(n, d, seed):
+    rows = np.random.default_rng(seed).standard_normal((n, d)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_pickle_over_a_rewritten_mapped_file_is_refused(tmp_path):
+    import os
+
+    path = tmp_path / "corpus.f32"
+    nn = DotProductNeighbors(n_neighbors=3).fit(
+        _mapped_corpus(path, _unit_rows(50, 8, 0))
+    )
+    blob = pickle.dumps(nn)
+    stat = path.stat()
+    _unit_rows(50, 8, 1).tofile(path)  # rewritten at the same size
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # even the same time
+    with pytest.raises(ValueError, match=r"corpus.f32 changed since .*content"):
+        pickle.loads(blob)
+
+
+def test_pickle_over_a_mapped_file_with_a_nan_row_is_refused(tmp_path):
+    path = tmp_path / "corpus.f32"
+    rows = _unit_rows(50, 8, 0)
+    nn = DotProductNeighbors(n_neighbors=3).fit(_mapped_corpus(path, rows))
+    blob = pickle.dumps(nn)
+    rows[17] = np.nan
+    rows.tofile(path)
+    with pytest.raises(ValueError, match="changed since"):
+        pickle.loads(blob)
+
+
+def test_pickle_over_an_unchanged_mapped_file_round_trips(tmp_path):
+    path = tmp_path / "corpus.f32"
+    X = _mapped_corpus(path, _unit_rows(50, 8, 0))
+    nn = DotProductNeighbors(n_neighbors=3).fit(X)
+    again = pickle.loads(pickle.dumps(nn))
+    np.testing.assert_array_equal(again.kneighbors(X[:5])[1], nn.kneighbors(X[:5])[1])
+
+
+def test_mapped_corpus_with_a_nan_row_is_refused_naming_it(tmp_path):
+    rows = _unit_rows(50, 8, 0)
+    rows[17] = np.nan
+    with pytest.raises(ValueError, match="Row 17 of the memory-mapped corpus"):
+        DotProductNeighbors().fit(_mapped_corpus(tmp_path / "c.f32", rows))
+
+
 @pytest.mark.parametrize("estimator", ["DotProductNeighbors", "OutlierScorer"])
 def test_n_jobs_minus_one_is_every_core_and_zero_is_refused(estimator):
     import embedtasks

@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 
 #: Public name -> the module that defines it.
 _EXPORTS = {
+    "ChatNamer": "embedtasks.embedders",
     "DiversityReport": "embedtasks.diversity",
     "DotProductNeighbors": "embedtasks.neighbors",
     "EmbedTasksError": "embedtasks.exceptions",
@@ -24,6 +25,7 @@ _EXPORTS = {
     "EmbeddingClusterer": "embedtasks.cluster",
     "InvalidTextError": "embedtasks.exceptions",
     "LocalEmbedder": "embedtasks.embedders",
+    "NearDuplicates": "embedtasks.duplicates",
     "NearestLabelClassifier": "embedtasks.classify",
     "OpenAIEmbedder": "embedtasks.embedders",
     "OutlierScorer": "embedtasks.outliers",
@@ -33,6 +35,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "ChatNamer",
     "DiversityReport",
     "DotProductNeighbors",
     "EmbedTasksError",
@@ -40,6 +43,7 @@ __all__ = [
     "EmbeddingClusterer",
     "InvalidTextError",
     "LocalEmbedder",
+    "NearDuplicates",
     "NearestLabelClassifier",
     "OpenAIEmbedder",
     "OutlierScorer",
@@ -54,7 +58,13 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from embedtasks.classify import NearestLabelClassifier
     from embedtasks.cluster import EmbeddingClusterer
     from embedtasks.diversity import DiversityReport
-    from embedtasks.embedders import EmbeddingCache, LocalEmbedder, OpenAIEmbedder
+    from embedtasks.duplicates import NearDuplicates
+    from embedtasks.embedders import (
+        ChatNamer,
+        EmbeddingCache,
+        LocalEmbedder,
+        OpenAIEmbedder,
+    )
     from embedtasks.exceptions import EmbedTasksError, InvalidTextError
     from embedtasks.neighbors import DotProductNeighbors, search_pipeline
     from embedtasks.outliers import OutlierScorer

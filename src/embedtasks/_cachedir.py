@@ -25,9 +25,11 @@ __all__ = [
     "CLUSTER_DIRNAME",
     "DEMO_CORPUS_PREFIX",
     "EMBEDDINGS_FILENAME",
+    "MARKER_FILENAME",
     "NUMBA_DIRNAME",
     "PACING_FILENAME",
     "default_cache_dir",
+    "remove_pacing",
     "resolve_cache_dir",
 ]
 
@@ -35,6 +37,9 @@ __all__ = [
 EMBEDDINGS_FILENAME = "embeddings.sqlite3"
 #: Request pacing state shared by processes.
 PACING_FILENAME = "pacing.sqlite3"
+#: The marker inside ``embeddings.vectors/``: says the cache is ours, and its format.
+#: Nothing without it (or an older cache's own index) is cleared or changed.
+MARKER_FILENAME = "EMBEDTASKS_CACHE.json"
 #: Reduced layouts of the clusterer.
 CLUSTER_DIRNAME = "cluster"
 #: numba's compiled code for the layout.
@@ -83,3 +88,18 @@ def resolve_cache_dir(cache_dir: str | os.PathLike[str] | None) -> Path | None:
     if cache_dir == "default":
         return default_cache_dir()
     return Path(cache_dir).expanduser()
+
+
+def remove_pacing(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the pacing state of a cache folder (learned limits and pauses).
+
+    It is only advisory state; ``embedtasks cache clear`` removes it with the
+    vectors, so that a pause learned from a bad header does not outlive it.
+    """
+    removed = []
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        f = Path(folder) / (PACING_FILENAME + suffix)
+        if f.exists():
+            f.unlink()
+            removed.append(f)
+    return removed

@@ -18,11 +18,11 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 
 from embedtasks._kernel import (
-    APPROXIMATE_ABOVE,
     approximate_scan,
     build_store,
     group_mean_similarity,
     is_dask_array,
+    use_approximate,
 )
 from embedtasks._optional import import_optional
 from embedtasks._validation import (
@@ -243,7 +243,7 @@ class DiversityReport(CorpusMixin, BaseEstimator):
         n_pairs = n * (n - 1) // 2
         exact = n_pairs <= self.max_pairs
         # A sharded corpus is scanned exactly, shard by shard.
-        if isinstance(X, np.ndarray) and _approximate(self.neighbors, n):
+        if isinstance(X, np.ndarray) and use_approximate(self.neighbors, n):
             scan = approximate_scan(
                 X,
                 self.duplicate_threshold,
@@ -413,8 +413,3 @@ def _plot_lines(rows, max_groups):
 
 def _hists(stats):
     return stats["similarity_histogram"], stats["nn_histogram"]
-
-
-def _approximate(neighbors: str, n: int) -> bool:
-    """Whether the all-pairs neighbour work of ``n`` rows takes the approximate path."""
-    return neighbors == "approximate" or (neighbors == "auto" and n > APPROXIMATE_ABOVE)

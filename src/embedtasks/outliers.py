@@ -22,13 +22,13 @@ from sklearn.covariance import LedoitWolf
 from sklearn.utils.metaestimators import available_if
 
 from embedtasks._kernel import (
-    APPROXIMATE_ABOVE,
     approximate_top_k,
     build_store,
     is_dask_array,
     l2_normalize,
     quadratic_form,
     similarity,
+    use_approximate,
 )
 from embedtasks._validation import (
     N_JOBS,
@@ -215,11 +215,7 @@ class OutlierScorer(LocalCopyMixin, OutlierMixin, BaseEstimator):
         self.n_neighbors_ = min(self.n_neighbors, n - 1)
         self._train_nn = None
         if self.method in ("knn", "lof"):
-            approximate = isinstance(X, np.ndarray) and (
-                self.neighbors == "approximate"
-                or (self.neighbors == "auto" and n > APPROXIMATE_ABOVE)
-            )
-            if approximate:
+            if isinstance(X, np.ndarray) and use_approximate(self.neighbors, n):
                 nn = approximate_top_k(X, self.n_neighbors_, n_jobs=self.n_jobs)
             else:
                 nn = self._neighbours(X, self.n_neighbors_, self_offset=0)

@@ -91,7 +91,17 @@ def test_help_lists_commands(tmp_path):
 
 @pytest.mark.parametrize(
     "command",
-    ["demo", "embed", "search", "cluster", "outliers", "diversity", "classify"],
+    [
+        "demo",
+        "embed",
+        "search",
+        "cluster",
+        "outliers",
+        "diversity",
+        "classify",
+        "dedupe",
+        "leakage",
+    ],
 )
 def test_subcommand_help_lists_options(command, capsys):
     code, stdout, _ = run_main(command, "--help", capsys=capsys)
@@ -440,6 +450,7 @@ def test_classify_table_shows_label_and_probability_first(server, odd, tmp_path)
     assert header == ["index", "label", "probability", "text"]
 
 
+@pytest.mark.filterwarnings("ignore:NearestLabelClassifier. predict_proba is not")
 def test_texts_that_look_missing_are_texts(server, odd, tmp_path, capsys):
     out = tmp_path / "labelled.jsonl"
     code, _, err = run_main(
@@ -491,6 +502,7 @@ def test_other_formats_parse(fmt, server, odd, tmp_path, capsys):
     assert table["outlier_score"].is_monotonic_decreasing
 
 
+@pytest.mark.filterwarnings("ignore:NearestLabelClassifier. predict_proba is not")
 def test_on_empty_skip_keeps_every_other_row(server, tmp_path, capsys):
     src = tmp_path / "gaps.csv"
     texts = [TEXTS[0], "", TEXTS[2], "   ", TEXTS[4], None]
@@ -733,3 +745,125 @@ def test_cluster_flags_default_to_the_estimator():
         assert args.max_noise == model.max_noise
         assert args.min_cluster_size == model.min_cluster_size
         assert args.assign_noise == model.assign_noise
+        assert args.cluster_selection_method == model.cluster_selection_method
+
+
+def test_cluster_selection_method_flag_reaches_the_clusterer():
+    from embedtasks.cli import build_parser
+    from embedtasks.cli._args import resolve_defaults
+    from embedtasks.cli._cluster import _clusterer
+
+    for command in ("cluster", "report"):
+        args = build_parser().parse_args(
+            [command, "data.csv", "--cluster-selection-method", "leaf"]
+        )
+        resolve_defaults(args)
+        assert _clusterer(args, 300).cluster_selection_method == "leaf"
+        args = build_parser().parse_args([command, "data.csv"])
+        resolve_defaults(args)
+        assert _clusterer(args, 300).cluster_selection_method == "auto"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(
+            ["cluster", "x.csv", "--cluster-selection-method", "x"]
+        )
+
+
+# -- dedupe, leakage (NearDuplicates) ---------------------------------------------
+def _write(path, texts, prefix):
+    ids = [f"{prefix}{i}" for i in range(len(texts))]
+    pd.DataFrame({"id": ids, "text": texts}).to_csv(path, index=False)
+    return path
+
+
+def test_dedupe_adds_group_and_keep(server, tmp_path):
+    texts = [TEXTS[0], TEXTS[1], TEXTS[0], TEXTS[2], TEXTS[1], TEXTS[0]]
+    src = _write(tmp_path / "docs.csv", texts, "r")
+    out = tmp_path / "grouped.csv"
+    result = run_cli(
+        "dedupe", src, "--id-column", "id", "-o", out,
+        *remote(server, tmp_path), cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    table = pd.read_csv(out)
+    assert table["group"].tolist() == [0, 1, 0, 2, 1, 0]
+    assert table["keep"].tolist() == [True, True, False, True, False, False]
+    assert table["id"].tolist() == [f"r{i}" for i in range(6)]
+    assert "6 rows in 3 groups; 3 rows are near-copies" in result.stderr
+    lines = result.stdout.splitlines()
+    assert "group" in lines[1] and "keep" in lines[1]
+    assert lines[2].split()[:4] == ["0", "0", "r0", "True"]  # the kept row first
+    assert TEXTS[0] in result.stdout and TEXTS[2] not in result.stdout
+
+
+def test_dedupe_drop_writes_kept_rows(server, tmp_path):
+    src = _write(tmp_path / "docs.csv", [TEXTS[0], TEXTS[0], TEXTS[3]], "r")
+    out = tmp_path / "kept.csv"
+    result = run_cli(
+        "dedupe", src, "-o", out, "--drop", *remote(server, tmp_path), cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    kept = pd.read_csv(out)
+    assert kept["id"].tolist() == ["r0", "r2"] and kept["keep"].all()
+
+
+def test_dedupe_skipped_rows_stay_without_group(server, tmp_path, capsys):
+    src = tmp_path / "docs.csv"
+    pd.DataFrame({"text": [TEXTS[0], "", TEXTS[0]]}).to_csv(src, index=False)
+    out = tmp_path / "kept.csv"
+    code, _, err = run_main(
+        "dedupe", src, "--on-empty", "skip", "-o", out, "--drop",
+        *remote(server, tmp_path), capsys=capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    kept = pd.read_csv(out, keep_default_na=False)
+    assert kept["text"].tolist() == [TEXTS[0], ""]  # the empty row: no group
+    assert kept["group"].tolist() == ["0", ""]
+
+
+def test_dedupe_drop_needs_output(server, tmp_path, capsys):
+    src = _write(tmp_path / "docs.csv", TEXTS, "r")
+    code, _, err = run_main(
+        "dedupe", src, "--drop", *remote(server, tmp_path), capsys=capsys
+    )
+    assert code == 2
+    assert "--drop needs -o FILE" in err and len(err.strip().splitlines()) == 1
+
+
+def test_leakage_prints_summary_and_leaked_rows(server, tmp_path):
+    train = _write(tmp_path / "train.csv", TEXTS[:4], "tr")
+    test = _write(tmp_path / "test.csv", [TEXTS[4], TEXTS[1], TEXTS[5]], "te")
+    out = tmp_path / "leak.csv"
+    result = run_cli(
+        "leakage", train, test, "--id-column", "id", "-o", out, "--threshold", "0.95",
+        *remote(server, tmp_path), cwd=tmp_path, env={"COLUMNS": "160"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    first, *rest = result.stdout.splitlines()
+    assert first.startswith("1 of 3 test rows (33.3%) near-duplicate a training row")
+    assert "(similarity >= 0.950, fixed); chance: 0.0% (a held-out slice of 2 " in first
+    table = "\n".join(rest)
+    assert "te1" in table and "tr1" in table and TEXTS[1] in table
+    assert "te0" not in table
+    frame = pd.read_csv(out)
+    assert frame["leaked"].tolist() == [False, True, False]
+    assert frame["train_index"][1] == 1 and frame["test_id"][1] == "te1"
+    assert frame["text_train"][1] == frame["text_test"][1] == TEXTS[1]
+
+
+def test_leakage_threshold_auto_by_default(server, tmp_path, capsys):
+    train = _write(tmp_path / "train.csv", TEXTS, "tr")
+    test = _write(tmp_path / "test.csv", [TEXTS[2]], "te")
+    code, out, err = run_main(
+        "leakage", train, test, *remote(server, tmp_path), capsys=capsys
+    )
+    assert code == 0, err
+    assert out.startswith("1 of 1 test rows (100.0%)") and ", auto); chance" in out
+
+
+def test_leakage_missing_test_file(server, tmp_path, capsys):
+    train = _write(tmp_path / "train.csv", TEXTS, "tr")
+    code, _, err = run_main(
+        "leakage", train, tmp_path / "nope.csv", *remote(server, tmp_path),
+        capsys=capsys,
+    )  # fmt: skip
+    assert code == 2 and "nope.csv" in err

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,6 +10,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.metrics import adjusted_rand_score, v_measure_score
 
 from embedtasks import EmbeddingClusterer
+from embedtasks.cluster._names import topic_names
 from embedtasks.exceptions import InvalidTextError
 
 WORDS = ["apple", "river", "engine", "violin", "planet", "garden"]
@@ -41,10 +44,12 @@ def test_pca_hdbscan_recovers_topics():
 
 
 def test_auto_min_cluster_size_grows_with_the_corpus():
-    small, _ = _topics(per_topic=40)  # 160 rows: the floor of 15
+    small, _ = _topics(per_topic=40)  # 160 rows: 160 // 40, at least 5
+    middle, _ = _topics(per_topic=250)  # 1,000 rows: 15
     large, y = _topics(n_topics=4, per_topic=1000, dim=16)  # 4,000 rows: 4000 // 200
     model = EmbeddingClusterer(reduction="pca", n_components=5, random_state=0)
-    assert model.fit(small).min_cluster_size_ == 15
+    assert model.fit(small).min_cluster_size_ == 5
+    assert model.fit(middle).min_cluster_size_ == 15
     assert model.fit(large).min_cluster_size_ == 20
     assert model.hdbscan_.min_cluster_size == 20
     assert v_measure_score(y, model.labels_) > 0.9
@@ -127,8 +132,9 @@ def test_centres_are_unit_and_representatives_central_and_diverse():
     X, y = _topics(n_topics=3, per_topic=30)
     X = np.vstack([X, np.repeat(X[:1], 5, axis=0)])  # five copies of row 0
     model = EmbeddingClusterer(
-        reduction="pca", n_components=4, n_representatives=4, random_state=0
-    ).fit(X)
+        reduction="pca", n_components=4, n_representatives=4, min_cluster_size=15,
+        random_state=0,
+    ).fit(X)  # fmt: skip
     centres = model.cluster_centers_
     assert centres.shape == (model.n_clusters_, 32) and centres.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(centres, axis=1), 1.0, rtol=1e-5)
@@ -155,7 +161,7 @@ def test_summary_without_and_with_texts():
     ]
     assert frame["size"].sum() == model.labels_.size  # the noise row included
     clusters = frame[frame["cluster"] >= 0]
-    assert clusters["name"].tolist() == [f"cluster_{c}" for c in clusters["cluster"]]
+    assert clusters["name"].tolist() == [f"cluster {c}" for c in clusters["cluster"]]
     texts = _texts(y)
     frame = model.summary(texts, n_keywords=2)
     assert isinstance(frame, pd.DataFrame)
@@ -168,7 +174,7 @@ def test_summary_without_and_with_texts():
         assert row["keywords"][0] in {word, word + "s", f"{word} {word}s"}
         assert len(row["keywords"]) == 2
         assert all(t.startswith(word) for t in row["representative_texts"])
-        assert row["name"].startswith(f"{row['cluster']}_")
+        assert row["name"].split()[0] in {word, word + "s"}
 
 
 def test_summary_keywords_empty_when_texts_are_only_stop_words():
@@ -207,7 +213,7 @@ def test_all_noise_predicts_noise():
     model.fit(X)
     assert model.n_clusters_ == 0 and (model.labels_ == -1).all()
     frame = model.summary()
-    assert frame["cluster"].tolist() == [-1] and frame["name"].tolist() == ["-1_noise"]
+    assert frame["cluster"].tolist() == [-1] and frame["name"].tolist() == ["noise"]
     assert frame["size"].tolist() == [12]
     np.testing.assert_array_equal(model.predict(X[:3]), -1)
 
@@ -349,7 +355,7 @@ def test_max_noise_caps_the_noise_share(max_noise):
 
 def test_warns_when_the_reduction_leaves_few_clusters():
     X, _ = _topics(n_topics=2, per_topic=120, dim=32)
-    with pytest.warns(UserWarning, match=r"found 2 clusters.*reduction='umap'"):
+    with pytest.warns(UserWarning, match=r"2 clusters.*reduction='umap'"):
         EmbeddingClusterer(reduction="pca", n_components=5, random_state=0).fit(X)
 
 
@@ -367,10 +373,9 @@ def test_keywords_skip_urls_common_terms_and_prefer_phrases():
         assert topic in row["keywords"][:2]  # the phrase, not its two words
         assert not set(topic.split()) & set(row["keywords"])
         assert not {"www", "http", "org", "example", "report"} & set(row["keywords"])
-        words = row["name"].split("_")[1:]
-        assert words[0] == topic.replace(" ", "-")  # named by its phrase first
-        parts = [w for x in words for w in x.split("-")]
-        assert len(words) <= 3 and len(parts) == len(set(parts))  # no word twice
+        words = row["name"].split()
+        assert row["name"].startswith(topic)  # named by its phrase first
+        assert 2 <= len(words) <= 4 and len(words) == len(set(words))
 
 
 def test_compare_reports_purity_v_measure_and_table():
@@ -385,7 +390,7 @@ def test_compare_reports_purity_v_measure_and_table():
     top = table.loc[table.index >= 0, "top_share"] * table.loc[table.index >= 0, "size"]
     assert result.purity == pytest.approx(top.sum() / clustered.sum())
     assert result.purity > 0.95
-    assert table.index.tolist()[-1] == -1 and table["name"].iloc[-1] == "-1_noise"
+    assert table.index.tolist()[-1] == -1 and table["name"].iloc[-1] == "noise"
     assert table["size"].sum() == len(names)
     assert set(table.columns) >= {"name", "size", "top_label", "top_share", "stray"}
     assert f"purity={result.purity:.3f}" in repr(result)
@@ -410,7 +415,7 @@ def test_plot_map_draws_named_clusters_and_grey_noise():
     plt.close(fig)
     ax = model.plot_map()
     assert {t.get_text() for t in ax.texts} == {
-        f"cluster_{c}" for c in range(model.n_clusters_)
+        f"cluster {c}" for c in range(model.n_clusters_)
     }
     plt.close(ax.figure)
 
@@ -450,3 +455,106 @@ def test_layouts_are_reproducible_when_recomputed():
     np.testing.assert_array_equal(runs[0].embedding_, runs[1].embedding_)
     np.testing.assert_array_equal(runs[0].map_, runs[1].map_)
     assert runs[0].reduction_ == "umap" and runs[0].embedding_.shape == (120, 5)
+
+
+def _many_topics(n_topics=40, n=300, seed=0):
+    """``n`` rows drawn from ``n_topics`` topics of uneven size (a small corpus)."""
+    rng = np.random.default_rng(seed)
+    y = rng.choice(n_topics, size=n, p=rng.dirichlet(np.full(n_topics, 5.0)))
+    centres = rng.normal(size=(n_topics, 48))
+    X = centres[y] + 0.35 * rng.normal(size=(n, 48))
+    return (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32), y
+
+
+def test_small_corpus_of_many_topics_gives_many_clusters():
+    X, y = _many_topics()
+    model = EmbeddingClusterer(random_state=0, cache_dir=None).fit(X)
+    assert model.min_cluster_size_ == 300 // 40
+    sizes = np.bincount(model.labels_[model.labels_ >= 0])
+    assert model.n_clusters_ >= 10 and sizes.max() <= 0.25 * X.shape[0]
+    assert v_measure_score(y, model.labels_) > 0.7
+    # evenly sized groups keep "eom": four topics stay four clusters
+    X4, y4 = _topics()
+    four = EmbeddingClusterer(random_state=0, cache_dir=None).fit(X4)
+    assert four.cluster_selection_method_ == "eom" and four.n_clusters_ == 4
+
+
+def test_low_cluster_warning_gives_advice_that_changes_the_result():
+    X, _ = _many_topics(n=600, seed=1)
+    settings = {"random_state": 0, "cache_dir": None}
+    with pytest.warns(UserWarning, match="cluster_selection_method='leaf'") as caught:
+        before = EmbeddingClusterer(min_cluster_size=60, **settings).fit(X)
+    message = str(caught[0].message)
+    smaller = int(re.search(r"min_cluster_size=(\d+) \(CLI", message).group(1))
+    assert f"--cluster-selection-method leaf --min-cluster-size {smaller}" in message
+    after = EmbeddingClusterer(
+        min_cluster_size=smaller, cluster_selection_method="leaf", **settings
+    ).fit(X)
+    assert after.n_clusters_ > before.n_clusters_
+    largest = np.bincount(after.labels_[after.labels_ >= 0]).max()
+    assert largest < np.bincount(before.labels_[before.labels_ >= 0]).max()
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},  # UMAP layout, noise capped at 15%
+        {"reduction_max_samples": 150},  # most rows placed in the layout
+        {"max_noise": None},
+        {"assign_noise": True},
+        {"reduction": "pca"},
+    ],
+)
+def test_predict_on_training_rows_reproduces_labels(params):
+    X, _ = _many_topics(n_topics=12, n=400, seed=2)
+    model = EmbeddingClusterer(random_state=0, cache_dir=None, **params).fit(X)
+    clustered = model.labels_ >= 0
+    assert clustered.sum() > 0.8 * X.shape[0]
+    predicted = model.predict(X)
+    assert (predicted[clustered] == model.labels_[clustered]).mean() >= 0.99
+    # and a new point near a training row lands in its cluster
+    row = int(np.flatnonzero(clustered)[0])
+    nudged = X[row] + 1e-3 * np.random.default_rng(0).normal(size=X.shape[1])
+    assert model.predict(nudged[None, :])[0] == model.labels_[row]
+
+
+def test_names_are_short_distinct_and_free_of_boilerplate():
+    rng = np.random.default_rng(3)
+    topics = [
+        ("card", "delivery", "arrive"), ("refund", "seller", "item"),
+        ("pin", "blocked", "unblock"), ("exchange", "rate", "currency"),
+        ("transfer", "failed", "declined"), ("cash", "atm", "withdrawal"),
+    ]  # fmt: skip
+    X, y = _topics(n_topics=6, per_topic=40)
+    texts = []
+    for i, t in enumerate(y):
+        words = " ".join(rng.permutation(topics[t]))
+        # a signature line in every text, and one common word in most
+        texts.append(f"{words} please help Sent from my phone - Acme Bank ref {i}")
+    model = EmbeddingClusterer(reduction="pca", n_components=5, random_state=0)
+    frame = model.fit(X).summary(texts)
+    names = frame.loc[frame["cluster"] >= 0, "name"].tolist()
+    assert len(set(names)) == len(names) == 6
+    for name, keywords in zip(names, frame["keywords"], strict=False):
+        words = name.split()
+        assert 2 <= len(words) <= 4 and len(set(words)) == len(words)
+        assert not {"sent", "phone", "acme", "bank", "help", "ref"} & set(words)
+        assert set(words) <= {w for k in keywords for w in k.split()}
+    topic_of = [np.bincount(y[model.labels_ == c]).argmax() for c in range(6)]
+    for name, t in zip(names, topic_of, strict=True):
+        assert set(name.split()) <= set(topics[t])
+
+
+def test_topic_names_drop_a_word_shared_by_most_names_and_its_forms():
+    keywords = [
+        ["card", "delivery", "arrive"],
+        ["card", "activate", "activation", "activating"],
+        ["card", "pin", "blocked"],
+        ["card", "cards", "refund", "seller"],
+        ["exchange rate", "exchange rates", "wrong"],
+    ]
+    names = topic_names(5, keywords)
+    assert all("card" not in n.split() for n in names)  # in 4 of the 5 names
+    assert names[1] == "activate" and names[4] == "exchange rate wrong"
+    assert len(set(names)) == 5
+    assert topic_names(2, [["tax"], ["tax"]]) == ["tax", "tax (2)"]

@@ -65,7 +65,7 @@ def test_cache_round_trip_is_bit_exact(tmp_path, on_disk):
 def test_cache_long_reads_split_across_threads_stay_exact(tmp_path, monkeypatch):
     # 24-byte rows, 100-byte pieces: every run is read as several 4-row pieces
     # by a pool of threads, including runs broken by a gap and out-of-order asks.
-    monkeypatch.setattr(_cache, "_PARALLEL_READ_BYTES", 100)
+    monkeypatch.setattr(_cache._store, "_PARALLEL_READ_BYTES", 100)
     X = _vectors(200)
     keys = make_keys(IDENTITY, [f"t{i}" for i in range(200)])
     with EmbeddingCache(tmp_path) as cache:
@@ -97,7 +97,7 @@ def test_cache_stores_little_endian_float32_and_no_text(tmp_path):
     with sqlite3.connect(tmp_path / CACHE_FILENAME) as conn:
         rows = conn.execute("SELECT key, file, row FROM vectors").fetchall()
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-    (data_file,) = (tmp_path / "embeddings.vectors").iterdir()
+    (data_file,) = (tmp_path / "embeddings.vectors").glob("*.f32")
     raw = data_file.read_bytes()
     assert raw[:5] == b"ETVEC" and bytes.fromhex(data_file.stem) == raw[8:24]
     assert raw[32:] == X.astype("<f4").tobytes()  # after a 32-byte header
@@ -125,7 +125,7 @@ def test_cache_truncated_data_file_is_a_miss_not_an_error(tmp_path):
     X = _vectors(2)
     with EmbeddingCache(tmp_path) as cache:
         cache.put_many(keys, X)
-    (data_file,) = (tmp_path / "embeddings.vectors").iterdir()
+    (data_file,) = (tmp_path / "embeddings.vectors").glob("*.f32")
     data_file.write_bytes(data_file.read_bytes()[: 32 + 24 + 5])  # 1.2 rows of 6
     with EmbeddingCache(tmp_path) as cache:
         found, got = cache.get_many(keys)
@@ -196,14 +196,10 @@ def test_cache_repr_names_location(tmp_path):
     assert CACHE_FILENAME in repr(EmbeddingCache(tmp_path))
 
 
-# Load _cache.py alone (stdlib + numpy): importing the package costs seconds.
+# The cache package alone (stdlib + numpy; embedtasks imports lazily).
 _LOAD = textwrap.dedent(
-    f"""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("c", {str(_cache.__file__)!r})
-    c = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(c)
-    EmbeddingCache, make_keys = c.EmbeddingCache, c.make_keys
+    """
+    from embedtasks.embedders._cache import EmbeddingCache, make_keys
     """
 )
 
@@ -332,7 +328,7 @@ def test_cache_flipped_bytes_are_never_served(tmp_path):
     X = _vectors(20, dim=4)
     with EmbeddingCache(tmp_path) as cache:
         cache.put_many(make_keys(IDENTITY, texts), X)
-    (data_file,) = (tmp_path / "embeddings.vectors").iterdir()
+    (data_file,) = (tmp_path / "embeddings.vectors").glob("*.f32")
     raw = bytearray(data_file.read_bytes())
     raw[32 + 16 * 5 + 2] ^= 0x40  # one bit of row 5
     raw[32 + 16 * 9] ^= 0xFF  # a byte of row 9
@@ -348,7 +344,7 @@ def test_cache_flipped_bytes_are_never_served(tmp_path):
 
 def test_cache_header_of_another_file_is_not_read(tmp_path):
     _fill(tmp_path, ["a"], 1.0)
-    (data_file,) = (tmp_path / "embeddings.vectors").iterdir()
+    (data_file,) = (tmp_path / "embeddings.vectors").glob("*.f32")
     raw = bytearray(data_file.read_bytes())
     raw[10] ^= 1  # the UUID in the header no longer names this file
     data_file.write_bytes(bytes(raw))
@@ -357,7 +353,7 @@ def test_cache_header_of_another_file_is_not_read(tmp_path):
 
 def test_cache_torn_tail_is_not_appended_after(tmp_path):
     _fill(tmp_path, ["a"], 1.0)
-    (data_file,) = (tmp_path / "embeddings.vectors").iterdir()
+    (data_file,) = (tmp_path / "embeddings.vectors").glob("*.f32")
     with open(data_file, "ab") as handle:
         handle.write(b"\x01\x02\x03")  # half a row left by a crash
     with EmbeddingCache(tmp_path) as cache:
@@ -434,7 +430,7 @@ def test_cache_info_verify_compact_clear(tmp_path):
 
 def test_cache_verify_repair_and_compact_drop_damaged_rows(tmp_path):
     _fill(tmp_path, [f"t{i}" for i in range(10)], 1.0)
-    (data_file,) = (tmp_path / "embeddings.vectors").iterdir()
+    (data_file,) = (tmp_path / "embeddings.vectors").glob("*.f32")
     raw = bytearray(data_file.read_bytes())
     raw[32 + 16 * 3] ^= 1
     data_file.write_bytes(bytes(raw))
@@ -469,7 +465,7 @@ def test_cli_cache_commands(tmp_path, capsys):
     assert "5 vectors" in out and "m-1" in out
     assert _cli("cache", "verify", "--cache-dir", str(tmp_path)) == 0
     assert "5 ok, 0 damaged" in capsys.readouterr().out
-    (data_file,) = (tmp_path / "embeddings.vectors").iterdir()
+    (data_file,) = (tmp_path / "embeddings.vectors").glob("*.f32")
     raw = bytearray(data_file.read_bytes())
     raw[40] ^= 1
     data_file.write_bytes(bytes(raw))

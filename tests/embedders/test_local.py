@@ -560,3 +560,26 @@ def test_unknown_model_is_not_downloaded(st_model, monkeypatch):
         match=r"not in the Hugging Face cache, and nothing is downloaded",
     ):
         emb.fit(["hello"])
+
+
+def test_rewritten_weights_in_a_model_folder_are_not_served_from_the_cache(
+    model_dir, tmp_path
+):
+    texts = ["a fine-tuned model", "saved over the old one"]
+    params = {"model": str(model_dir), "cache_dir": tmp_path / "c", "progress": False}
+    before = LocalEmbedder(**params).fit_transform(texts)
+    weights = model_dir / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    header = int.from_bytes(data[:8], "little")
+    offsets = json.loads(data[8 : 8 + header])["encoder.layer.5.output.dense.weight"]
+    end = 8 + header + offsets["data_offsets"][1]
+    data[end - 2**16 : end] = bytes(2**16)  # "fine-tuned": a last-layer weight changes
+    weights.unlink()
+    weights.write_bytes(bytes(data))
+    emb = LocalEmbedder(**params)
+    after = emb.fit_transform(texts)
+    assert emb.usage_["cache_hits"] == 0 and emb.usage_["embedded"] == 2
+    assert not np.array_equal(before, after)
+    again = LocalEmbedder(**params)
+    np.testing.assert_array_equal(again.fit_transform(texts), after)
+    assert again.usage_["cache_hits"] == 2

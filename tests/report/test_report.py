@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -22,14 +23,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import clone
 
 from embedtasks import (
     DiversityReport,
     EmbeddingClusterer,
+    NearDuplicates,
     OutlierScorer,
     Report,
     report,
 )
+from embedtasks._report._page import Page
 from embedtasks.cli import main
 
 pytest.importorskip("plotly", reason="the report needs the [report] extra (plotly)")
@@ -101,7 +105,11 @@ def test_report_tables_come_from_the_estimators():
     np.testing.assert_array_equal(page.points["cluster"], clusterer.labels_)
     np.testing.assert_array_equal(page.points[["x", "y"]], clusterer.map_)
     pd.testing.assert_frame_equal(page.clusters, clusterer.summary(texts))
-    assert page.duplicates[["row_a", "row_b"]].iloc[0].tolist() == [4, 7]
+    dedupe = NearDuplicates(random_state=0).fit(X)  # tight blobs: 0.95 groups them
+    assert page.duplicates["rows"].map(len).tolist() == sorted(
+        dedupe.group_sizes_[dedupe.group_sizes_ > 1], reverse=True
+    )
+    assert any(4 in rows and 7 in rows for rows in page.duplicates["rows"])
     scorer = OutlierScorer().fit(X)
     expected = np.argsort(scorer.training_scores_, kind="stable")[:20]
     assert page.outliers["row"].tolist() == expected.tolist()
@@ -187,14 +195,30 @@ def test_report_without_clusters_says_so():
     page = report(texts, X, clusterer=pca_clusterer(min_cluster_size=31))
     assert (page.points["cluster"] == -1).all()
     assert "No clusters found" in page.html
-    assert page.duplicates.empty or "No pair of rows" not in page.html
+    assert page.duplicates.empty or "No two rows reach" not in page.html
+
+
+def test_report_shows_groups_of_near_copies():
+    texts = [f"text {i}" for i in range(30)]
+    X = np.random.default_rng(0).normal(size=(30, 16)).astype(np.float32)
+    X[[9, 12, 20]] = X[3]  # four copies: one group, not six pairs
+    X[25] = X[5]
+    page = report(texts, X, clusterer=pca_clusterer())
+    table = page.duplicates
+    assert table["rows"].tolist() == [[3, 9, 12, 20], [5, 25]]
+    assert table["size"].tolist() == [4, 2] and table["canonical_row"].tolist() == [
+        3,
+        5,
+    ]
+    assert "2 groups of near-copies hold 6 rows" in page.html
+    assert 'data-rows="3,9,12,20"' in page.html
 
 
 def test_report_without_near_duplicates_says_so():
     X = np.eye(8, dtype=np.float32)
     page = report([f"t{i}" for i in range(8)], X, clusterer=pca_clusterer())
     assert page.duplicates.empty
-    assert "No pair of rows reaches similarity 0.95" in page.html
+    assert "No two rows reach similarity 0.95: no near-copies" in page.html
 
 
 # -- errors ------------------------------------------------------------------------
@@ -485,3 +509,88 @@ def test_browser_draws_a_large_map_with_webgl(browser, tmp_path):
     assert view.evaluate(_POINTS_DRAWN) == n
     _screenshot(view, tmp_path / "big.png")
     assert view.problems() == []
+
+
+# -- the map: names at the centres, distinct colours, a view that far points
+# do not squash -----------------------------------------------------------------
+_NOUNS = (
+    "card loan tax rain jazz river violin rocket garden engine planet apple "
+    "salary coffee bridge castle desert forest harbour island jungle ladder "
+    "magnet needle orchid pepper quartz saddle tunnel umbrella valley walnut "
+    "yacht zebra anchor bakery candle dragon falcon glacier"
+).split()
+
+
+def map_corpus(n: int, k: int = 40, seed: int = 0):
+    """``k`` topics (embeddings around orthogonal directions), texts named by two
+    words per topic, and a clusterer that finds them (KMeans, exactly k)."""
+    X = blobs(n, k=k, dim=k, seed=seed)
+    y = np.arange(n) % k
+    texts = [
+        f"{_NOUNS[t]} {_NOUNS[(t * 7 + 3) % k]} question {i}" for i, t in enumerate(y)
+    ]
+    clusterer = EmbeddingClusterer(n_clusters=k, random_state=0)  # on the 5-d UMAP
+    return texts, X, clusterer
+
+
+def test_map_names_every_cluster_at_its_centre_and_clips_far_points():
+    texts, X, clusterer = map_corpus(2_000)
+    page = report(texts, X, clusterer=clusterer)
+    figure = json.loads(scripts_of(page.html)["et-figure"])
+    notes = figure["layout"]["annotations"]
+    names = page.clusters.set_index("cluster")["name"]
+    assert sorted(a["text"] for a in notes) == sorted(names[names.index >= 0])
+    assert len(set(names[names.index >= 0])) == 40
+    for note in notes:  # each name sits on a member of its cluster
+        cluster = int(note["name"].split("-")[1])
+        members = page.points[page.points["cluster"] == cluster]
+        assert ((members["x"] == note["x"]) & (members["y"] == note["y"])).any()
+    colours = [trace["marker"]["color"] for trace in figure["data"]]
+    assert len(set(colours)) == len(colours) == 40  # no colour twice (no noise)
+    # a dozen far points (strays) stay on the map, outside the view
+    points = page.points.copy()
+    far = np.random.default_rng(1).normal(size=(12, 2)) * 50 * points["x"].std()
+    far = far.astype(np.float32)
+    points.loc[:11, ["x", "y"]] = far
+    html = Page(
+        texts=texts, summary=page.clusters, points=points,
+        diversity=DiversityReport().fit(X), groups=None, title="t",
+    ).render(page.outliers, page.duplicates)  # fmt: skip
+    layout = json.loads(scripts_of(html)["et-figure"])["layout"]
+    for axis in ("x", "y"):
+        low, high = layout[f"{axis}axis"]["range"]
+        values = points[axis]
+        assert 1 <= ((values < low) | (values > high)).sum() <= 12
+        cloud = values[12:]
+        assert low <= cloud.quantile(0.01) and cloud.quantile(0.99) <= high
+        assert high - low < 0.2 * (values.max() - values.min())
+
+
+@pytest.mark.parametrize("n", [5_000, pytest.param(50_000, marks=pytest.mark.slow)])
+def test_browser_map_is_named_and_readable(browser, tmp_path, n):
+    texts, X, clusterer = map_corpus(n)
+    path = report(texts, X, clusterer=clusterer).save(tmp_path / f"map{n}.html")
+    page = browser(path, timeout=300)
+    assert page.evaluate(_POINTS_DRAWN) == n
+    shown = page.evaluate(
+        "Array.from(document.querySelectorAll('#et-map .annotation-text'))"
+        ".map(function (e) { return e.textContent; })"
+    )
+    names = report_names(texts, X, clusterer)
+    assert sorted(shown) == sorted(names)
+    kinds = page.evaluate(
+        "document.getElementById('et-map')._fullData.map(function (t) "
+        "{ return t.type; })"
+    )
+    assert set(kinds) == {"scattergl" if n > 5_000 else "scatter"}
+    png = _screenshot(
+        page, Path(os.environ.get("EMBEDTASKS_SHOTS", tmp_path)) / (f"map-{n}.png")
+    )
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000
+    assert page.problems() == []
+
+
+def report_names(texts, X, clusterer):
+    fitted = clone(clusterer).fit(X)
+    frame = fitted.summary(texts)
+    return frame.loc[frame["cluster"] >= 0, "name"].tolist()

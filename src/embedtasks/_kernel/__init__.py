@@ -19,7 +19,8 @@ merged, MMR), ``_pairs`` (the
 symmetric scan and all-pairs statistics), ``_screen`` (exact integer products
 that pick candidates in large searches), ``_place`` (placing new rows by
 similarity), ``_store`` (which storage answers: in memory, mapped, int8,
-faiss, Dask shards; :func:`build_store` decides once).
+faiss, Dask shards; :func:`build_store` decides once), ``_groups``
+(near-duplicate groups: exact copies, the star rule, lowest similarity).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from embedtasks._kernel._approx import (
     APPROXIMATE_ABOVE,
     approximate_scan,
     approximate_top_k,
+    use_approximate,
 )
 from embedtasks._kernel._corpus import (
     Dense,
@@ -50,6 +52,16 @@ from embedtasks._kernel._exact import (
     row_norms,
     similarity,
     softmax,
+)
+from embedtasks._kernel._groups import (
+    MAX_GROUP_PAIRS,
+    StarGroups,
+    group_lowest_similarity,
+    lowest_similarity,
+    match_rows,
+    row_keys,
+    star_groups,
+    unique_rows,
 )
 from embedtasks._kernel._merge import merge_top_k, mmr_rerank
 from embedtasks._kernel._pairs import (
@@ -92,6 +104,14 @@ __all__ = [
     "ShardedCorpus",
     "Store",
     "APPROXIMATE_ABOVE",
+    "MAX_GROUP_PAIRS",
+    "StarGroups",
+    "group_lowest_similarity",
+    "lowest_similarity",
+    "match_rows",
+    "row_keys",
+    "star_groups",
+    "unique_rows",
     "DEFAULT_MEMORY_BUDGET",
     "MIN_SCREEN_QUERIES",
     "MIN_SCREEN_ROWS",
@@ -138,6 +158,7 @@ __all__ = [
     "softmax",
     "stream_norms",
     "tile_shape",
+    "use_approximate",
     "top_k",
     "top_k_rescored",
     "vendi_from_gram",

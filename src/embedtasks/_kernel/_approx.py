@@ -26,7 +26,7 @@ from embedtasks._kernel._exact import (
 from embedtasks._kernel._exact import (
     n_threads as threads_for,
 )
-from embedtasks._kernel._pairs import NeighbourScan, neighbour_scan
+from embedtasks._kernel._pairs import NeighbourScan, best_per_row, neighbour_scan
 from embedtasks._kernel._topk import TopK, top_k
 
 F32 = npt.NDArray[np.float32]
@@ -35,6 +35,15 @@ _T = TypeVar("_T")
 
 #: Rows above which "auto" neighbour search turns approximate.
 APPROXIMATE_ABOVE = 200_000
+
+
+def use_approximate(neighbors: str, n: int) -> bool:
+    """Whether all-pairs work on ``n`` rows takes the approximate path.
+
+    ``neighbors`` is an estimator's setting: ``"approximate"``, ``"exact"`` or
+    ``"auto"`` (approximate past :data:`APPROXIMATE_ABOVE` rows).
+    """
+    return neighbors == "approximate" or (neighbors == "auto" and n > APPROXIMATE_ABOVE)
 
 
 def default_lists(n: int) -> int:
@@ -146,12 +155,8 @@ def approximate_scan(
         s = np.concatenate([res.nn_sim for _, res in results])
         j = np.concatenate([rows[res.nn_idx] for rows, res in results])
         ok = np.isfinite(s)
-        r, s, j = r[ok], s[ok], j[ok]
-        order = np.lexsort((j, -s, r))
-        r, s, j = r[order], s[order], j[order]
-        first = np.ones(r.size, dtype=bool)
-        first[1:] = r[1:] != r[:-1]
-        nn_sim[r[first]], nn_idx[r[first]] = s[first], j[first]
+        r, j, s = best_per_row(r[ok], j[ok], s[ok])
+        nn_sim[r], nn_idx[r] = s, j
     pi, pj, ps, n_pairs = _merge_pairs(results, n, max_kept)
     return NeighbourScan(
         nn_sim, nn_idx, np.column_stack([pi, pj]).reshape(-1, 2), ps, n_pairs, None

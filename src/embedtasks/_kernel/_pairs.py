@@ -42,7 +42,8 @@ class NeighbourScan(NamedTuple):
     ``max_kept`` most similar pairs ``i < j`` at or above the threshold (best
     first; ties by ``i`` then ``j``); ``n_pairs``: how many pairs reach it in all.
     ``pair_sims``: every pairwise similarity (upper triangle, row-major) when
-    asked for, else None.
+    asked for, else None. ``degree``: with ``weights``, each row's weight plus
+    the weights of the rows at or above the threshold with it, else None.
     """
 
     nn_sim: npt.NDArray[np.float32]
@@ -51,6 +52,29 @@ class NeighbourScan(NamedTuple):
     pair_scores: npt.NDArray[np.float32]
     n_pairs: int
     pair_sims: npt.NDArray[np.float32] | None
+    degree: npt.NDArray[np.int64] | None = None
+
+
+def best_per_row(
+    rows: npt.NDArray[np.intp],
+    cols: npt.NDArray[np.intp],
+    scores: npt.NDArray[np.float32],
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.float32]]:
+    """Each row's best ``(col, score)`` among candidate triples (ties: lower col).
+
+    Returns the distinct rows (sorted) with their best column and score.
+
+    Examples
+    --------
+    >>> rows, cols = np.array([1, 0, 1]), np.array([5, 2, 3])
+    >>> best_per_row(rows, cols, np.float32([0.5, 0.1, 0.5]))
+    (array([0, 1]), array([2, 3]), array([0.1, 0.5], dtype=float32))
+    """
+    order = np.lexsort((cols, -scores, rows))
+    rows, cols, scores = rows[order], cols[order], scores[order]
+    first = np.ones(rows.size, dtype=bool)
+    first[1:] = rows[1:] != rows[:-1]
+    return rows[first], cols[first], scores[first]
 
 
 def square_block(memory_budget: int) -> int:
@@ -66,8 +90,16 @@ def square_block(memory_budget: int) -> int:
 class _ScanState:
     """One thread's running state (merged at the end, so threads never share)."""
 
-    def __init__(self, X: npt.NDArray[np.float32]) -> None:
+    def __init__(
+        self, X: npt.NDArray[np.float32], weights: npt.NDArray[np.float64] | None = None
+    ) -> None:
         self.X = X
+        self.weights = weights
+        self.degree: npt.NDArray[np.float64] | None = (
+            None if weights is None else np.zeros(X.shape[0], np.float64)
+        )
+        self.deg_parts: list[tuple[np.ndarray, np.ndarray]] = []
+        self.n_deg = 0
         self.best = np.full(X.shape[0], -np.inf, dtype=np.float32)
         self.nn: list[Triple] = []
         self.n_nn = 0
@@ -93,6 +125,18 @@ class _ScanState:
             r, c, v = r[first], c[first], v[first]
         self.nn = [(r, c, v)]
         self.n_nn = r.size
+
+    def add_degree(self, i: Idx, j: Idx, flush: bool = False) -> None:
+        """Count each pair for both rows (weighted), in batches of bincounts."""
+        self.deg_parts.append((i, j))
+        self.n_deg += i.size
+        if self.n_deg < 2**20 and not flush:
+            return
+        assert self.degree is not None and self.weights is not None
+        a = np.concatenate([np.concatenate(p) for p in self.deg_parts])
+        b = np.concatenate([np.concatenate(p[::-1]) for p in self.deg_parts])
+        self.degree += np.bincount(a, self.weights[b], self.X.shape[0])
+        self.deg_parts, self.n_deg = [], 0
 
     def add_pairs(self, i: Idx, j: Idx, s: F32, max_kept: int, m2: np.float32) -> None:
         self.pairs.append((i, j, s))
@@ -186,6 +230,8 @@ def _scan_pair(
         ok[unsure] = canon >= np.float32(threshold)
     i, j, s = i[ok], j[ok], s[ok]
     state.n_found += i.size
+    if state.degree is not None and i.size:
+        state.add_degree(i, j)
     if max_kept and i.size:
         state.add_pairs(i, j, s, max_kept, m2)
 
@@ -209,6 +255,7 @@ def neighbour_scan(
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
     n_jobs: int | None = None,
     max_norm: float | None = None,
+    weights: npt.ArrayLike | None = None,
 ) -> NeighbourScan:
     """Each row's nearest other row and the pairs above ``threshold``, exactly.
 
@@ -233,6 +280,9 @@ def neighbour_scan(
         Threads (``None``: every core).
     max_norm : float, optional
         The largest row norm of ``X``, if known (else one pass computes it).
+    weights : array-like of int, optional
+        Count, for each row, the weights of the rows at or above ``threshold``
+        with it (plus its own): ``degree``, in memory independent of the pairs.
 
     Returns
     -------
@@ -258,7 +308,8 @@ def neighbour_scan(
     tasks = [(a, b) for ia, a in enumerate(starts) for b in starts[ia:]]
     n_threads = threads_for(n_jobs)
     n_threads = max(1, min(n_threads, len(tasks)))
-    states = [_ScanState(Xc) for _ in range(n_threads)]
+    w = None if weights is None else np.asarray(weights, dtype=np.float64)
+    states = [_ScanState(Xc, w) for _ in range(n_threads)]
 
     def run(t: int) -> None:
         for a0, b0 in tasks[t::n_threads]:
@@ -278,6 +329,15 @@ def neighbour_scan(
     pair_sims = None
     if keep_all:
         pair_sims = similarity(Xc, Xc)[np.triu_indices(n, k=1)]
+    degree = None
+    if w is not None:
+        total = w.copy()
+        for state in states:
+            if state.deg_parts:
+                state.add_degree(*state.deg_parts.pop(), flush=True)
+            if state.degree is not None:
+                total += state.degree
+        degree = total.astype(np.int64)
     return NeighbourScan(
         nn_sim,
         nn_idx,
@@ -285,6 +345,7 @@ def neighbour_scan(
         ps,
         int(sum(s.n_found for s in states)),
         pair_sims,
+        degree,
     )
 
 

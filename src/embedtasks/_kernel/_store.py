@@ -24,6 +24,8 @@ all (rebuilt on demand); a sharded store refuses (``to_local()`` first).
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -422,13 +424,65 @@ class Sharded(Store):
         return InMemory(self.rows.gather(), self.max_norm)
 
 
+_BLOCK = 64 * 1024  # bytes of each sampled block of a mapped file
+_BLOCKS = 32  # blocks sampled, spread evenly over the mapped rows
+
+
+def file_fingerprint(filename: str, offset: int, nbytes: int) -> dict[str, Any]:
+    """Size, modification time and a hash of sampled blocks of a mapped region.
+
+    Cheap at any size (at most ``_BLOCKS`` x 64 KiB read), and it tells a file
+    rewritten since (at the same size too) from the one a pickle was made over.
+    """
+    st = os.stat(filename)
+    digest = hashlib.blake2b(digest_size=16)
+    with open(filename, "rb") as f:
+        step = max(_BLOCK, nbytes // _BLOCKS)
+        starts = list(range(0, max(nbytes - _BLOCK, 0) + 1, step))
+        starts.append(max(0, nbytes - _BLOCK))  # the last rows, always
+        for start in starts:
+            f.seek(offset + start)
+            digest.update(f.read(min(_BLOCK, nbytes - start)))
+    return {
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "sample": digest.hexdigest(),
+    }
+
+
 class MappedRows:
-    """Where a memory-mapped corpus lives: what a pickle stores instead of its rows."""
+    """Where a memory-mapped corpus lives: what a pickle stores instead of its rows,
+    with a fingerprint of the file so that a rewritten file is never searched as
+    if it were the one fitted."""
 
     def __init__(self, filename: str, offset: int, shape: tuple[int, ...]) -> None:
         self.filename, self.offset, self.shape = filename, offset, shape
+        self.fingerprint = file_fingerprint(filename, offset, self.nbytes)
+
+    @property
+    def nbytes(self) -> int:
+        return 4 * int(np.prod(self.shape))
 
     def open(self) -> np.memmap[Any, np.dtype[np.float32]]:
+        expected = getattr(self, "fingerprint", None)
+        try:
+            found = file_fingerprint(self.filename, self.offset, self.nbytes)
+        except OSError as exc:
+            raise ValueError(
+                f"The memory-mapped corpus {self.filename} of this pickled "
+                f"estimator cannot be read ({exc.strerror}); put the file back, or "
+                "fit again."
+            ) from None
+        if expected is not None and found != expected:
+            words = {"size": "size", "mtime_ns": "time", "sample": "content"}
+            what = ", ".join(v for k, v in words.items() if found[k] != expected[k])
+            raise ValueError(
+                f"The memory-mapped corpus {self.filename} changed since this "
+                f"estimator was fitted and pickled (its {what} differ), so its "
+                "results would silently change: fit again on the "
+                "new file, or restore the original (a copy keeps its time with "
+                "cp -p)."
+            )
         return np.memmap(
             self.filename, dtype=np.float32, mode="r", offset=self.offset,
             shape=self.shape,

@@ -1,7 +1,8 @@
 """One self-contained HTML page to look at a corpus: map, clusters, outliers, copies.
 
 :func:`report` runs the estimators (:class:`~embedtasks.EmbeddingClusterer`,
-:class:`~embedtasks.OutlierScorer`, :class:`~embedtasks.DiversityReport`) on the
+:class:`~embedtasks.OutlierScorer`, :class:`~embedtasks.NearDuplicates`,
+:class:`~embedtasks.DiversityReport`) on the
 embeddings of a list of texts and lays their tables out in one HTML file that opens
 offline from disk: plotly's JavaScript is inlined, nothing is fetched. This module
 computes no similarity itself; every number comes from an estimator.
@@ -27,6 +28,7 @@ from embedtasks._report._page import Page, clean_text
 from embedtasks._validation import check_texts
 from embedtasks.cluster._estimator import EmbeddingClusterer
 from embedtasks.diversity import DiversityReport
+from embedtasks.duplicates import NearDuplicates
 from embedtasks.outliers import OutlierScorer
 
 __all__ = ["Report", "report"]
@@ -53,8 +55,10 @@ class Report:
     outliers : pandas.DataFrame
         The most unusual rows, most unusual first.
     duplicates : pandas.DataFrame
-        The most similar near-duplicate pairs: ``row_a``, ``row_b``,
-        ``similarity``, ``text_a``, ``text_b``.
+        The largest groups of near-copies (:class:`~embedtasks.NearDuplicates`),
+        largest first: ``group``, ``size``, ``min_similarity`` (the lowest
+        similarity within the group), ``canonical_row`` (the row to keep),
+        ``rows`` (every member, the canonical row first) and ``canonical_text``.
     diversity : pandas.DataFrame
         :meth:`DiversityReport.to_frame <embedtasks.DiversityReport.to_frame>`:
         one row for all texts, then one per group.
@@ -115,20 +119,23 @@ def report(
     X: Any = None,
     *,
     groups: Any = None,
+    ids: Any = None,
     embedder: Any = None,
     clusterer: Any = None,
     outlier_scorer: Any = None,
     diversity: Any = None,
+    near_duplicates: Any = None,
     title: str = "embedtasks report",
     n_outliers: int = 20,
     n_duplicates: int = 50,
     max_text_chars: int = 300,
+    namer: Any = None,
 ) -> Report:
     """Look at a corpus: one self-contained HTML page of its map, clusters and more.
 
     The page holds a 2-D map of every text coloured by cluster (the text shows on
     hover), the cluster table (names, keywords, representative texts, sizes), the
-    most unusual texts, the near-duplicate pairs, diversity per group and a filter
+    most unusual texts, the groups of near-copies, diversity per group and a filter
     box that finds texts and lights them up on the map. It opens offline from disk.
 
     Parameters
@@ -140,6 +147,10 @@ def report(
     groups : array-like of shape (n_samples,), optional
         A group label per text (source, class, period...): diversity is then
         reported per group too, and the group shows on hover.
+    ids : array-like of shape (n_samples,), optional
+        A name per text (the file's id column, a package name...): the page's
+        tables and hover labels show it instead of the row number, and the
+        returned tables gain an ``id`` column.
     embedder : estimator, optional
         Embeds ``texts`` when ``X`` is not given; default
         :class:`~embedtasks.LocalEmbedder`.
@@ -151,14 +162,21 @@ def report(
         Scores how unusual each text is (fitted on a copy); default
         ``OutlierScorer()``.
     diversity : DiversityReport, optional
-        Finds near-duplicates and measures diversity (fitted on a copy); default
+        Measures diversity (fitted on a copy); default
         ``DiversityReport(random_state=0)``.
+    near_duplicates : NearDuplicates, optional
+        Groups near-copies (fitted on a copy); default ``NearDuplicates`` with
+        the diversity report's ``duplicate_threshold`` (0.95).
     title : str, default="embedtasks report"
         The page's title.
     n_outliers : int, default=20
         Rows of the outlier table.
     n_duplicates : int, default=50
-        Rows of the near-duplicate table (the most similar pairs).
+        Groups in the near-copy table (the largest).
+    namer : ChatNamer, optional
+        Names the clusters (e.g. :class:`~embedtasks.ChatNamer`, a chat model)
+        instead of their keywords; see
+        :meth:`EmbeddingClusterer.summary <embedtasks.EmbeddingClusterer.summary>`.
     max_text_chars : int, default=300
         Texts are cut to this many characters on the page (a 20,000-row corpus of
         paragraphs then makes a file of about 11 MB).
@@ -211,6 +229,15 @@ def report(
             f"embedtasks.report got {n} texts but embeddings of shape {X.shape}; "
             "pass one embedding row per text, in the same order."
         )
+    id_values = None
+    if ids is not None:
+        id_values = np.asarray(ids, dtype=object)
+        if id_values.shape != (n,):
+            raise ValueError(
+                f"embedtasks.report got {n} texts but ids of shape "
+                f"{id_values.shape}; pass one id per text."
+            )
+        id_values = np.asarray(["" if v is None else str(v) for v in id_values])
     group_values = None
     if groups is not None:
         group_values = np.asarray(groups).astype(str)
@@ -220,13 +247,17 @@ def report(
                 f"{group_values.shape}; pass one group label per text."
             )
     clusterer = _fitted_clusterer(clusterer, X)
-    summary = clusterer.summary(texts)
+    summary = clusterer.summary(texts, namer=namer)
     labels = np.asarray(clusterer.labels_)
     layout = np.asarray(clusterer.map_, dtype=np.float32)
     outliers = _outliers(outlier_scorer, X)
     diversity_report = clone(
         DiversityReport(random_state=0) if diversity is None else diversity
     ).fit(X, groups=group_values)
+    if near_duplicates is None:
+        threshold = diversity_report.duplicate_threshold
+        near_duplicates = NearDuplicates(threshold, random_state=0)
+    dedupe = clone(near_duplicates).fit(X)
 
     import pandas as pd
 
@@ -242,16 +273,9 @@ def report(
     )
     if group_values is not None:
         points["group"] = group_values
-    pairs = diversity_report.duplicate_pairs_[:n_duplicates]
-    duplicates = pd.DataFrame(
-        {
-            "row_a": pairs[:, 0],
-            "row_b": pairs[:, 1],
-            "similarity": diversity_report.duplicate_similarities_[:n_duplicates],
-            "text_a": [texts[i] for i in pairs[:, 0]],
-            "text_b": [texts[j] for j in pairs[:, 1]],
-        }
-    )
+    if id_values is not None:
+        points.insert(1, "id", id_values)
+    duplicates = _groups_table(dedupe, texts, n_duplicates)
     order = np.argsort(-outliers["scores"], kind="stable")[:n_outliers]
     top = pd.DataFrame(
         {
@@ -269,9 +293,15 @@ def report(
         summary=summary,
         points=points,
         diversity=diversity_report,
+        dedupe=dedupe,
         groups=group_values,
         title=title,
+        ids=None if id_values is None else id_values.tolist(),
     )
+    if id_values is not None:
+        top.insert(1, "id", id_values[top["row"].to_numpy()])
+        duplicates.insert(2, "id_a", id_values[duplicates["row_a"].to_numpy()])
+        duplicates.insert(3, "id_b", id_values[duplicates["row_b"].to_numpy()])
     return Report(
         page.render(top, duplicates),
         points=points,
@@ -279,6 +309,28 @@ def report(
         outliers=top,
         duplicates=duplicates,
         diversity=diversity_report.to_frame(),
+    )
+
+
+def _groups_table(dedupe: Any, texts: list[str], n_groups: int) -> Any:
+    """The largest groups of near-copies: size, lowest similarity, rows, kept text."""
+    import pandas as pd
+
+    sizes = dedupe.group_sizes_
+    shown = np.flatnonzero(sizes > 1)
+    shown = shown[np.lexsort((shown, -sizes[shown]))][:n_groups]
+    order = np.lexsort((~dedupe.keep_, np.arange(dedupe.groups_.size), dedupe.groups_))
+    bounds = np.searchsorted(dedupe.groups_[order], np.arange(dedupe.n_groups_ + 1))
+    canonical = dedupe.canonical_[shown]
+    return pd.DataFrame(
+        {
+            "group": shown,
+            "size": sizes[shown],
+            "min_similarity": dedupe.min_similarity_[shown],
+            "canonical_row": canonical,
+            "rows": [order[bounds[g] : bounds[g + 1]].tolist() for g in shown],
+            "canonical_text": [texts[i] for i in canonical],
+        }
     )
 
 

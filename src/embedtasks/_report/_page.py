@@ -18,35 +18,26 @@ import numpy as np
 
 __all__ = ["Page", "clean_text"]
 
-# Colours of the clusters (plotly's Dark24 without its greys), then cycled; noise
-# is light grey and drawn first, under the clusters.
-_PALETTE = (
-    "#2E91E5",
-    "#E15F99",
-    "#1CA71C",
-    "#FB0D0D",
-    "#DA16FF",
-    "#B68100",
-    "#750D86",
-    "#EB663B",
-    "#511CFB",
-    "#00A08B",
-    "#FB00D1",
-    "#FC0080",
-    "#B2828D",
-    "#6C7C32",
-    "#778AAE",
-    "#862A16",
-    "#A777F1",
-    "#620042",
-    "#1616A7",
-    "#DA60CA",
-    "#6C4516",
-    "#0D2A63",
-    "#AF0038",
+# Colours of the clusters, largest first: plotly's Dark24 without its greys, then
+# colours picked greedily on an RGB grid (CIELAB lightness 30-82, chroma > 25:
+# visible on white, never grey), each as far as possible from all before it; any
+# two of the 64 differ by CIE76 Delta-E >= 22. Then cycled (the map names the
+# largest clusters, so a repeated colour is still told apart). Noise is light
+# grey and drawn first, under the clusters.
+_PALETTE = tuple(
+    "#2E91E5 #E15F99 #1CA71C #FB0D0D #DA16FF #B68100 #750D86 #EB663B #511CFB #00A08B "
+    "#FB00D1 #FC0080 #6C7C32 #862A16 #A777F1 #620042 #1616A7 #DA60CA #6C4516 #0D2A63 "
+    "#AF0038 #F0B4A5 #C3D200 #E1B4F0 #87D2F0 #00E196 #B4D2A5 #006987 #965A69 #00E100 "
+    "#FFC300 #A5D269 #1E4BB4 #F0C378 #1E5A3C #8769A5 #FF8700 #006900 #FF004B #005AFF "
+    "#F07878 #963CE1 #C3784B #00E1E1 #879600 #4BA55A #87E13C #B40000 #A50F78 #FFA5C3 "
+    "#96A5D2 #A59669 #4B87FF #FF3CB4 #00E15A #A5A5FF #E169FF #B40FB4 #D2C34B #A54B00 "
+    "#FF96E1 #69E1B4 #FFA54B #1EA5B4".split()
 )
 _NOISE_COLOUR = "#b4b4b4"
 _WEBGL_ABOVE = 5_000  # rows: SVG markers below (crisp, light), WebGL above
+_MAX_MAP_NAMES = 60  # clusters named on the map (the largest)
+_VIEW_QUANTILE = 0.005  # the view spans the middle 99% of the points on each axis
+_VIEW_PAD = 0.06  # and this share of that span on each side
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -54,6 +45,19 @@ def clean_text(text: str, limit: int) -> str:
     """Printable, valid UTF-8 and at most ``limit`` characters (then an ellipsis)."""
     text = _CONTROL.sub(" ", text).encode("utf-8", "replace").decode("utf-8")
     return text if len(text) <= limit else text[: max(limit - 1, 0)].rstrip() + "…"
+
+
+def _view(values: np.ndarray) -> list[float] | None:
+    """An axis range over the middle 99% of the points, padded (None: all).
+
+    A few far points (a stray text, an outlier) would otherwise squash the main
+    cloud into a corner; they stay on the map, a pan or zoom away.
+    """
+    if values.size < 50:
+        return None
+    low, high = np.quantile(values, [_VIEW_QUANTILE, 1 - _VIEW_QUANTILE])
+    span = float(high - low) or 1.0
+    return [float(low) - _VIEW_PAD * span, float(high) + _VIEW_PAD * span]
 
 
 def _script_json(value: Any) -> str:
@@ -92,17 +96,25 @@ class Page:
         summary: Any,
         points: Any,
         diversity: Any,
+        dedupe: Any,
         groups: np.ndarray | None,
         title: str,
+        ids: list[str] | None = None,
     ) -> None:
         self.texts = texts
+        self.ids = ids
         self.summary = summary
         self.points = points
         self.diversity = diversity
+        self.dedupe = dedupe
         self.groups = groups
         self.title = title
         self.labels = points["cluster"].to_numpy()
         self.names = self._names()
+
+    def row(self, i: int) -> str:
+        """How row ``i`` is named on the page: its id when ids are given."""
+        return _e(self.ids[i]) if self.ids is not None else str(i)
 
     def _names(self) -> dict[int, str]:
         names = {-1: "noise"}
@@ -143,17 +155,36 @@ class Page:
                     hovertemplate="%{hovertext}<extra></extra>",
                 )
             )
+        for cluster, (cx, cy) in self.centres(x, y).items():
+            fig.add_annotation(
+                x=float(cx), y=float(cy), text=_e(self.names[cluster]),
+                showarrow=False, font={"size": 11, "color": "#111"},
+                bgcolor="rgba(255,255,255,0.72)", borderpad=1,
+                name=f"cluster-{cluster}",
+            )  # fmt: skip
         fig.update_layout(
             template="plotly_white",
             height=620,
             margin={"l": 10, "r": 10, "t": 10, "b": 10},
             legend={"itemsizing": "constant", "y": 0.93},
-            xaxis={"visible": False},
-            yaxis={"visible": False, "scaleanchor": "x"},
+            xaxis={"visible": False, "range": _view(x)},
+            yaxis={"visible": False, "scaleanchor": "x", "range": _view(y)},
             hoverlabel={"align": "left"},
             dragmode="pan",
         )
         return fig, members
+
+    def centres(self, x: np.ndarray, y: np.ndarray) -> dict[int, tuple[float, float]]:
+        """Where each of the largest clusters is named: its member nearest the
+        median of its members (on the cluster, even when it is curved)."""
+        out = {}
+        clusters = sorted(c for c in set(self.labels.tolist()) if c >= 0)
+        for cluster in clusters[:_MAX_MAP_NAMES]:
+            rows = np.flatnonzero(self.labels == cluster)
+            mx, my = np.median(x[rows]), np.median(y[rows])
+            k = rows[np.argmin((x[rows] - mx) ** 2 + (y[rows] - my) ** 2)]
+            out[cluster] = (float(x[k]), float(y[k]))
+        return out
 
     # -------------------------------------------------------------- tables
     def cluster_table(self) -> str:
@@ -192,7 +223,7 @@ class Page:
             flag = "yes" if record["is_outlier"] else ""
             rows.append(
                 f'<tr class="pick" data-rows="{int(record["row"])},{nearest}">'
-                f'<td class="num">{int(record["row"])}</td>'
+                f'<td class="num">{self.row(int(record["row"]))}</td>'
                 f'<td class="num">{_number(record["outlier_score"])}</td>'
                 f"<td>{flag}</td>"
                 f"<td>{_e(self.names.get(int(record['cluster']), ''))}</td>"
@@ -202,7 +233,7 @@ class Page:
             )
         return _table(
             [
-                "row",
+                "row" if self.ids is None else "id",
                 "score",
                 "flagged",
                 "cluster",
@@ -214,27 +245,47 @@ class Page:
         )
 
     def duplicate_table(self, duplicates: Any) -> str:
-        threshold = self.diversity.duplicate_threshold
-        total = int(self.diversity.n_duplicate_pairs_)
-        if total == 0:
+        threshold = self.dedupe.threshold
+        sizes = self.dedupe.group_sizes_
+        n_groups = int((sizes > 1).sum())
+        if n_groups == 0:
             return (
-                f'<p class="note">No pair of rows reaches similarity {threshold:g}.</p>'
+                f'<p class="note">No two rows reach similarity {threshold:g}: '
+                "no near-copies.</p>"
             )
         rows = []
         for record in duplicates.to_dict("records"):
-            a, b = int(record["row_a"]), int(record["row_b"])
-            rows.append(
-                f'<tr class="pick" data-rows="{a},{b}">'
-                f'<td class="num">{_number(record["similarity"])}</td>'
-                f'<td class="num">{a}</td><td>{_e(self.texts[a])}</td>'
-                f'<td class="num">{b}</td><td>{_e(self.texts[b])}</td></tr>'
+            members = [int(r) for r in record["rows"]]
+            kept, others = members[0], members[1:]
+            items = "".join(
+                f'<li><span class="num">{self.row(r)}</span> {_e(self.texts[r])}</li>'
+                for r in others[:5]
             )
-        shown = len(rows)
+            if len(others) > 5:
+                items += f"<li>and {len(others) - 5:,} more</li>"
+            rows.append(
+                f'<tr class="pick" data-rows="{",".join(map(str, members))}">'
+                f'<td class="num">{int(record["size"]):,}</td>'
+                f'<td class="num">{_number(record["min_similarity"])}</td>'
+                f'<td class="num">{self.row(kept)}</td><td>{_e(self.texts[kept])}</td>'
+                f"<td><ul>{items}</ul></td></tr>"
+            )
         note = (
-            f'<p class="note">{total:,} pairs with similarity at least '
-            f"{threshold:g}; the {shown:,} most similar are shown.</p>"
+            f'<p class="note">{n_groups:,} groups of near-copies hold '
+            f"{int(sizes[sizes > 1].sum()):,} rows; every member is at least "
+            f"{threshold:g} similar to its group's kept row (exact copies "
+            f"included). The {len(rows):,} largest groups are shown.</p>"
         )
-        return note + _table(["similarity", "row", "text", "row", "text"], rows)
+        return note + _table(
+            [
+                "size",
+                "lowest similarity",
+                "kept row" if self.ids is None else "kept id",
+                "kept text",
+                "other members",
+            ],
+            rows,
+        )
 
     def diversity_table(self) -> str:
         frame = self.diversity.to_frame()
@@ -274,12 +325,14 @@ class Page:
         }
         if self.groups is not None:
             data["groups"] = self.groups.tolist()
+        if self.ids is not None:
+            data["ids"] = self.ids
         stats = [
             (f"{n:,}", "rows"),
             (f"{n_clusters:,}", "clusters"),
             (f"{int((self.labels < 0).sum()):,}", "noise rows"),
             (f"{int(self.points['is_outlier'].sum()):,}", "flagged outliers"),
-            (f"{int(self.diversity.n_duplicate_pairs_):,}", "near-duplicate pairs"),
+            (f"{int((self.dedupe.group_sizes_ > 1).sum()):,}", "near-copy groups"),
             (f"{float(self.diversity.vendi_score_):,.1f}", "Vendi score"),
         ]
         cards = "".join(
@@ -356,8 +409,9 @@ _SCRIPT = r"""
     if (line) lines.push(line);
     return lines.map(esc).join("<br>");
   }
+  function rowName(i) { return DATA.ids ? DATA.ids[i] : "row " + i; }
   function header(i) {
-    var h = "row " + i + " · " + DATA.names[String(DATA.labels[i])];
+    var h = rowName(i) + " · " + DATA.names[String(DATA.labels[i])];
     if (DATA.groups) h += " · " + DATA.groups[i];
     return "<b>" + esc(h) + "</b>";
   }
@@ -394,7 +448,7 @@ _SCRIPT = r"""
     list.textContent = "";
     rows.slice(0, 200).forEach(function (i) {
       var div = document.createElement("div"), tag = document.createElement("small");
-      tag.textContent = "row " + i + " · " + DATA.names[String(DATA.labels[i])];
+      tag.textContent = rowName(i) + " · " + DATA.names[String(DATA.labels[i])];
       div.appendChild(tag);
       div.appendChild(document.createTextNode(DATA.texts[i]));
       div.addEventListener("click", function () { highlight([i]); });

@@ -25,6 +25,11 @@ from embedtasks.cli._run import (
     _save,
 )
 
+_TOP_HELP = (
+    "rows in the terminal table, 0: all (10); --format csv, jsonl and json print "
+    "every row"
+)
+
 
 def cmd_outliers(args: argparse.Namespace) -> int:
     """Score how unrelated each row is to the rest; print the most unusual."""
@@ -204,7 +209,10 @@ def register(add: Any) -> None:
         help="share of outliers in (0, 0.5], or auto (Tukey fence)",
     )
     p.add_argument(
-        "--top", type=_integer(0), default=10, help="rows to print, 0: all (10)"
+        "--top",
+        type=_integer(0),
+        default=10,
+        help=_TOP_HELP,
     )
     p.add_argument("-o", "--output", help="write every row with its score")
     p = add("diversity", cmd_diversity, "how varied are the texts (per group too)")
@@ -220,6 +228,9 @@ def register(add: Any) -> None:
     p.add_argument("--train", help="a labelled file with the same text column")
     p.add_argument("--label-column", default="label", help="its label column (label)")
     p.add_argument(
-        "--top", type=_integer(0), default=10, help="rows to print, 0: all (10)"
+        "--top",
+        type=_integer(0),
+        default=10,
+        help=_TOP_HELP,
     )
     p.add_argument("-o", "--output", help="write every row with its label")

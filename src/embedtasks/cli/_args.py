@@ -259,6 +259,13 @@ def _common(parser: argparse.ArgumentParser, *, data: bool = True) -> None:
         "with --base-url: the served model (text-embedding-3-small)",
     )
     group.add_argument(
+        "--long-text",
+        choices=["truncate", "chunk", "error"],
+        help="texts over the model's window: keep the first window (the local "
+        "model's default), embed every window and average them, or stop with an "
+        "error (the default with --base-url)",
+    )
+    group.add_argument(
         "--base-url",
         help="use an OpenAI-compatible endpoint, e.g. https://api.openai.com/v1",
     )
@@ -316,7 +323,19 @@ def _cluster_flags(p: argparse.ArgumentParser) -> None:
         "--min-cluster-size",
         spec="embedtasks.cluster._estimator:EmbeddingClusterer",
         param="min_cluster_size",
-        help="HDBSCAN: an integer >= 2, or auto (from the number of rows)",
+        help="HDBSCAN: an integer >= 2, or auto (rows // 40, at least 5, up to 15; "
+        "then rows // 200)",
+    )
+    owned(
+        p,
+        "--cluster-selection-method",
+        spec="embedtasks.cluster._estimator:EmbeddingClusterer",
+        param="cluster_selection_method",
+        type=str,
+        choices=["auto", "eom", "leaf"],
+        help="HDBSCAN: eom keeps the most persistent clusters, leaf the smallest "
+        "(more clusters); auto: eom, leaf on small corpora when eom keeps an "
+        "uneven parent",
     )
     owned(
         p,
@@ -339,6 +358,25 @@ def _cluster_flags(p: argparse.ArgumentParser) -> None:
         param="max_noise",
         help="HDBSCAN: at most this share of rows left as noise, the closest "
         "noise rows joining clusters; 1 keeps all of HDBSCAN's noise",
+    )
+    p.add_argument(
+        "--names",
+        choices=["keywords", "chat"],
+        default="keywords",
+        help="cluster names from their keywords (offline), or from a chat model "
+        "(--chat-model; the largest clusters, one cached call each) (keywords)",
+    )
+    p.add_argument("--chat-model", help="with --names chat: the chat model")
+    p.add_argument(
+        "--chat-base-url",
+        help="with --names chat: an OpenAI-compatible endpoint ($OPENAI_BASE_URL, "
+        "else OpenAI); the key is read from $OPENAI_API_KEY",
+    )
+    p.add_argument(
+        "--chat-max-clusters",
+        type=_integer(1),
+        default=30,
+        help="with --names chat: name at most this many clusters, the largest (30)",
     )
     p.add_argument(
         "--random-state",

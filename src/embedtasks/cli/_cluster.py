@@ -29,6 +29,7 @@ def _clusterer(args: argparse.Namespace, n: int) -> Any:
         n_clusters=args.n_clusters,
         reduction=None if args.reduction == "none" else args.reduction,
         min_cluster_size=args.min_cluster_size,
+        cluster_selection_method=args.cluster_selection_method,
         assign_noise=args.assign_noise,
         max_noise=args.max_noise,
         random_state=args.random_state,
@@ -36,13 +37,71 @@ def _clusterer(args: argparse.Namespace, n: int) -> Any:
     )
 
 
+def _namer(args: argparse.Namespace) -> Any:
+    """The ChatNamer of ``--names chat``, or None."""
+    if args.names != "chat":
+        return None
+    if not args.chat_model:
+        raise CLIError(
+            "--names chat needs --chat-model (e.g. --chat-model gpt-4o-mini)"
+        )
+    from embedtasks.embedders._chat import ChatNamer
+
+    return ChatNamer(
+        args.chat_model,
+        base_url=args.chat_base_url,
+        max_clusters=args.chat_max_clusters,
+        cache_dir=_cache_setting(args),
+    )
+
+
+def _named_note(args: argparse.Namespace, namer: Any) -> None:
+    """What naming cost: calls, cached answers, failures (keyword names kept)."""
+    if namer is None:
+        return
+    stats = namer.last_stats
+    text = (
+        f"names from {namer.model}: {stats.calls} call{'s' * (stats.calls != 1)}, "
+        f"{stats.cached} cached"
+    )
+    if stats.failed:
+        text += f", {stats.failed} kept their keyword name ({namer.last_errors[0]})"
+    _note(args, text)
+
+
+class _Announcing:
+    """A namer that says what it will spend (its estimate) before it calls."""
+
+    def __init__(self, namer: Any, args: argparse.Namespace) -> None:
+        self.namer, self.args = namer, args
+
+    def name(self, clusters: Any) -> list[str]:
+        cost = self.namer.estimate(clusters)
+        _note(
+            self.args,
+            f"naming {min(len(clusters), self.namer.max_clusters)} clusters with "
+            f"{self.namer.model} at {self.namer.display_url}: {cost['calls']} calls "
+            f"(~{cost['prompt_tokens']:,} prompt tokens), {cost['cached']} cached",
+        )
+        names: list[str] = self.namer.name(clusters)
+        _named_note(self.args, self.namer)
+        return names
+
+
+def announcing(args: argparse.Namespace) -> Any:
+    """The namer of the flags, announcing its cost; None for keyword names."""
+    namer = _namer(args)
+    return None if namer is None else _Announcing(namer, args)
+
+
 def cmd_cluster(args: argparse.Namespace) -> int:
     """Cluster the rows; print a per-cluster summary, save labels with -o."""
     frame, rows = _load(args)
     clusterer = _clusterer(args, len(rows.texts))
+    namer = announcing(args)
     _, X = _embed(args, rows.texts)
     labels = clusterer.fit_predict(X)
-    summary = clusterer.summary(rows.texts, n_keywords=args.keywords)
+    summary = clusterer.summary(rows.texts, n_keywords=args.keywords, namer=namer)
     noise = int((labels == -1).sum())
     _note(args, f"{clusterer.n_clusters_} clusters, {noise:,} noise rows (-1)")
     _emit(

@@ -70,10 +70,18 @@ def cmd_cache(args: argparse.Namespace) -> int:
     """Inspect, check, compact or clear the embedding cache."""
     from embedtasks._cachedir import resolve_cache_dir
     from embedtasks.embedders import EmbeddingCache
+    from embedtasks.embedders._cache import index_path, is_cache
     from embedtasks.exceptions import CacheError
 
     where = resolve_cache_dir(args.cache_dir or "default")
     assert where is not None
+    if not index_path(where).exists():
+        # Only a cache the library made is read, changed or cleared: nothing
+        # is created here (not even an empty index).
+        print(f"no embedtasks cache in {where} (nothing to {args.action})")
+        return 0
+    if not is_cache(where):
+        EmbeddingCache(where)  # raises the one-line "not an embedtasks cache"
     if args.action == "clear":
         try:
             with EmbeddingCache(where) as cache:

@@ -69,8 +69,10 @@ def read_table(
             return pd.DataFrame({"text": [t for t in lines if t.strip()]})
         if kind in {"json", "jsonl"}:
             with open(path, "rb") as f:
-                array = f.read(64).lstrip().startswith(b"[")
-            return pd.read_json(path, lines=not array, dtype=False)
+                array = f.read(64).lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"[")
+            if not array:
+                return _read_jsonl(path)
+            return pd.read_json(path, dtype=False, precise_float=True)
         return _read_csv(path, kind, text_columns, note)
     except CLIError:
         raise
@@ -87,12 +89,15 @@ def _read_csv(
 ) -> Any:
     import pandas as pd
 
+    # Every cell is read as the text it is ("00001" stays "00001", 1.50 stays
+    # 1.50), so -o copies keep the user's other columns exactly.
     options: dict[str, Any] = {
         "keep_default_na": False,
         "na_values": [""],
-        "dtype": dict.fromkeys(text_columns, str),
+        "dtype": str,
     }
-    for encoding in ("utf-8-sig", "cp1252"):
+    wide = _wide_encoding(path)
+    for encoding in (wide,) if wide else ("utf-8-sig", "cp1252"):
         try:
             sep = "\t" if kind == "tsv" else _separator(path, encoding)
             return pd.read_csv(path, sep=sep, encoding=encoding, **options)
@@ -104,6 +109,49 @@ def _read_csv(
     return pd.read_csv(  # pragma: no cover - cp1252 decodes nearly every byte
         path, sep=_separator(path, "latin-1"), encoding="latin-1", **options
     )
+
+
+def _wide_encoding(path: Path) -> str | None:
+    """``utf-16``/``utf-32`` when the file says so (BOM) or looks so (NULs)."""
+    if path.suffix.lower() in _COMPRESSED:
+        return None
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if head.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
+        return "utf-32"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    if len(head) >= 4 and head.count(b"\x00") >= len(head) // 3:
+        even, odd = head[0::2].count(0), head[1::2].count(0)
+        return "utf-16-le" if odd > even else "utf-16-be"
+    return None
+
+
+def _read_jsonl(path: Path) -> Any:
+    """JSON Lines, one object per line; a broken line is named by its number."""
+    import json
+
+    import pandas as pd
+
+    records = []
+    with open(path, encoding="utf-8-sig") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError as exc:
+                raise CLIError(
+                    f"line {number} of '{path}' is not valid JSON ({exc.args[0]}); "
+                    "fix or remove that line (JSON Lines holds one object per line)"
+                ) from None
+            if not isinstance(record, dict):
+                raise CLIError(
+                    f"line {number} of '{path}' is a JSON {type(record).__name__}, "
+                    'not an object like {"text": "..."}; fix or remove it'
+                )
+            records.append(record)
+    return pd.DataFrame.from_records(records) if records else pd.DataFrame()
 
 
 def _separator(path: Path, encoding: str) -> str:

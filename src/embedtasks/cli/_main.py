@@ -27,7 +27,15 @@ from collections.abc import Sequence
 from typing import Any
 
 from embedtasks import __version__
-from embedtasks.cli import _analyse, _cluster, _demo, _embed, _report, _search
+from embedtasks.cli import (
+    _analyse,
+    _cluster,
+    _dedupe,
+    _demo,
+    _embed,
+    _report,
+    _search,
+)
 from embedtasks.cli._args import CLIError, resolve_defaults
 from embedtasks.cli._run import _check_outputs, _warning_printer
 
@@ -39,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="embedtasks",
         description="Text embeddings at work: embed, search, recommend, cluster, "
-        "flag outliers, measure diversity and classify the texts of a data file.",
+        "flag outliers, measure diversity, classify and de-duplicate the texts of a "
+        "data file.",
         epilog="Start with: embedtasks demo",
     )
     parser.add_argument("--version", action="version", version=__version__)
@@ -50,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
-    for module in (_demo, _embed, _search, _cluster, _analyse, _report):
+    for module in (_demo, _embed, _search, _cluster, _analyse, _dedupe, _report):
         module.register(add)
     return parser
 

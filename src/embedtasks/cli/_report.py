@@ -13,8 +13,8 @@ from embedtasks.cli._args import (
     duplicate_flag,
     owned,
 )
-from embedtasks.cli._cluster import _clusterer
-from embedtasks.cli._run import _embed, _groups, _load, _note
+from embedtasks.cli._cluster import _clusterer, announcing
+from embedtasks.cli._run import _embed, _groups, _ids, _load, _note
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -26,17 +26,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     texts = rows.texts
     groups = _groups(frame, args, rows)
     clusterer = _clusterer(args, len(texts))
+    namer = announcing(args)
     _, X = _embed(args, texts)
     page = report(
         texts,
         X,
         groups=groups,
+        ids=_ids(frame, args, rows),
         clusterer=clusterer,
         diversity=DiversityReport(
             duplicate_threshold=args.duplicate_threshold, random_state=0
         ),
         title=args.title or f"embedtasks report: {Path(args.input).name}",
         max_text_chars=args.max_text_chars,
+        namer=namer,
     )
     path = page.save(args.output)
     _note(args, f"wrote {page!r} to '{path}'")

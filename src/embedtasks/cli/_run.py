@@ -56,6 +56,12 @@ def _rows(
         if value is None or (isinstance(value, float) and math.isnan(value)):
             empty.append(row)
         elif not isinstance(value, str):
+            if isinstance(value, list | tuple | dict | set) or hasattr(value, "shape"):
+                raise CLIError(
+                    f"column {column!r} of '{path}' holds lists, not texts (row "
+                    f"{row} has a {type(value).__name__}); choose a text column "
+                    "with --column, or join the items into one text per row first"
+                )
             texts.append(str(value))
             kept.append(row)
         elif not value.strip():
@@ -128,6 +134,7 @@ def _embedder(args: argparse.Namespace) -> Any:
             progress=progress,
             **({"batch_size": args.batch_size} if args.batch_size else {}),
             **({} if args.max_retries is None else {"max_retries": args.max_retries}),
+            **({"long_text": args.long_text} if args.long_text else {}),
         )
     from embedtasks.embedders._local import LocalEmbedder
 
@@ -137,6 +144,7 @@ def _embedder(args: argparse.Namespace) -> Any:
         cache_dir=cache_dir,
         progress=progress,
         **({"batch_size": args.batch_size} if args.batch_size else {}),
+        **({"long_text": args.long_text} if args.long_text else {}),
     )
 
 
@@ -195,10 +203,7 @@ def _emit(
     """Print ``frame`` in ``--format``: a table that fits the terminal, or data."""
     from embedtasks.cli import _terminal
 
-    if max_rows is not None:
-        frame_out = frame.head(max_rows) if args.format != "table" else frame
-    else:
-        frame_out = frame
+    frame_out = frame  # --top shortens the terminal table only: data keeps every row
     if args.format == "csv":
         _flat(frame_out).to_csv(sys.stdout, index=False)
     elif args.format in {"jsonl", "json"}:
@@ -227,15 +232,55 @@ def _save(args: argparse.Namespace, frame: Any, path: str | None, what: str) -> 
         _note(args, f"wrote {len(frame):,} rows ({what}) to '{path}'")
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return a.samefile(b)
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
 def _check_outputs(args: argparse.Namespace) -> None:
-    """Fail on an output file of unknown type before reading or embedding."""
-    tables = {"search", "recommend", "cluster", "outliers", "diversity", "classify"}
-    for name in ("output", "summary_output", "pairs_output"):
+    """Fail on an output file of unknown type, one naming an input file, or a
+    missing optional library (pyarrow for Parquet, plotly for the report), before
+    reading or embedding: the error names the fix."""
+    tables = {
+        "search", "recommend", "cluster", "outliers", "diversity", "classify",
+        "dedupe", "leakage",
+    }  # fmt: skip
+    sources = (
+        ("the input", "input"),
+        ("the TEST", "test"),
+        ("the --train", "train"),
+        ("the --queries-file", "queries_file"),
+    )
+    inputs = [
+        (flag, Path(path))
+        for flag, name in sources
+        if (path := getattr(args, name, None))
+    ]
+    outputs = ("output", "summary_output", "pairs_output")
+    for name in outputs:
         path = getattr(args, name, None)
-        if path and (name != "output" or args.command in tables):
+        if not path:
+            continue
+        for flag, source in inputs:
+            if _same_file(Path(path), source):
+                option = "--" + name.replace("_", "-")
+                raise CLIError(
+                    f"{option} '{path}' is {flag} file: writing there would "
+                    "overwrite your data. Name another output file"
+                )
+        embed_table = args.command == "embed" and Path(str(path)).suffix != ".npy"
+        if name != "output" or args.command in tables or embed_table:
             kind = _kind(Path(path), "output file")
             if kind == "parquet":
                 _need_parquet()
+    if args.command == "report":
+        from embedtasks._optional import import_optional
+
+        import_optional("plotly", extra="report", purpose="embedtasks report")
 
 
 def _warning_printer(args: argparse.Namespace) -> Callable[..., None]:

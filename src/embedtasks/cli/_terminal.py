@@ -2,8 +2,9 @@
 
 :func:`render` turns a pandas DataFrame into lines no wider than the terminal:
 numbers and labels first, at their natural width; the long text columns last,
-sharing what is left and ellipsised; columns that cannot fit are left out and
-named in a footer. Widths count East Asian wide characters as two columns, so
+sharing what is left and ellipsised. Numbers are never cut or left out: text
+shrinks first, then labels; columns that still cannot fit are left out and named
+in a footer. Widths count East Asian wide characters as two columns, so
 a line never holds more characters than the width either.
 """
 
@@ -20,6 +21,8 @@ __all__ = ["cell", "clip", "render", "terminal_width"]
 
 _GAP = "  "
 _MIN_TEXT = 16  # narrowest useful text column
+_MIN_SHORT_TEXT = 6  # a text column when the numbers need the room
+_MIN_LABEL = 8  # an id or label column when the numbers need the room
 _ELLIPSIS = "…"
 
 
@@ -115,6 +118,15 @@ def render(
 ) -> list[str]:
     """Lines of ``frame`` as a table no wider than ``total_width``.
 
+    One rule for every command: the key columns (scores, probabilities, counts:
+    every numeric column, or the numeric ones of ``priority`` when it is given)
+    are always shown, their numbers whole. When room is short: text columns
+    shrink first (to 16 characters), then columns outside ``priority`` are left
+    out (from the last), label columns (ids, names) are narrowed, text columns
+    shrink to 6 characters, long headers over short numbers are cut, and only
+    then are the label columns of ``priority``, and at last text columns, left
+    out. A footer names what is left out.
+
     Parameters
     ----------
     frame : pandas.DataFrame
@@ -124,8 +136,8 @@ def render(
     text_columns : iterable of str
         Long free-text columns: shown last, sharing the room that is left.
     priority : sequence of str
-        Columns to show first (in this order) among the others; any column
-        that does not fit is left out, from the last one.
+        Columns to show first (in this order); its numeric ones are the key
+        columns. Others that do not fit are left out, from the last one.
     max_rows : int, optional
         Show at most this many rows; a footer counts the others.
 
@@ -140,24 +152,52 @@ def render(
     shown = frame if max_rows is None else frame.head(max_rows)
     limit = max(total_width, 40)
     cells = {c: [cell(v, limit) for v in shown[c].tolist()] for c in frame.columns}
-    label_cap = max(12, total_width // 4)
+    numeric = {c for c in fixed if frame[c].dtype.kind in "iufb"}
+    key = {c for c in (first or fixed) if c in numeric}
 
     def natural(column: str) -> int:
         return max([width(str(column)), *map(width, cells[column])])
 
-    widths = {c: min(natural(c), label_cap) for c in fixed}
-    numeric = {c for c in fixed if frame[c].dtype.kind in "iuf"}
+    def values_width(column: str) -> int:
+        return max([_MIN_LABEL, *map(width, cells[column])])
+
+    label_cap = max(12, total_width // 4)
+    widths = {
+        c: natural(c) if c in numeric else min(natural(c), label_cap) for c in fixed
+    }
     dropped: list[str] = []
 
-    def used() -> int:
+    def used(text_floor: int) -> int:
         n = len(fixed) + len(texts)
-        return sum(widths[c] for c in fixed) + len(_GAP) * max(n - 1, 0)
+        gaps = len(_GAP) * max(n - 1, 0)
+        return sum(widths[c] for c in fixed) + text_floor * len(texts) + gaps
 
-    need = max(_MIN_TEXT * len(texts), total_width // 2) if texts else 0
-    while fixed and used() + need > total_width and len(fixed) + len(texts) > 1:
-        dropped.insert(0, fixed.pop())
+    floor = _MIN_TEXT
+    while used(floor) > total_width:
+        labels = [c for c in fixed if c not in numeric and widths[c] > _MIN_LABEL]
+        squeezable = [c for c in fixed if widths[c] > values_width(c)]
+        if secondary := [c for c in fixed if c not in key and c not in first]:
+            fixed.remove(secondary[-1])  # columns the command did not put first
+            dropped.insert(0, secondary[-1])
+        elif labels:
+            widest = max(labels, key=widths.__getitem__)
+            excess = used(floor) - total_width
+            widths[widest] = max(_MIN_LABEL, widths[widest] - excess)
+        elif texts and floor > _MIN_SHORT_TEXT:
+            floor = _MIN_SHORT_TEXT
+        elif squeezable:  # long headers over short numbers: cut the header
+            widest = max(squeezable, key=widths.__getitem__)
+            excess = used(floor) - total_width
+            widths[widest] = max(values_width(widest), widths[widest] - excess)
+        elif named := [c for c in fixed if c not in key]:
+            fixed.remove(named[-1])
+            dropped.insert(0, named[-1])
+        elif texts:
+            dropped.append(texts.pop())
+        else:
+            break  # key columns alone: shown whole, the line is longer
     if texts:
-        room = max(total_width - used(), len(texts))
+        room = max(total_width - used(0), len(texts))
         for c, w in zip(texts, _share([natural(c) for c in texts], room), strict=True):
             widths[c] = max(w, 1)
     order = fixed + texts
@@ -168,7 +208,7 @@ def render(
             text = clip(values[c], widths[c])
             pad = " " * (widths[c] - width(text))
             parts.append(pad + text if c in numeric else text + pad)
-        return clip(_GAP.join(parts).rstrip(), total_width)
+        return _GAP.join(parts).rstrip()
 
     lines = [line({c: str(c) for c in order})]
     for i in range(len(shown)):

@@ -39,11 +39,19 @@ from embedtasks._validation import (
     check_is_fitted,
     check_texts,
 )
+from embedtasks.cluster._density import (
+    NoiseVote,
+    assign_by_membership,
+    auto_min_cluster_size,
+    fit_hdbscan,
+    poor_result_advice,
+)
 from embedtasks.cluster._names import (
     ClusterComparison,
     compare_labels,
     ctfidf_keywords,
     plot_map,
+    summary_frame,
     topic_names,
 )
 from embedtasks.cluster._reduce import ReductionCache, fit_layouts, pca_map
@@ -62,6 +70,8 @@ _UMAP_EPOCHS = 300
 _MAP_EPOCHS = 100
 #: Below this many rows a neighbour graph says little: PCA reduces and maps.
 _MIN_LAYOUT_SAMPLES = 20
+#: A new row this close (1 - cosine) to a row of the layout takes its place.
+_SAME_ROW = 1e-6
 #: No warning about noise or few clusters below this many rows.
 _WARN_MIN_SAMPLES = 200
 
@@ -104,16 +114,22 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         other rows are placed in them as :meth:`predict` places new points, and
         HDBSCAN/KMeans then cluster every row. ``None``: lay out all rows.
     min_cluster_size : int or "auto", default="auto"
-        HDBSCAN: smallest group of points that counts as a cluster. ``"auto"``:
-        ``max(15, n_samples // 200)``, so larger corpora are not shattered into
-        hundreds of tiny clusters (Banking77 train, 10k rows, 77 intents: 268
-        clusters and V-measure 75.7 at 15; 73 clusters and 77.2 at 50).
+        HDBSCAN: smallest group of points that counts as a cluster. ``"auto"``
+        follows the number of rows: 1 row in 40 (at least 5) below 600 rows, so
+        a few hundred rows can hold a few dozen clusters; 15 up to 3,000 rows;
+        then 1 row in 200, so larger corpora are not shattered into hundreds of
+        tiny clusters (Banking77 train, 10k rows, 77 intents: 268 clusters and
+        V-measure 75.7 at 15; 73 clusters and 77.2 at 50).
     min_samples : int, default=5
         HDBSCAN: neighbours a point needs to be a core point; higher marks more
         points as noise.
-    cluster_selection_method : {"eom", "leaf"}, default="eom"
+    cluster_selection_method : {"auto", "eom", "leaf"}, default="auto"
         HDBSCAN: ``"eom"`` picks the most persistent clusters, ``"leaf"`` the
-        smallest, most homogeneous ones (and more noise). When ``"eom"`` keeps one
+        smallest, most homogeneous ones (and more noise). ``"auto"``: ``"eom"``,
+        and below 600 rows ``"leaf"`` when ``"eom"`` keeps a cluster of more
+        than twice the mean cluster's size (a parent of several groups: 300
+        rows of 40 classes gave 3-9 clusters, one with up to half the rows).
+        When ``"eom"`` keeps one
         cluster holding more than half the rows, the clusters are chosen again
         with none above a fifth of the rows, and the choice HDBSCAN's validity
         estimate (DBCV, ``relative_validity_``) rates higher is kept (on Brown
@@ -130,7 +146,9 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         similar clustered rows) join it, strongest first, until at most this share
         of the rows is noise; they get probability 0. ``0.0`` assigns every row;
         ``None`` keeps all of HDBSCAN's noise (on paragraphs, a third of the rows).
-        New points in :meth:`predict` are not capped (use ``assign_noise``).
+        In :meth:`predict` a point HDBSCAN leaves as noise joins the cluster
+        its neighbours vote for when the vote is at least as strong as the
+        weakest that moved a training row (so training rows keep their label).
     n_representatives : int, default=5
         Members listed per cluster in :attr:`representatives_`: the closest to the
         cluster's centre, skipping near-copies of those already chosen (maximal
@@ -152,6 +170,9 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
     ----------
     min_cluster_size_ : int
         The HDBSCAN ``min_cluster_size`` used (``"auto"`` resolved); not set when
+        ``n_clusters`` selects KMeans.
+    cluster_selection_method_ : {"eom", "leaf"}
+        The HDBSCAN selection method used (``"auto"`` resolved); not set when
         ``n_clusters`` selects KMeans.
     labels_ : ndarray of shape (n_samples,)
         Cluster of each training row, ``0 .. n_clusters_ - 1``; ``-1`` is noise.
@@ -208,10 +229,10 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
     ((60, 2), dtype('float32'))
     >>> texts = ["red apple"] * 20 + ["blue sky"] * 20 + ["green grass"] * 20
     >>> clusterer.summary(texts)[["cluster", "name", "size", "keywords"]]
-       cluster           name  size       keywords
-    0        0    0_red-apple    20    [red apple]
-    1        1     1_blue-sky    20     [blue sky]
-    2        2  2_green-grass    20  [green grass]
+       cluster         name  size       keywords
+    0        0    red apple    20    [red apple]
+    1        1     blue sky    20     [blue sky]
+    2        2  green grass    20  [green grass]
     >>> clusterer.compare(np.repeat(["fruit", "sky", "grass"], 20)).purity
     1.0
     """
@@ -227,7 +248,7 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
             StrOptions({"auto"}),
         ],
         "min_samples": [Interval(Integral, 1, None, closed="left")],
-        "cluster_selection_method": [StrOptions({"eom", "leaf"})],
+        "cluster_selection_method": [StrOptions({"auto", "eom", "leaf"})],
         "cluster_selection_epsilon": [Interval(Real, 0, None, closed="left")],
         "assign_noise": ["boolean"],
         "max_noise": [Interval(Real, 0, 1, closed="both"), None],
@@ -246,7 +267,7 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         reduction_max_samples=20_000,
         min_cluster_size="auto",
         min_samples=5,
-        cluster_selection_method="eom",
+        cluster_selection_method="auto",
         cluster_selection_epsilon=0.0,
         assign_noise=False,
         max_noise=0.15,
@@ -296,6 +317,7 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         seed = int(rng.randint(np.iinfo(np.int32).max))
         X = l2_normalize(X)
         Z = self._fit_reduce(X, seed)
+        self._noise_vote = None
         if self.n_clusters is None:
             raw, probabilities = self._fit_hdbscan(Z)
             self.kmeans_ = None
@@ -319,11 +341,13 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         self.labels_ = labels
         self.probabilities_ = probabilities
         self.n_clusters_ = n_found
-        self.cluster_centers_ = self._centres(X, labels, probabilities, n_found)
+        self.cluster_centers_ = _centres(X, labels, probabilities, n_found)
         order = np.argsort(labels, kind="stable")
         bounds = np.searchsorted(labels[order], np.arange(n_found + 1))
         self.representatives_ = [
-            self._representatives(X, order[bounds[c] : bounds[c + 1]], centre)
+            _representatives(
+                X, order[bounds[c] : bounds[c + 1]], centre, self.n_representatives
+            )
             for c, centre in enumerate(self.cluster_centers_)
         ]
         return self
@@ -381,115 +405,46 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
     def _fit_hdbscan(self, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n_samples = Z.shape[0]
         if self.min_cluster_size == "auto":
-            self.min_cluster_size_ = max(15, n_samples // 200)
+            self.min_cluster_size_ = auto_min_cluster_size(n_samples)
         else:
             self.min_cluster_size_ = self.min_cluster_size
-        Z64 = Z.astype(np.float64)
-        self.hdbscan_ = self._hdbscan(n_samples).fit(Z64)
-        labels = self.hdbscan_.labels_
-        sizes = np.bincount(labels[labels >= 0], minlength=1)
-        if self.cluster_selection_method == "eom" and sizes.max() > n_samples / 2:
-            # "eom" can keep one parent cluster that swallows most rows (Brown
-            # genres: 9 clusters, the largest 85%, V-measure 0.13). Try again with
-            # no cluster above a fifth of the rows; keep whichever is the more
-            # valid clustering (hdbscan's DBCV estimate: 0.07 vs 0.21 there).
-            whole = self._hdbscan(n_samples, gen_min_span_tree=True).fit(Z64)
-            capped = self._hdbscan(
-                n_samples, gen_min_span_tree=True, max_cluster_size=n_samples // 5
-            ).fit(Z64)
-            if capped.relative_validity_ > whole.relative_validity_:
-                self.hdbscan_ = capped
+        self.hdbscan_, self.cluster_selection_method_ = fit_hdbscan(
+            Z,
+            min_cluster_size=self.min_cluster_size_,
+            min_samples=self.min_samples,
+            epsilon=self.cluster_selection_epsilon,
+            method=self.cluster_selection_method,
+        )
         labels = self.hdbscan_.labels_.astype(np.intp)
         probabilities = self.hdbscan_.probabilities_.astype(np.float64)
-        self._warn_if_poor(labels)
+        if n_samples >= _WARN_MIN_SAMPLES and not self.assign_noise:
+            advice = poor_result_advice(
+                labels,
+                space=self.reduction_ or "the raw embeddings (no reduction)",
+                min_cluster_size=self.min_cluster_size_,
+                method=self.cluster_selection_method_,
+                max_noise=self.max_noise,
+            )
+            if advice:
+                warnings.warn(advice, UserWarning, stacklevel=4)
         if self.assign_noise:
-            labels, probabilities = self._assign_noise(
-                Z, labels, probabilities, labels.max() + 1
+            labels, probabilities = assign_by_membership(
+                self.hdbscan_, Z, labels, probabilities, labels.max() + 1
             )
         return labels, probabilities
 
-    def _hdbscan(self, n_samples, *, gen_min_span_tree=False, max_cluster_size=0):
-        return hdbscan.HDBSCAN(
-            min_cluster_size=min(self.min_cluster_size_, n_samples),
-            min_samples=min(self.min_samples, n_samples - 1),
-            cluster_selection_epsilon=float(self.cluster_selection_epsilon),
-            cluster_selection_method=self.cluster_selection_method,
-            max_cluster_size=max_cluster_size,
-            metric="euclidean",
-            alpha=1.0,
-            algorithm="best",
-            leaf_size=40,
-            approx_min_span_tree=True,
-            gen_min_span_tree=gen_min_span_tree,
-            core_dist_n_jobs=1,
-            allow_single_cluster=False,
-            prediction_data=True,
-            match_reference_implementation=False,
-        )
-
-    def _warn_if_poor(self, labels: np.ndarray) -> None:
-        n = labels.size
-        if n < _WARN_MIN_SAMPLES or self.assign_noise:
-            return
-        noise = float((labels < 0).mean())
-        found = int(labels.max()) + 1
-        if noise <= 0.5 and found >= 3:
-            return
-        space = self.reduction_ or "the raw embeddings (no reduction)"
-        noise_hint = "" if self.max_noise is not None else "max_noise=0.1, "
-        warnings.warn(
-            f"HDBSCAN on {space} left {100 * noise:.0f}% of the {n:,} rows as noise "
-            f"and found {found} cluster{'s' * (found != 1)}. Density clustering needs "
-            "a reduction that keeps neighbours together: use reduction='umap' (the "
-            f"default), or {noise_hint}a smaller min_cluster_size, or n_clusters=k.",
-            UserWarning,
-            stacklevel=4,
-        )
-
     def _cap_noise(self, X, labels, probabilities):
-        """Move the noise rows nearest a cluster into it until max_noise holds.
-
-        "Nearest": the similarity-weighted vote of each noise row's
-        ``n_neighbors`` most similar clustered rows (kernel top-k in the input
-        space); rows whose neighbours agree most strongly move first.
-        """
+        """Move the noise rows nearest a cluster into it until max_noise holds."""
         noise = np.flatnonzero(labels < 0)
         clustered = np.flatnonzero(labels >= 0)
         excess = noise.size - int(np.floor(self.max_noise * labels.size + 1e-9))
         if excess <= 0 or clustered.size == 0:
             return labels, probabilities
-        k = min(self.n_neighbors, clustered.size)
-        nn = top_k(X[noise], X[clustered], k)
-        neighbour_labels = labels[clustered[nn.indices]]
-        weights = np.maximum(nn.scores.astype(np.float64), 0.0)
-        n_found = int(labels.max()) + 1
-        votes = np.zeros((noise.size, n_found))
-        np.add.at(
-            votes, (np.repeat(np.arange(noise.size), k), neighbour_labels.ravel()),
-            weights.ravel(),
-        )  # fmt: skip
-        best = votes.argmax(axis=1)
-        strength = votes.max(axis=1) / k  # mean similarity mass behind the choice
-        move = np.argsort(-strength, kind="stable")[:excess]
+        self._noise_vote = NoiseVote(X[clustered], labels[clustered], self.n_neighbors)
+        move, best = self._noise_vote.cap(X[noise], excess)
         labels, probabilities = labels.copy(), probabilities.copy()
-        labels[noise[move]] = best[move]
+        labels[noise[move]] = best
         probabilities[noise[move]] = 0.0
-        return labels, probabilities
-
-    def _assign_noise(self, Z, labels, probabilities, n_clusters):
-        noise = labels < 0
-        if n_clusters < 1 or not noise.any():
-            return labels, probabilities
-        with np.errstate(divide="ignore", invalid="ignore"):
-            membership = hdbscan.membership_vector(
-                self.hdbscan_, Z[noise].astype(np.float64)
-            )
-        membership = np.nan_to_num(np.atleast_2d(membership)).reshape(
-            noise.sum(), n_clusters
-        )
-        labels, probabilities = labels.copy(), probabilities.copy()
-        labels[noise] = membership.argmax(axis=1)
-        probabilities[noise] = membership.max(axis=1)
         return labels, probabilities
 
     def _fit_kmeans(self, Z: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -498,24 +453,6 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         self.kmeans_ = KMeans(n_clusters=self.n_clusters, n_init=3, random_state=seed)
         labels = self.kmeans_.fit_predict(Z).astype(np.intp)
         return labels, np.ones(labels.size)
-
-    @staticmethod
-    def _centres(X, labels, weights, n_clusters):
-        member = np.flatnonzero(labels >= 0)
-        w = np.where(weights[member] > 0, weights[member], 1e-6)
-        sums = group_sum(X[member], labels[member], n_clusters, weights=w)
-        return l2_normalize(sums)
-
-    def _representatives(self, X, rows, centre):
-        """Rows close to ``centre``, diversified by maximal marginal relevance."""
-        if rows.size == 0:
-            return rows.astype(np.intp)
-        relevance = similarity(X[rows], centre[None, :])[:, 0]
-        order = np.argsort(-relevance, kind="stable")
-        pool = rows[order[: max(10 * self.n_representatives, 50)]]
-        return mmr_rerank(
-            centre, pool, X, self.n_representatives, diversity=_MMR_DIVERSITY
-        ).astype(np.intp)
 
     # -------------------------------------------------------------- predict
     def fit_predict(self, X, y=None):
@@ -540,9 +477,12 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
 
         HDBSCAN: ``hdbscan.approximate_predict`` in the reduced space (a new point
         is placed in the UMAP space at the similarity-weighted mean of its
-        ``n_neighbors`` nearest training rows; PCA projects it exactly). Points
-        that fall in no cluster get ``-1``, or with ``assign_noise`` their most
-        likely cluster. KMeans: the nearest centroid.
+        ``n_neighbors`` nearest training rows, a training row at its own place;
+        PCA projects it exactly). A point that falls in no cluster joins one as
+        ``max_noise`` moved training rows (the same neighbour vote, at least as
+        strong), else gets ``-1``, or with ``assign_noise`` its most likely
+        cluster. On the training rows this reproduces :attr:`labels_`.
+        KMeans: the nearest centroid.
 
         Parameters
         ----------
@@ -559,7 +499,8 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
     def _predict(self, X):
         check_is_fitted(self)
         X = check_embeddings(self, X, reset=False)
-        Z = self._transform(l2_normalize(X))
+        X = l2_normalize(X)
+        Z = self._transform(X)
         if self.kmeans_ is not None:
             labels = self.kmeans_.predict(Z).astype(np.intp)
             return self._relabel[labels], np.ones(labels.size)
@@ -569,9 +510,14 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         labels, strengths = hdbscan.approximate_predict(self.hdbscan_, Z64)
         labels = np.asarray(labels, dtype=np.intp)
         strengths = np.asarray(strengths, dtype=np.float64)
+        noise = np.flatnonzero(labels < 0)
+        if noise.size and self._noise_vote is not None:
+            join, best = self._noise_vote.join(X[noise])
+            labels[noise[join]] = best[join]
+            strengths[noise[join]] = 0.0
         if self.assign_noise:
-            labels, strengths = self._assign_noise(
-                Z, labels, strengths, self.n_clusters_
+            labels, strengths = assign_by_membership(
+                self.hdbscan_, Z, labels, strengths, self.n_clusters_
             )
         return self._relabel[labels], strengths
 
@@ -588,10 +534,14 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         The neighbours are the rows UMAP was fitted on (how UMAP initialises its
         own transform); deterministic, and each row independent of the others.
         """
-        return place_by_similarity(X, self._X_ref, self._Z_ref, self.n_neighbors)
+        Z = place_by_similarity(X, self._X_ref, self._Z_ref, self.n_neighbors)
+        nearest = top_k(X, self._X_ref, 1)
+        same = nearest.scores[:, 0] >= 1.0 - _SAME_ROW
+        Z[same] = self._Z_ref[nearest.indices[same, 0]]
+        return Z
 
     # -------------------------------------------------------------- summary
-    def summary(self, texts=None, *, n_keywords=8, stop_words="english"):
+    def summary(self, texts=None, *, n_keywords=8, stop_words="english", namer=None):
         """One row per cluster, plus a noise row: size, members, keywords, name.
 
         Parameters
@@ -607,59 +557,45 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         stop_words : "english", list of str or None, default="english"
             Words never used as keywords (as in
             :class:`~sklearn.feature_extraction.text.CountVectorizer`).
+        namer : object with a ``name(clusters)`` method, optional
+            Names the clusters instead of their keywords, e.g.
+            :class:`~embedtasks.ChatNamer` (a chat model, budgeted and cached).
+            It gets one dict per cluster, largest first: ``name`` (the keyword
+            name), ``keywords``, ``texts`` (the representative texts) and
+            ``size``, and returns a name each. Needs ``texts``; the keyword
+            name is then kept in a column ``keyword_name``.
 
         Returns
         -------
         pandas.DataFrame
-            Columns ``cluster``, ``name`` (``"3_rust_cargo_crate"`` from the first
-            three keywords with ``texts``, ``"cluster_3"`` without), ``size``,
+            Columns ``cluster``, ``name`` (``"rust cargo crate"``: two to four
+            words from the keywords with ``texts``, ``"cluster 3"`` without;
+            see :func:`topic_names`), ``size``,
             ``share`` (of all training rows), ``mean_probability``,
             ``representatives`` (row indices) and, with ``texts``,
             ``representative_texts`` and ``keywords``. Clusters come by
             decreasing size; when there is noise, a last row ``cluster == -1``
-            named ``"-1_noise"`` counts it (its representatives are the first
+            named ``"noise"`` counts it (its representatives are the first
             noise rows, its keywords empty).
         """
-        import pandas as pd
-
         check_is_fitted(self)
-        labels, n = self.labels_, self.labels_.size
-        n_found = self.n_clusters_
-        sizes = np.bincount(labels[labels >= 0], minlength=n_found)
-        prob_sums = np.bincount(
-            labels[labels >= 0],
-            weights=self.probabilities_[labels >= 0],
-            minlength=n_found,
-        )
-        noise = np.flatnonzero(labels < 0)
-        has_noise = noise.size > 0
-        cluster_ids = np.arange(n_found)
-        representatives = [r.tolist() for r in self.representatives_]
-        if has_noise:
-            cluster_ids = np.append(cluster_ids, -1)
-            sizes = np.append(sizes, noise.size)
-            prob_sums = np.append(prob_sums, 0.0)
-            representatives.append(noise[: self.n_representatives].tolist())
-        keywords = None
+        if namer is not None and texts is None:
+            raise ValueError(
+                "EmbeddingClusterer.summary: a namer needs the texts; pass "
+                "summary(texts, namer=...)."
+            )
         if texts is not None:
             texts = self._check_texts(texts, "summary")
-            keywords = ctfidf_keywords(texts, labels, n_found, n_keywords, stop_words)
-        names = topic_names(n_found, keywords) + ["-1_noise"] * has_noise
-        frame = pd.DataFrame(
-            {
-                "cluster": cluster_ids,
-                "name": names,
-                "size": sizes,
-                "share": sizes / n,
-                "mean_probability": prob_sums / np.maximum(sizes, 1),
-                "representatives": representatives,
-            }
+        return summary_frame(
+            self.labels_,
+            self.probabilities_,
+            self.representatives_,
+            texts,
+            n_keywords=n_keywords,
+            stop_words=stop_words,
+            n_noise_examples=self.n_representatives,
+            namer=namer,
         )
-        if texts is None:
-            return frame
-        frame["representative_texts"] = [[texts[i] for i in r] for r in representatives]
-        frame["keywords"] = keywords + [[]] * has_noise
-        return frame
 
     def _check_texts(self, texts, method):
         texts = check_texts(texts, estimator_name=f"EmbeddingClusterer.{method}")
@@ -686,7 +622,7 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         ----------
         texts : sequence of str, optional
             The texts of the training rows: clusters are then named by their
-            keywords (``"3_rust_cargo_crate"``), else ``"cluster_3"``.
+            keywords (``"rust cargo crate"``), else ``"cluster 3"``.
         ax : matplotlib.axes.Axes, optional
             Where to draw; a new 10 x 8 inch figure by default.
         n_labels : int, default=60
@@ -731,3 +667,21 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         """
         check_is_fitted(self)
         return compare_labels(self.labels_, y, self._names(texts))
+
+
+def _centres(X, labels, weights, n_clusters):
+    """Unit mean direction of each cluster (members weighted by probability)."""
+    member = np.flatnonzero(labels >= 0)
+    w = np.where(weights[member] > 0, weights[member], 1e-6)
+    sums = group_sum(X[member], labels[member], n_clusters, weights=w)
+    return l2_normalize(sums)
+
+
+def _representatives(X, rows, centre, n):
+    """``n`` of ``rows`` close to ``centre``, diversified by MMR."""
+    if rows.size == 0:
+        return rows.astype(np.intp)
+    relevance = similarity(X[rows], centre[None, :])[:, 0]
+    order = np.argsort(-relevance, kind="stable")
+    pool = rows[order[: max(10 * n, 50)]]
+    return mmr_rerank(centre, pool, X, n, diversity=_MMR_DIVERSITY).astype(np.intp)

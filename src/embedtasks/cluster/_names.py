@@ -23,6 +23,16 @@ _URL = re.compile(r"(?:https?://|www\.)\S+|\S+@\S+\.\w+", re.IGNORECASE)
 _MAX_CLUSTER_SHARE = 0.5
 #: A bigram replaces its words when it holds this share of their occurrences.
 _BIGRAM_KEEP = 0.6
+#: A term no cluster uses at this multiple of its corpus-wide document rate is
+#: boilerplate (it is as common everywhere).
+_MIN_LIFT = 2.0
+#: Weight of relevance (vs novelty) when keywords are picked by MMR.
+_MMR_RELEVANCE = 0.7
+#: A word in more than this share of the names is left out of them.
+_MAX_NAME_SHARE = 0.5
+#: Stems that agree on this many first letters count as one word in a name.
+_STEM_CHARS = 6
+_SUFFIXES = ("ations", "ation", "ings", "ing", "ies", "ied", "es", "ed", "s")
 
 
 def ctfidf_keywords(
@@ -32,14 +42,18 @@ def ctfidf_keywords(
     n_keywords: int,
     stop_words: Any,
 ) -> list[list[str]]:
-    """Top c-TF-IDF terms per cluster (BERTopic's class-based TF-IDF).
+    """Top c-TF-IDF terms per cluster (class-based TF-IDF), diverse by MMR.
 
     URLs and e-mail addresses are removed from the texts first, and address
-    fragments ("www", "http", "org") are never keywords. With 4 or more clusters,
-    a term found in more than half of the clusters is dropped (it names none of
-    them), and so is a phrase holding such a term. Two-word phrases are
-    candidates too; one replaces a word of it that mostly occurs inside it
-    ("credit card", not "credit" and "card").
+    fragments ("www", "http", "org") are never keywords. Corpus-wide
+    boilerplate is left out: with 4 or more clusters, a term found in more than
+    half of the clusters, or one no cluster uses at even twice its corpus-wide
+    rate of documents (a signature, a template line), names none of them, and
+    neither does a phrase holding such a term. Two-word phrases are candidates
+    too; one replaces a word of it that mostly occurs inside it ("credit card",
+    not "credit" and "card"). The keywords of a cluster are then chosen by
+    maximal marginal relevance: a term that occurs in the same documents of the
+    cluster as one already chosen (a synonym, a fixed pair) waits its turn.
     """
     from sklearn.feature_extraction.text import CountVectorizer
 
@@ -55,19 +69,26 @@ def ctfidf_keywords(
         token_pattern=r"(?u)\b[^\W\d_][\w'-]*[^\W_]\b|\b[^\W\d_]\b",
     )
     try:
-        counts = vectorizer.fit_transform(docs)
+        counts = vectorizer.fit_transform(docs).tocsc()
     except ValueError:  # empty vocabulary: only stop words, digits or punctuation
         return empty
+    member_labels = labels[member]
     onehot = sparse.csr_matrix(
-        (np.ones(member.size), (labels[member], np.arange(member.size))),
+        (np.ones(member.size), (member_labels, np.arange(member.size))),
         shape=(n_clusters, member.size),
     )
     per_cluster = np.asarray((onehot @ counts).todense(), dtype=np.float64)
+    present = counts.copy()
+    present.data[:] = 1.0
+    doc_rate = np.asarray((onehot @ present).todense(), dtype=np.float64)
+    doc_rate /= np.maximum(np.bincount(member_labels, minlength=n_clusters), 1)[:, None]
     vocab = vectorizer.get_feature_names_out()
     words = [str(v).split() for v in vocab]
     banned = np.array([any(w in _URL_TOKENS for w in ws) for ws in words], dtype=bool)
     if n_clusters >= 4:
+        overall = np.asarray(present.sum(axis=0)).ravel() / member.size
         common = (per_cluster > 0).mean(axis=0) > _MAX_CLUSTER_SHARE
+        common |= doc_rate.max(axis=0) < _MIN_LIFT * overall
         common_words = {str(v) for v, c in zip(vocab, common, strict=True) if c}
         banned |= common
         banned |= np.array([any(w in common_words for w in ws) for ws in words])
@@ -77,10 +98,45 @@ def ctfidf_keywords(
     score = tf * idf
     score[:, banned] = 0.0
     index = {str(v): j for j, v in enumerate(vocab)}
+    order = np.argsort(member_labels, kind="stable")
+    bounds = np.searchsorted(member_labels[order], np.arange(n_clusters + 1))
     keywords = []
-    for row, count in zip(score, per_cluster, strict=True):
-        keywords.append(_pick(row, count, vocab, words, index, n_keywords))
+    for c in range(n_clusters):
+        terms = _pick(score[c], per_cluster[c], vocab, words, index, 3 * n_keywords)
+        rows = order[bounds[c] : bounds[c + 1]]
+        keywords.append(_diverse(terms, score[c], index, present[rows], n_keywords))
     return keywords
+
+
+def _diverse(
+    terms: list[str],
+    score: np.ndarray,
+    index: dict[str, int],
+    present: sparse.csc_matrix,
+    n_keywords: int,
+) -> list[str]:
+    """Maximal marginal relevance over ``terms`` (best first).
+
+    A term's similarity to another is the cosine of the documents of the
+    cluster they occur in; relevance is the c-TF-IDF score over the best one.
+    """
+    if len(terms) <= 1:
+        return terms[:n_keywords]
+    columns = present[:, [index[t] for t in terms]].toarray()
+    norms = np.linalg.norm(columns, axis=0)
+    gram = (columns.T @ columns) / np.maximum(np.outer(norms, norms), 1e-12)
+    stems = [_stems(t) for t in terms]  # "exchange rate" repeats "exchange rates"
+    lexical = np.array([[float(a.overlaps(b)) for b in stems] for a in stems])
+    gram = np.maximum(gram, lexical)
+    relevance = np.array([score[index[t]] for t in terms])
+    relevance = relevance / max(relevance.max(), 1e-12)
+    chosen = [0]
+    while len(chosen) < min(n_keywords, len(terms)):
+        redundancy = gram[:, chosen].max(axis=1)
+        gain = _MMR_RELEVANCE * relevance - (1 - _MMR_RELEVANCE) * redundancy
+        gain[chosen] = -np.inf
+        chosen.append(int(np.argmax(gain)))
+    return [terms[i] for i in chosen]
 
 
 def _pick(
@@ -113,38 +169,177 @@ def _pick(
 
 
 def topic_names(
-    n_clusters: int, keywords: list[list[str]] | None, n_words: int = 3
+    n_clusters: int, keywords: list[list[str]] | None, max_words: int = 4
 ) -> list[str]:
-    """``"3_rust_cargo_crate"`` from keywords, ``"cluster_3"`` without."""
+    """Names of two to four words from the keywords; ``"cluster 3"`` without.
+
+    Each name takes its cluster's keywords in order while they add a word (a
+    phrase replaces its own words), up to three keywords and ``max_words``
+    words. With 4 or more clusters a word that would appear in more than half
+    of the names is left out of them (it tells none apart); names that still
+    coincide take their next keyword, then a number.
+
+    >>> topic_names(2, [["card", "delivery time", "arrive"], ["refund", "card"]])
+    ['card delivery time', 'refund card']
+    """
     if keywords is None:
-        return [f"cluster_{c}" for c in range(n_clusters)]
+        return [f"cluster {c}" for c in range(n_clusters)]
+    banned: set[str] = set()
+    if n_clusters >= 4:
+        draft = [_stems(_compose(k, max_words, set())) for k in keywords]
+        seen: dict[str, int] = {}
+        for stems in draft:
+            for stem in stems:
+                seen[stem] = seen.get(stem, 0) + 1
+        banned = {w for w, n in seen.items() if n > _MAX_NAME_SHARE * n_clusters}
     names = []
     for c, words in enumerate(keywords):
-        tokens = [w.replace(" ", "-") for w in _distinct(words, n_words)]
-        names.append("_".join([str(c), *tokens]) if tokens else f"cluster_{c}")
-    return names
+        name = _compose(words, max_words, banned) or _compose(words, max_words, set())
+        names.append(name or f"cluster {c}")
+    return _unique(names, keywords, max_words)
 
 
-def _distinct(keywords: list[str], n: int) -> list[str]:
-    """The first ``n`` keywords that add a word, a phrase replacing its own words.
+def _stem(word: str) -> str:
+    """``word`` without a plural or verb ending ("activating" -> "activat")."""
+    word = word.lower().removesuffix("'s")
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)]
+    return word
 
-    ``["identity", "verify identity", "identity check", "id"]`` gives
-    ``["verify identity", "identity check", "id"]``: every keyword of a name adds
-    a word, and a word alone never repeats a phrase's.
 
-    >>> _distinct(["top-up", "top-up cancelled", "reverted", "top-up failed"], 3)
-    ['top-up cancelled', 'reverted', 'top-up failed']
-    """
+def _same(a: str, b: str) -> bool:
+    """Two stems of one word: equal, or (4+ letters) agreeing on 6 first letters."""
+    if a == b:
+        return True
+    if min(len(a), len(b)) < 4:
+        return False
+    n = min(len(a), len(b), _STEM_CHARS)
+    return a[:n] == b[:n]
+
+
+class _Stems(frozenset):
+    """The stems of a term; ``&`` and ``<=`` treat forms of a word as one."""
+
+    def overlaps(self, other: frozenset[str] | set[str]) -> bool:
+        return any(_same(a, b) for a in self for b in other)
+
+    def within(self, other: frozenset[str] | set[str]) -> bool:
+        return all(any(_same(a, b) for b in other) for a in self)
+
+
+def _stems(term: str) -> _Stems:
+    return _Stems(_stem(w) for w in term.split())
+
+
+def _compose(keywords: list[str], max_words: int, banned: set[str]) -> str:
+    """The first keywords that add a word, within ``max_words`` words."""
     chosen: list[str] = []
     for keyword in keywords:
-        words = set(keyword.split())
-        if words <= {w for c in chosen for w in c.split()}:
-            continue  # every word already in the name
-        chosen = [c for c in chosen if not set(c.split()) <= words]
-        chosen.append(keyword)
-        if len(chosen) == n:
+        words = _stems(keyword)
+        if words.overlaps(banned):
+            continue
+        longer = len(keyword.split())
+        kept = [  # a phrase replaces its own words
+            c for c in chosen if len(c.split()) >= longer or not _stems(c).within(words)
+        ]
+        if words.overlaps({w for c in kept for w in _stems(c)}):
+            continue  # no word (or a form of it) twice in a name
+        trial = kept + [keyword]
+        if sum(len(c.split()) for c in trial) > max_words:
+            continue
+        chosen = trial
+        if len(chosen) == 3 or sum(len(c.split()) for c in chosen) >= 3:
             break
-    return chosen
+    return " ".join(chosen)
+
+
+def _unique(names: list[str], keywords: list[list[str]], max_words: int) -> list[str]:
+    """Names made distinct: a repeated one takes a further keyword, then a number."""
+    taken: dict[str, int] = {}
+    out = []
+    for name, words in zip(names, keywords, strict=True):
+        if name in taken:
+            for extra in words:
+                if not _stems(extra).overlaps(_stems(name)):
+                    candidate = f"{name} {extra}"
+                    if (
+                        candidate not in taken
+                        and len(candidate.split()) <= max_words + 2
+                    ):
+                        name = candidate
+                        break
+        if name in taken:
+            taken[name] += 1
+            name = f"{name} ({taken[name]})"
+        taken.setdefault(name, 1)
+        out.append(name)
+    return out
+
+
+def summary_frame(
+    labels: npt.NDArray[np.intp],
+    probabilities: npt.NDArray[np.float64],
+    representatives: list[npt.NDArray[np.intp]],
+    texts: list[str] | None,
+    *,
+    n_keywords: int,
+    stop_words: Any,
+    n_noise_examples: int,
+    namer: Any = None,
+) -> Any:
+    """The table of :meth:`EmbeddingClusterer.summary`, one row per cluster."""
+    import pandas as pd
+
+    n = labels.size
+    n_found = len(representatives)
+    clustered = labels >= 0
+    sizes = np.bincount(labels[clustered], minlength=n_found)
+    prob_sums = np.bincount(
+        labels[clustered], weights=probabilities[clustered], minlength=n_found
+    )
+    noise = np.flatnonzero(~clustered)
+    has_noise = noise.size > 0
+    cluster_ids = np.arange(n_found)
+    rows = [r.tolist() for r in representatives]
+    if has_noise:
+        cluster_ids = np.append(cluster_ids, -1)
+        sizes = np.append(sizes, noise.size)
+        prob_sums = np.append(prob_sums, 0.0)
+        rows.append(noise[:n_noise_examples].tolist())
+    keywords = None
+    if texts is not None:
+        keywords = ctfidf_keywords(texts, labels, n_found, n_keywords, stop_words)
+    names = topic_names(n_found, keywords)
+    keyword_names = list(names)
+    if namer is not None and texts is not None and keywords is not None:
+        clusters = [
+            {
+                "name": names[c],
+                "keywords": keywords[c],
+                "texts": [texts[i] for i in rows[c]],
+                "size": int(sizes[c]),
+            }
+            for c in range(n_found)
+        ]
+        names = [str(name) for name in namer.name(clusters)]
+    frame = pd.DataFrame(
+        {
+            "cluster": cluster_ids,
+            "name": names + ["noise"] * has_noise,
+            "size": sizes,
+            "share": sizes / n,
+            "mean_probability": prob_sums / np.maximum(sizes, 1),
+            "representatives": rows,
+        }
+    )
+    if texts is None or keywords is None:
+        return frame
+    frame["representative_texts"] = [[texts[i] for i in r] for r in rows]
+    frame["keywords"] = keywords + [[]] * has_noise
+    if namer is not None:
+        frame["keyword_name"] = keyword_names + ["noise"] * has_noise
+    return frame
 
 
 @dataclass(frozen=True)
@@ -219,7 +414,7 @@ def compare_labels(
     table.insert(0, "size", counts.sum(axis=1))
     table.insert(1, "top_label", counts.idxmax(axis=1))
     table.insert(2, "top_share", counts.max(axis=1) / counts.sum(axis=1))
-    table.insert(0, "name", [names[k] if k >= 0 else "-1_noise" for k in counts.index])
+    table.insert(0, "name", [names[k] if k >= 0 else "noise" for k in counts.index])
     return ClusterComparison(
         purity=float(purity),
         v_measure=float(v),

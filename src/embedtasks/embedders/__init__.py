@@ -11,9 +11,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-__all__ = ["EmbeddingCache", "LocalEmbedder", "OpenAIEmbedder"]
+__all__ = ["ChatNamer", "EmbeddingCache", "LocalEmbedder", "OpenAIEmbedder"]
 
 _EXPORTS = {
+    "ChatNamer": "embedtasks.embedders._chat",
     "EmbeddingCache": "embedtasks.embedders._cache",
     "LocalEmbedder": "embedtasks.embedders._local",
     "OpenAIEmbedder": "embedtasks.embedders._openai",
@@ -21,6 +22,7 @@ _EXPORTS = {
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from embedtasks.embedders._cache import EmbeddingCache
+    from embedtasks.embedders._chat import ChatNamer
     from embedtasks.embedders._local import LocalEmbedder
     from embedtasks.embedders._openai import OpenAIEmbedder
 

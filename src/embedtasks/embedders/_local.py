@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from typing import Any
@@ -154,6 +155,10 @@ class LocalEmbedder(BaseEmbedder):
         }
         if self.long_text != "truncate":
             identity["long_text"] = self.long_text
+        folder = identity["model"]
+        if isinstance(folder, str) and os.path.isdir(folder):
+            # A folder's name says nothing of what is in it: its content does.
+            identity["files"] = _local.folder_fingerprint(folder)
         # int8 vectors differ from float32 ones (cosine ~0.996): rows of their own.
         if _local.effective_precision(self.backend, self.precision) == "int8":
             identity["precision"] = "int8"
@@ -169,9 +174,9 @@ class LocalEmbedder(BaseEmbedder):
                 f"{name} truncated {truncated} of {len(texts)} texts at the model's "
                 f"window of {self.usage_['window']} tokens (the first at row "
                 f"{self.usage_['first_truncated_row']}); their vectors stand for "
-                "their beginning only. Set long_text='chunk' to embed them whole, "
-                "or long_text='error' to refuse them; usage_['truncated'] counts "
-                "them.",
+                "their beginning only. Set long_text='chunk' (--long-text chunk on "
+                "the command line) to embed them whole, or long_text='error' to "
+                "refuse them; usage_['truncated'] counts them.",
                 UserWarning,
                 stacklevel=_caller_level(),
             )

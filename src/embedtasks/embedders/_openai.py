@@ -24,7 +24,12 @@ from embedtasks.embedders._http._client import (
     EmbeddingClient,
 )
 from embedtasks.embedders._http._tokens import token_counter
-from embedtasks.embedders._secrets import Secret, is_sensitive, mask_headers, mask_url
+from embedtasks.embedders._secrets import (
+    Secret,
+    check_url,
+    is_sensitive,
+    mask_headers,
+)
 
 __all__ = ["OpenAIEmbedder"]
 
@@ -230,6 +235,18 @@ class OpenAIEmbedder(BaseEmbedder):
         self.__dict__["api_key"] = Secret(value) if isinstance(value, str) else value
 
     @property
+    def base_url(self) -> str | None:
+        return self.__dict__.get("base_url")
+
+    @base_url.setter
+    def base_url(self, value: Any) -> None:
+        # Refused at once: a key in a URL would show in get_params() (printed
+        # by scikit-learn for a Pipeline), in httpx's log lines and in errors.
+        if isinstance(value, str):
+            check_url(value)
+        self.__dict__["base_url"] = value
+
+    @property
     def headers(self) -> dict[str, Any] | None:
         return self.__dict__.get("headers")
 
@@ -247,6 +264,7 @@ class OpenAIEmbedder(BaseEmbedder):
     # -- BaseEmbedder hooks ----------------------------------------------------
     def _resolved_base_url(self) -> str:
         url = self.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+        check_url(url, "base_url (or $OPENAI_BASE_URL)")
         return url.rstrip("/")
 
     def _settings(self) -> ClientSettings:
@@ -277,21 +295,38 @@ class OpenAIEmbedder(BaseEmbedder):
             },
             long_text=self.long_text,
             max_tokens=self.max_tokens_per_input,
+            missing_key=self._missing_key(),
+        )
+
+    def _missing_key(self) -> str | None:
+        """Why a request would fail for want of a key, or None. OpenAI's and
+        Azure's hosted APIs need one; other servers (vLLM, Ollama, TEI) may not,
+        and a caller's transport or Authorization header may bring its own."""
+        key = self.api_key if self.api_key else os.environ.get(self.api_key_env)
+        if key or self.transport is not None:
+            return None
+        url = self._resolved_base_url()
+        host = url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0].lower()
+        hosted = host == "api.openai.com" or host.endswith(".openai.azure.com")
+        auth = {str(k).lower() for k in (self.headers or {})}
+        if not hosted or auth & {"authorization", "api-key"}:
+            return None
+        return (
+            f"OpenAIEmbedder: no API key for {url}: the environment variable "
+            f"{self.api_key_env} is not set or empty. Set it (export "
+            f"{self.api_key_env}=...), or pass api_key_env= naming the variable "
+            "that holds the key (--api-key-env on the command line)."
         )
 
     # -- repr: no key in the endpoint either -------------------------------------
     @contextmanager
     def _masked(self) -> Iterator[None]:
-        url = self.base_url
         headers = self.__dict__.get("headers")
-        if url is not None:
-            self.base_url = mask_url(url)
         if headers is not None:
             self.__dict__["headers"] = mask_headers(headers)
         try:
             yield
         finally:
-            self.base_url = url
             self.__dict__["headers"] = headers
 
     def __repr__(self, N_CHAR_MAX: int = 700) -> str:
@@ -323,8 +358,10 @@ class _OpenAIBackend(Backend):
         identity: dict[str, object],
         long_text: str,
         max_tokens: int,
+        missing_key: str | None = None,
     ) -> None:
         self.client, self.identity = client, identity
+        self.missing_key = missing_key
         dims = identity.get("dimensions")
         self.expected_dim = dims if isinstance(dims, int) else None
         self.long_text, self.max_tokens = long_text, max_tokens
@@ -347,6 +384,9 @@ class _OpenAIBackend(Backend):
         progress: Any,
         store: StoreFn,
     ) -> tuple[npt.NDArray[np.float32], dict[str, object]]:
+        if self.missing_key:  # before the first request, not from its failure
+            raise ValueError(self.missing_key)
+
         def on_batch(
             positions: npt.NDArray[np.intp], vectors: npt.NDArray[np.float32]
         ) -> None:

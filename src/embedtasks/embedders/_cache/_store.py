@@ -1,186 +1,47 @@
-"""A persistent float32 embedding cache that never serves a wrong vector.
-
-Each vector is stored once as little-endian float32 in an append-only data file
-(``<name>.vectors/<uuid>.f32`` next to the database, one file per writer and
-width), and SQLite maps its 32-byte key, ``sha256(identity JSON, text)``, to
-(file, row, checksum). The identity says which embedder made it (endpoint,
-model, dimensions, ...). Texts are never stored, only their hashes.
-
-Why it cannot lie:
-
-* Data files identify themselves: each is named by a random UUID that its
-  32-byte header repeats, and the index records that UUID. A new or reset index
-  (deleted, 0-byte, or a second database in the same folder) never reuses a name,
-  and a file whose header does not match is not read.
-* A row's position comes from the real end of the file when it is written, not
-  from a counter.
-* Every vector read is checked against a 64-bit checksum kept in the index; a
-  damaged, truncated or unverifiable vector is a miss (refetched), never served.
-* A writer appends and fsyncs its rows *before* committing their index rows in
-  one SQLite transaction, so a crash (even ``kill -9``) loses at most the batch
-  being written.
-
-A damaged index raises :class:`~embedtasks.exceptions.CacheError`, one line
-naming the file and the fix. ``EmbeddingCache.info``, ``verify``, ``compact``
-and ``clear`` (also ``embedtasks cache info|verify|compact|clear``) report,
-check and reclaim space.
-
-``EmbeddingCache(None)`` keeps everything in memory, for tests and for
-estimators that should not touch the disk.
-"""
+"""The :class:`EmbeddingCache`: reads and writes of vectors."""
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 import os
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from embedtasks._cachedir import (
-    EMBEDDINGS_FILENAME,
-    default_cache_dir,
-    resolve_cache_dir,
+from embedtasks.embedders._cache._folder import (
+    _UNWRITABLE,
+    _guard,
+    index_path,
 )
+from embedtasks.embedders._cache._format import (
+    _BLOB_DTYPE,
+    _CHUNK,
+    _HEADER,
+    _MAGIC,
+    _MAX_READ_THREADS,
+    _PARALLEL_READ_BYTES,
+    _SCAN,
+    _SCHEMA,
+    _SCHEMA_VERSION,
+    _identity_id,
+    checksums,
+)
+from embedtasks.embedders._cache._maintenance import MaintenanceMixin
 from embedtasks.embedders._secrets import mask_url
 from embedtasks.exceptions import CacheError
 
-__all__ = [
-    "CACHE_FILENAME",
-    "EmbeddingCache",
-    "default_cache_dir",
-    "make_key",
-    "make_keys",
-    "resolve_cache_dir",
-]
-
-#: File name of the database inside a cache directory.
-CACHE_FILENAME = EMBEDDINGS_FILENAME
-
-_SCHEMA_VERSION = 3
-_BLOB_DTYPE = np.dtype("<f4")
-_MAGIC = b"ETVEC\x00\x03\x00"  # 8 bytes; then 16 bytes of UUID, dim (u32), 4 spare
-_HEADER = 32
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value)",
-    "CREATE TABLE IF NOT EXISTS files (id INTEGER PRIMARY KEY AUTOINCREMENT, "
-    "dim INTEGER NOT NULL, uuid BLOB NOT NULL UNIQUE)",
-    "CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, "
-    "file INTEGER NOT NULL, row INTEGER NOT NULL, sum INTEGER NOT NULL, "
-    "ident INTEGER) WITHOUT ROWID",
-    "CREATE TABLE IF NOT EXISTS identities (num INTEGER PRIMARY KEY AUTOINCREMENT, "
-    "id BLOB NOT NULL UNIQUE, dim INTEGER NOT NULL, label TEXT)",
-)
-_SCAN = "SELECT key, file, row, sum FROM vectors"
-# SQLite may bind at most 32,766 variables per statement (999 before 3.32).
-_CHUNK = 900 if sqlite3.sqlite_version_info < (3, 32) else 16_000
-_SUM_ROWS = 65_536
-#: Reads longer than this are split across threads (page-cache copies in parallel).
-_PARALLEL_READ_BYTES = 32 * 2**20
-_MAX_READ_THREADS = 4  # rows per checksum block (bounds the uint64 temporary)
-_FIX = (
-    "run `embedtasks cache clear --cache-dir {dir}` or delete {path} (it only "
-    "holds cached vectors; they will be fetched again)"
-)
-
-T = TypeVar("T")
+__all__ = ["EmbeddingCache"]
 
 
-@functools.lru_cache(maxsize=8)
-def _weights(dim: int) -> npt.NDArray[np.uint64]:
-    rng = np.random.default_rng(0x5EED)
-    w = rng.integers(0, 2**63, size=dim, dtype=np.uint64)
-    return w * np.uint64(2) + np.uint64(1)  # odd: any changed word changes the sum
-
-
-def checksums(matrix: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
-    """A 64-bit checksum of each row's float32 bytes (weighted word sum mod 2**64).
-
-    Any change of one 4-byte word changes it (the weights are odd).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> v = np.ones((2, 3), dtype=np.float32)
-    >>> s = checksums(v)
-    >>> bool(s[0] == s[1]), s.dtype
-    (True, dtype('int64'))
-    >>> v[1, 2] = np.nextafter(np.float32(1), np.float32(2))
-    >>> bool(checksums(v)[1] != s[1])
-    True
-    """
-    m = np.ascontiguousarray(matrix, dtype=_BLOB_DTYPE)
-    out = np.empty(m.shape[0], dtype=np.uint64)
-    w = _weights(m.shape[1])
-    words = m.view(np.uint32)
-    for s in range(0, m.shape[0], _SUM_ROWS):
-        block = words[s : s + _SUM_ROWS].astype(np.uint64)
-        block *= w
-        out[s : s + _SUM_ROWS] = block.sum(axis=1, dtype=np.uint64)
-    return out.view(np.int64)
-
-
-def _identity_prefix(identity: Mapping[str, object]) -> bytes:
-    blob = json.dumps(dict(identity), sort_keys=True, separators=(",", ":"))
-    return blob.encode("utf-8") + b"\x00"
-
-
-def _identity_id(identity: Mapping[str, object]) -> bytes:
-    return hashlib.sha256(_identity_prefix(identity)).digest()
-
-
-def make_key(identity: Mapping[str, object], text: str) -> bytes:
-    """The 32-byte cache key of ``text`` embedded by ``identity``.
-
-    ``identity`` is a JSON-serialisable mapping naming everything that changes the
-    vector (endpoint, model, dimensions, ...); key order does not matter.
-
-    Examples
-    --------
-    >>> key = make_key({"model": "m", "dimensions": 8}, "hello")
-    >>> len(key), key == make_key({"dimensions": 8, "model": "m"}, "hello")
-    (32, True)
-    >>> key == make_key({"model": "m", "dimensions": 16}, "hello")
-    False
-    """
-    return hashlib.sha256(_identity_prefix(identity) + text.encode("utf-8")).digest()
-
-
-def make_keys(identity: Mapping[str, object], texts: Iterable[str]) -> list[bytes]:
-    """:func:`make_key` for many texts (the identity is hashed once)."""
-    prefix = hashlib.sha256(_identity_prefix(identity))
-    keys = []
-    for text in texts:
-        h = prefix.copy()
-        h.update(text.encode("utf-8"))
-        keys.append(h.digest())
-    return keys
-
-
-def _guard(method: Callable[..., T]) -> Callable[..., T]:
-    """Turn a damaged index met mid-use into a one-line :class:`CacheError`."""
-
-    @functools.wraps(method)
-    def wrapper(self: EmbeddingCache, *args: Any, **kwargs: Any) -> T:
-        try:
-            return method(self, *args, **kwargs)
-        except sqlite3.DatabaseError as exc:
-            raise self._damaged(exc) from None
-
-    return wrapper
-
-
-class EmbeddingCache:
+class EmbeddingCache(MaintenanceMixin):
     """Float32 vectors keyed by :func:`make_key`, in SQLite (WAL) or in memory.
 
     Parameters
@@ -226,11 +87,13 @@ class EmbeddingCache:
             self.path: Path | None = None
             target = ":memory:"
         else:
-            p = Path(path).expanduser()
-            if p.suffix not in {".sqlite3", ".sqlite", ".db"}:
-                p = p / CACHE_FILENAME
-            p.parent.mkdir(parents=True, exist_ok=True)
+            p = index_path(path)
             self.path = p
+            self._check_ours()
+            try:
+                p.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise self._damaged(exc) from None
             target = str(p)
         self.timeout = timeout
         self.mismatches = 0
@@ -250,26 +113,12 @@ class EmbeddingCache:
             raise self._damaged(exc) from None
         try:
             self._setup()
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, CacheError, OSError) as exc:
             self._conn.close()
-            raise self._damaged(exc) from None
-
-    def _damaged(self, exc: BaseException) -> CacheError:
-        where = "memory" if self.path is None else str(self.path)
-        folder = "<dir>" if self.path is None else str(self.path.parent)
-        return CacheError(
-            f"The embedding cache index {where} is damaged or unreadable ({exc}); "
-            + _FIX.format(dir=folder, path=where)
-            + ".",
-            path=where,
-        )
-
-    @property
-    def data_dir(self) -> Path | None:
-        """Folder of this index's data files (``None`` in memory)."""
-        if self.path is None:
-            return None
-        return self.path.parent / f"{self.path.stem}.vectors"
+            if isinstance(exc, OSError) and exc.errno not in _UNWRITABLE:
+                raise
+            error = self._damaged(exc)
+            raise error from None
 
     def _setup(self) -> None:
         c = self._conn
@@ -301,10 +150,13 @@ class EmbeddingCache:
                 version = int(row[0])
         finally:
             c.execute("COMMIT")
+        if version > _SCHEMA_VERSION:
+            raise self._newer(version)
         if version != _SCHEMA_VERSION:
             raise sqlite3.DatabaseError(
                 f"schema version {version}, this embedtasks reads {_SCHEMA_VERSION}"
             )
+        self._write_marker()
 
     def _enable_wal(self) -> None:
         """Switch to WAL, waiting out other processes that open the file at once.
@@ -495,6 +347,9 @@ class EmbeddingCache:
         """
         ok = np.ones(rows.size, dtype=bool)
         if self.path is None:
+            if file_id not in self._arrays:
+                ok[:] = False
+                return ok
             out[dest] = self._arrays[file_id][rows]
             return ok
         dim, file_uuid = self._file(file_id)
@@ -576,6 +431,7 @@ class EmbeddingCache:
         (version,) = self._conn.execute("PRAGMA data_version").fetchone()
         stamp = (int(version), self._writes)
         if self._snapshot is None or self._snapshot[0] != stamp:
+            self._check_version()
             table = self._conn.execute(_SCAN).fetchall()  # key order
             columns: tuple[Any, ...] = (
                 tuple(zip(*table, strict=True)) if table else ((), (), (), ())
@@ -649,38 +505,65 @@ class EmbeddingCache:
             ident = None
             if identity is not None:
                 ident = self._identity_num(identity, matrix.shape[1])
-            file_id, first_row = self._append(matrix)
-            rows = (
-                (key, file_id, first_row + i, sums[i], ident)
-                for i, key in enumerate(keys)
-            )
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._conn.executemany(
-                    "INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?, ?)", rows
-                )
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
-            self._writes += 1
+            c = self._conn
+            for locked in (False, True):
+                # First append, then index under the write lock; if a compact
+                # in another process retired the file in between, append again
+                # holding the lock (nothing can retire it then).
+                if locked:
+                    c.execute("BEGIN IMMEDIATE")
+                try:
+                    if locked:
+                        self._check_version()
+                    file_id, first_row = self._append(matrix)
+                    if not locked:
+                        c.execute("BEGIN IMMEDIATE")
+                        self._check_version()
+                    alive = c.execute(
+                        "SELECT 1 FROM files WHERE id = ?", (file_id,)
+                    ).fetchone()
+                    if alive:
+                        c.executemany(
+                            "INSERT OR REPLACE INTO vectors VALUES (?, ?, ?, ?, ?)",
+                            [
+                                (key, file_id, first_row + i, sums[i], ident)
+                                for i, key in enumerate(keys)
+                            ],
+                        )
+                except BaseException:
+                    if c.in_transaction:
+                        c.execute("ROLLBACK")
+                    raise
+                c.execute("COMMIT")
+                if alive:
+                    self._writes += 1
+                    return
+                self._writers.pop(matrix.shape[1], None)
+                self._files.pop(file_id, None)
+            raise AssertionError("unreachable: the locked pass always indexes")
 
     def _new_file(self, dim: int) -> int:
+        # Registered before it exists on disk, so that a data file no index row
+        # names is always an orphan (compact and clear may remove it).
         file_uuid = uuid.uuid4().bytes
+        c = self._conn
+        own = not c.in_transaction
+        if own:
+            c.execute("BEGIN IMMEDIATE")
+        try:
+            cursor = c.execute(
+                "INSERT INTO files (dim, uuid) VALUES (?, ?)", (dim, file_uuid)
+            )
+        finally:
+            if own:
+                c.execute("COMMIT")
+        file_id = int(cursor.lastrowid or 0)
         if self.path is not None:
             path = self._data_path(file_uuid)
             path.parent.mkdir(exist_ok=True)
             with open(path, "xb") as handle:
                 handle.write(_MAGIC + file_uuid + int(dim).to_bytes(4, "little"))
                 handle.write(b"\x00" * (_HEADER - 28))
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            cursor = self._conn.execute(
-                "INSERT INTO files (dim, uuid) VALUES (?, ?)", (dim, file_uuid)
-            )
-        finally:
-            self._conn.execute("COMMIT")
-        file_id = int(cursor.lastrowid or 0)
         self._files[file_id] = (dim, file_uuid)
         return file_id
 
@@ -716,241 +599,6 @@ class EmbeddingCache:
         raise OSError(f"Cannot append to the embedding cache in {self.data_dir}.")
 
     # -- maintenance ------------------------------------------------------------
-    @_guard
-    def info(self) -> dict[str, Any]:
-        """Sizes and counts: vectors, bytes on disk and reclaimable, per model.
-
-        Returns
-        -------
-        dict
-            ``path``, ``vectors``, ``files``, ``index_bytes``, ``data_bytes``,
-            ``live_bytes`` (indexed vectors and their file headers),
-            ``reclaimable_bytes``,
-            ``orphan_files`` (data files no index row points to) and ``models``
-            (one dict per identity: its ``label``, ``dim`` and ``vectors``).
-        """
-        with self._lock:
-            c = self._conn
-            (n,) = c.execute("SELECT COUNT(*) FROM vectors").fetchone()
-            (live,) = c.execute(
-                "SELECT COALESCE(SUM(f.dim), 0) * 4 FROM vectors v "
-                "JOIN files f ON f.id = v.file"
-            ).fetchone()
-            n_files = c.execute("SELECT COUNT(*) FROM files").fetchone()[0]
-            models = [
-                {"label": json.loads(label or "{}"), "dim": int(dim), "vectors": int(k)}
-                for label, dim, k in c.execute(
-                    "SELECT i.label, i.dim, COUNT(v.key) FROM identities i "
-                    "LEFT JOIN vectors v ON v.ident = i.num GROUP BY i.num "
-                    "ORDER BY i.num"
-                )
-            ]
-            known = {bytes(u).hex() for (u,) in c.execute("SELECT uuid FROM files")}
-        index_bytes = data_bytes = orphans = 0
-        if self.path is not None:
-            for suffix in ("", "-wal", "-shm"):
-                p = Path(str(self.path) + suffix)
-                index_bytes += p.stat().st_size if p.exists() else 0
-            for p in self._data_files():
-                size = p.stat().st_size
-                data_bytes += size
-                orphans += p.stem not in known
-                live += _HEADER if p.stem in known else 0
-        else:
-            data_bytes = sum(a.nbytes for a in self._arrays.values())
-        return {
-            "path": None if self.path is None else str(self.path),
-            "vectors": int(n),
-            "files": int(n_files),
-            "index_bytes": index_bytes,
-            "data_bytes": data_bytes,
-            "live_bytes": int(live),
-            "reclaimable_bytes": max(0, data_bytes - int(live)),
-            "orphan_files": orphans,
-            "models": models,
-        }
-
-    def _data_files(self) -> list[Path]:
-        folder = self.data_dir
-        if folder is None or not folder.is_dir():
-            return []
-        return sorted(folder.glob("*.f32"))
-
-    def _scan_files(self) -> Iterable[tuple[int, list[tuple[bytes, int, int]]]]:
-        c = self._conn
-        for (file_id,) in c.execute("SELECT id FROM files ORDER BY id").fetchall():
-            entries = c.execute(
-                "SELECT key, row, sum FROM vectors WHERE file = ? ORDER BY row",
-                (file_id,),
-            ).fetchall()
-            yield int(file_id), entries
-
-    def _read_verified(
-        self, file_id: int, entries: list[tuple[bytes, int, int]]
-    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
-        dim = self._file(file_id)[0]
-        out = np.zeros((len(entries), max(dim, 0)), dtype=np.float32)
-        rows = np.array([e[1] for e in entries], dtype=np.int64)
-        sums = np.array([e[2] for e in entries], dtype=np.int64)
-        ok = self._gather(file_id, rows, np.arange(len(entries)), out)
-        ok &= checksums(out) == sums
-        return out, ok
-
-    @_guard
-    def verify(self, *, repair: bool = False) -> dict[str, int]:
-        """Check every indexed vector (file header, size, checksum).
-
-        Parameters
-        ----------
-        repair : bool, default=False
-            Drop the index rows of damaged vectors (they are fetched again on
-            next use) instead of only counting them.
-
-        Returns
-        -------
-        dict
-            ``checked``, ``ok``, ``damaged`` and ``missing_files``.
-        """
-        checked = good = missing = 0
-        bad: list[bytes] = []
-        with self._lock:
-            for file_id, entries in self._scan_files():
-                if not entries:
-                    continue
-                if (
-                    self.path is not None
-                    and not self._data_path(self._file(file_id)[1]).exists()
-                ):
-                    missing += 1
-                _, ok = self._read_verified(file_id, entries)
-                checked += len(entries)
-                good += int(ok.sum())
-                bad += [entries[i][0] for i in np.flatnonzero(~ok).tolist()]
-            if repair and bad:
-                self._conn.execute("BEGIN IMMEDIATE")
-                self._conn.executemany(
-                    "DELETE FROM vectors WHERE key = ?", [(k,) for k in bad]
-                )
-                self._conn.execute("COMMIT")
-                self._writes += 1
-        return {
-            "checked": checked,
-            "ok": good,
-            "damaged": len(bad),
-            "missing_files": missing,
-        }
-
-    @_guard
-    def compact(self) -> dict[str, int]:
-        """Rewrite the verified live vectors into fresh files; delete the rest.
-
-        Reclaims replaced rows, damaged rows, torn tails and orphan data files
-        (left by a deleted index). Writers in other processes wait meanwhile;
-        run it while no other process reads this cache.
-
-        Returns
-        -------
-        dict
-            ``vectors`` kept, ``dropped`` (damaged), ``bytes_before`` and
-            ``bytes_after``.
-        """
-        before = self.info()["data_bytes"]
-        kept = dropped = 0
-        with self._lock:
-            c = self._conn
-            old = [int(i) for (i,) in c.execute("SELECT id FROM files").fetchall()]
-            self._writers.clear()
-            moved: list[tuple[int, int, bytes]] = []
-            dead: list[bytes] = []
-            for file_id, entries in self._scan_files():
-                if not entries:
-                    continue
-                vectors, ok = self._read_verified(file_id, entries)
-                dead += [entries[i][0] for i in np.flatnonzero(~ok).tolist()]
-                good = np.flatnonzero(ok)
-                if good.size:
-                    new_id, first = self._append(vectors[good])
-                    moved += [
-                        (new_id, first + j, entries[i][0])
-                        for j, i in enumerate(good.tolist())
-                    ]
-            c.execute("BEGIN IMMEDIATE")
-            try:
-                c.executemany(
-                    "UPDATE vectors SET file = ?, row = ? WHERE key = ?", moved
-                )
-                c.executemany("DELETE FROM vectors WHERE key = ?", [(k,) for k in dead])
-                c.executemany("DELETE FROM files WHERE id = ?", [(i,) for i in old])
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
-            c.execute("COMMIT")
-            self._writes += 1
-            self._checked.clear()
-            kept, dropped = len(moved), len(dead)
-            self._remove_unreferenced()
-            self._writers.clear()
-        return {
-            "vectors": kept,
-            "dropped": dropped,
-            "bytes_before": before,
-            "bytes_after": self.info()["data_bytes"],
-        }
-
-    def _remove_unreferenced(self) -> None:
-        if self.path is None:
-            live = {int(i) for (i,) in self._conn.execute("SELECT id FROM files")}
-            for file_id in list(self._arrays):
-                if file_id not in live:
-                    del self._arrays[file_id]
-            return
-        known = {
-            bytes(u).hex() for (u,) in self._conn.execute("SELECT uuid FROM files")
-        }
-        for p in self._data_files():
-            if p.stem not in known:
-                p.unlink(missing_ok=True)
-
-    @_guard
-    def clear(self) -> int:
-        """Delete every vector and data file of this index; how many vectors."""
-        with self._lock:
-            n = len(self)
-            c = self._conn
-            c.execute("BEGIN IMMEDIATE")
-            for table in ("vectors", "files", "identities"):
-                c.execute(f"DELETE FROM {table}")
-            c.execute("COMMIT")
-            self._writes += 1
-            self._writers.clear()
-            self._files.clear()
-            self._checked.clear()
-            self._remove_unreferenced()
-            c.execute("VACUUM")
-        return n
-
-    @staticmethod
-    def remove_files(path: str | os.PathLike[str]) -> list[Path]:
-        """Delete a cache's index and data files without opening it.
-
-        For an index too damaged to open; returns what was removed.
-        """
-        p = Path(path).expanduser()
-        if p.suffix not in {".sqlite3", ".sqlite", ".db"}:
-            p = p / CACHE_FILENAME
-        removed = []
-        for suffix in ("", "-wal", "-shm", "-journal"):
-            f = Path(str(p) + suffix)
-            if f.exists():
-                f.unlink()
-                removed.append(f)
-        folder = p.parent / f"{p.stem}.vectors"
-        if folder.is_dir():
-            for f in folder.glob("*.f32"):
-                f.unlink()
-                removed.append(f)
-        return removed
-
     def __getstate__(self) -> dict[str, object]:
         raise TypeError(
             "EmbeddingCache holds an open database connection and cannot be "
