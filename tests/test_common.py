@@ -42,6 +42,7 @@ def _numeric_estimators():
             {},
             {"duplicate_threshold": 0.5, "max_pairs": 10, "n_bins": 5},
         ],
+        "DriftTest": [{}, {"n_neighbors": 3, "n_clusters": 2, "max_samples": None}],
         "NearDuplicates": [{}, {"threshold": 0.5, "neighbors": "approximate"}],
     }
     for name, params_list in configs.items():

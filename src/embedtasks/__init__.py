@@ -20,6 +20,8 @@ _EXPORTS = {
     "ChatNamer": "embedtasks.embedders",
     "DiversityReport": "embedtasks.diversity",
     "DotProductNeighbors": "embedtasks.neighbors",
+    "DriftResult": "embedtasks.drift",
+    "DriftTest": "embedtasks.drift",
     "EmbedTasksError": "embedtasks.exceptions",
     "EmbeddingCache": "embedtasks.embedders",
     "EmbeddingClusterer": "embedtasks.cluster",
@@ -38,6 +40,8 @@ __all__ = [
     "ChatNamer",
     "DiversityReport",
     "DotProductNeighbors",
+    "DriftResult",
+    "DriftTest",
     "EmbedTasksError",
     "EmbeddingCache",
     "EmbeddingClusterer",
@@ -58,6 +62,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from embedtasks.classify import NearestLabelClassifier
     from embedtasks.cluster import EmbeddingClusterer
     from embedtasks.diversity import DiversityReport
+    from embedtasks.drift import DriftResult, DriftTest
     from embedtasks.duplicates import NearDuplicates
     from embedtasks.embedders import (
         ChatNamer,

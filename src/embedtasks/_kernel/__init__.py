@@ -29,6 +29,7 @@ from embedtasks._kernel._approx import (
     APPROXIMATE_ABOVE,
     approximate_scan,
     approximate_top_k,
+    train_centroids,
     use_approximate,
 )
 from embedtasks._kernel._corpus import (
@@ -161,6 +162,7 @@ __all__ = [
     "use_approximate",
     "top_k",
     "top_k_rescored",
+    "train_centroids",
     "vendi_from_gram",
     "vendi_score",
 ]

@@ -22,6 +22,7 @@ from embedtasks._kernel._exact import (
     group_mean_direction,
     l2_normalize,
     row_norms,
+    similarity,
 )
 from embedtasks._kernel._exact import (
     n_threads as threads_for,
@@ -58,14 +59,23 @@ def train_centroids(
     sample: int | None = None,
     n_iter: int = 8,
     random_state: int = 0,
+    init: str = "random",
 ) -> npt.NDArray[np.float32]:
-    """Spherical k-means centroids (unit rows) trained on a random sample of ``X``."""
+    """Spherical k-means centroids (unit rows) trained on a random sample of ``X``.
+
+    ``init="random"`` starts from random sample rows; ``"k-means++"`` picks each
+    start with probability proportional to its distance to the nearest start
+    chosen so far (Arthur and Vassilvitskii), which separates topics better.
+    """
     rng = np.random.default_rng(random_state)
     n = X.shape[0]
     size = min(n, sample or max(50 * n_lists, 10_000))
     S = l2_normalize(X[np.sort(rng.choice(n, size, replace=False))])
     n_lists = min(n_lists, size)
-    C = S[rng.choice(size, n_lists, replace=False)].copy()
+    if init == "k-means++":
+        C = _plus_plus(S, n_lists, rng)
+    else:
+        C = S[rng.choice(size, n_lists, replace=False)].copy()
     for _ in range(n_iter):
         assign = top_k(S, C, 1).indices[:, 0]
         counts = np.bincount(assign, minlength=n_lists)
@@ -74,6 +84,32 @@ def train_centroids(
         if empty.size:  # re-seed empty lists with random sample rows
             C[empty] = S[rng.choice(size, empty.size, replace=False)]
     return C
+
+
+def _plus_plus(
+    S: npt.NDArray[np.float32], n_lists: int, rng: np.random.Generator
+) -> npt.NDArray[np.float32]:
+    """Greedy k-means++ starts among the unit rows ``S`` (as scikit-learn's).
+
+    Each step draws ``2 + log(k)`` candidates with probability proportional to
+    their distance to the nearest start so far (``1 - cos``, half the squared
+    distance) and keeps the one that lowers the total distance most.
+    """
+    n_trials = 2 + int(np.log(n_lists))
+    chosen = [int(rng.integers(S.shape[0]))]
+    best = similarity(S, S[chosen[-1:]])[:, 0].astype(np.float64)
+    for _ in range(1, n_lists):
+        weight = np.maximum(1.0 - best, 0.0)
+        total = weight.sum()
+        if total <= 0:  # every row is a copy of a start already chosen
+            chosen.append(int(rng.integers(S.shape[0])))
+            continue
+        candidates = rng.choice(S.shape[0], size=n_trials, p=weight / total)
+        sims = np.maximum(best[:, None], similarity(S, S[candidates]))
+        pick = int(np.argmin((1.0 - sims).sum(axis=0)))
+        chosen.append(int(candidates[pick]))
+        best = sims[:, pick]
+    return S[chosen].copy()
 
 
 def _lists(X: F32, centroids: F32, n_probe: int) -> list[Idx]:

@@ -24,10 +24,12 @@ import numpy as np
 from sklearn.base import clone
 
 from embedtasks._optional import import_optional
+from embedtasks._report._drift import drift_section
 from embedtasks._report._page import Page, clean_text
 from embedtasks._validation import check_texts
 from embedtasks.cluster._estimator import EmbeddingClusterer
 from embedtasks.diversity import DiversityReport
+from embedtasks.drift import DriftTest
 from embedtasks.duplicates import NearDuplicates
 from embedtasks.outliers import OutlierScorer
 
@@ -62,6 +64,8 @@ class Report:
     diversity : pandas.DataFrame
         :meth:`DiversityReport.to_frame <embedtasks.DiversityReport.to_frame>`:
         one row for all texts, then one per group.
+    drift : DriftResult or None
+        With a reference corpus: how this corpus differs from it.
     """
 
     def __init__(
@@ -73,8 +77,10 @@ class Report:
         outliers: Any,
         duplicates: Any,
         diversity: Any,
+        drift: Any = None,
     ) -> None:
         self.html = html
+        self.drift = drift
         self.points = points
         self.clusters = clusters
         self.outliers = outliers
@@ -129,6 +135,9 @@ def report(
     n_outliers: int = 20,
     n_duplicates: int = 50,
     max_text_chars: int = 300,
+    reference: Any = None,
+    reference_X: Any = None,
+    drift_test: Any = None,
     namer: Any = None,
 ) -> Report:
     """Look at a corpus: one self-contained HTML page of its map, clusters and more.
@@ -180,6 +189,15 @@ def report(
     max_text_chars : int, default=300
         Texts are cut to this many characters on the page (a 20,000-row corpus of
         paragraphs then makes a file of about 11 MB).
+    reference : sequence of str, optional
+        A reference corpus (last month's data, the training set): the page then
+        opens with a section on how ``texts`` differ from it
+        (:class:`~embedtasks.DriftTest`).
+    reference_X : array-like of shape (n_reference, n_features), optional
+        The reference texts' embeddings; computed with ``embedder`` when not
+        given.
+    drift_test : DriftTest, optional
+        The test to run (fitted on a copy); default ``DriftTest(random_state=0)``.
 
     Returns
     -------
@@ -246,6 +264,7 @@ def report(
                 f"embedtasks.report got {n} texts but groups of shape "
                 f"{group_values.shape}; pass one group label per text."
             )
+    drift = _drift(reference, reference_X, texts, X, embedder, drift_test)
     clusterer = _fitted_clusterer(clusterer, X)
     summary = clusterer.summary(texts, namer=namer)
     labels = np.asarray(clusterer.labels_)
@@ -298,18 +317,44 @@ def report(
         title=title,
         ids=None if id_values is None else id_values.tolist(),
     )
+    drift_html = (
+        "" if drift is None else drift_section(drift, max_text_chars=max_text_chars)
+    )
     if id_values is not None:
         top.insert(1, "id", id_values[top["row"].to_numpy()])
         duplicates.insert(2, "id_a", id_values[duplicates["row_a"].to_numpy()])
         duplicates.insert(3, "id_b", id_values[duplicates["row_b"].to_numpy()])
     return Report(
-        page.render(top, duplicates),
+        page.render(top, duplicates, drift_html),
         points=points,
         clusters=summary,
         outliers=top,
         duplicates=duplicates,
         diversity=diversity_report.to_frame(),
+        drift=drift,
     )
+
+
+def _drift(
+    reference: Any, reference_X: Any, texts: list[str], X: Any, embedder: Any, test: Any
+) -> Any:
+    """The drift of ``texts`` from ``reference`` (None without a reference)."""
+    if reference is None:
+        if reference_X is not None:
+            raise ValueError(
+                "embedtasks.report got reference_X without reference: pass the "
+                "reference texts too (they name the clusters and the examples)."
+            )
+        return None
+    reference = check_texts(reference, estimator_name="embedtasks.report(reference)")
+    if reference_X is None:
+        if embedder is None:
+            from embedtasks.embedders._local import LocalEmbedder
+
+            embedder = LocalEmbedder()
+        reference_X = embedder.fit_transform(reference)
+    test = clone(DriftTest(random_state=0) if test is None else test)
+    return test.fit(reference_X, texts=reference).test(X, texts=texts)
 
 
 def _groups_table(dedupe: Any, texts: list[str], n_groups: int) -> Any:

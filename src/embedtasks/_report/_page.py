@@ -310,7 +310,7 @@ class Page:
         return _table(["group"] + [label for _, label in columns], rows)
 
     # ---------------------------------------------------------------- page
-    def render(self, top: Any, duplicates: Any) -> str:
+    def render(self, top: Any, duplicates: Any, drift: str = "") -> str:
         import plotly.io as pio
         from plotly.offline import get_plotlyjs
 
@@ -349,6 +349,8 @@ class Page:
             outliers=self.outlier_table(top),
             duplicates=self.duplicate_table(duplicates),
             diversity=self.diversity_table(),
+            drift=drift,
+            drift_nav='<a href="#drift">Drift</a>' if drift else "",
             script=_SCRIPT,
             style=_STYLE,
         )
@@ -499,10 +501,10 @@ _TEMPLATE = """<!DOCTYPE html>
 <title>{title}</title><style>{style}</style>
 <script>{plotly}</script></head>
 <body><header><h1>{title}</h1><div class="cards">{cards}</div>
-<nav><a href="#map">Map</a><a href="#clusters">Clusters</a>
+<nav>{drift_nav}<a href="#map">Map</a><a href="#clusters">Clusters</a>
 <a href="#outliers">Outliers</a><a href="#duplicates">Near-duplicates</a>
 <a href="#diversity">Diversity</a></nav>
-</header><main>
+</header><main>{drift}
 <section id="map"><h2>Map</h2>
 <p class="note">Each point is a row, placed by the clusterer's 2-D map and coloured by
 cluster; hover for its text, click a legend entry to hide a cluster, double-click to

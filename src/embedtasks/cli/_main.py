@@ -32,6 +32,7 @@ from embedtasks.cli import (
     _cluster,
     _dedupe,
     _demo,
+    _drift,
     _embed,
     _report,
     _search,
@@ -48,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="embedtasks",
         description="Text embeddings at work: embed, search, recommend, cluster, "
         "flag outliers, measure diversity, classify and de-duplicate the texts of a "
-        "data file.",
+        "data file, and test whether two files differ.",
         epilog="Start with: embedtasks demo",
     )
     parser.add_argument("--version", action="version", version=__version__)
@@ -59,7 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
-    for module in (_demo, _embed, _search, _cluster, _analyse, _dedupe, _report):
+    for module in (
+        _demo,
+        _embed,
+        _search,
+        _cluster,
+        _analyse,
+        _dedupe,
+        _drift,
+        _report,
+    ):
         module.register(add)
     return parser
 

@@ -21,13 +21,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     """Write one self-contained HTML page: map, clusters, outliers, near-copies."""
     from embedtasks._report._build import report
     from embedtasks.diversity import DiversityReport
+    from embedtasks.drift import DriftTest
 
     frame, rows = _load(args, args.group_column)
     texts = rows.texts
     groups = _groups(frame, args, rows)
     clusterer = _clusterer(args, len(texts))
+    reference = reference_X = None
+    if args.reference:
+        ref_args = argparse.Namespace(**{**vars(args), "input": args.reference})
+        reference = _load(ref_args)[1].texts
     namer = announcing(args)
     _, X = _embed(args, texts)
+    if reference is not None:
+        _, reference_X = _embed(args, reference)
     page = report(
         texts,
         X,
@@ -39,6 +46,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         ),
         title=args.title or f"embedtasks report: {Path(args.input).name}",
         max_text_chars=args.max_text_chars,
+        reference=reference,
+        reference_X=reference_X,
+        drift_test=DriftTest(random_state=args.random_state) if reference else None,
         namer=namer,
     )
     path = page.save(args.output)
@@ -51,6 +61,12 @@ def register(add: Any) -> None:
     p = add("report", cmd_report, "one HTML page: map, clusters, outliers, copies")
     _common(p)
     p.add_argument("--group-column", help="diversity per group of this column")
+    p.add_argument(
+        "--reference",
+        metavar="FILE",
+        help="a reference data file (same --column): the page opens with how the "
+        "input differs from it (clusters that grew or shrank, a p-value)",
+    )
     p.add_argument("-o", "--output", default="report.html", help="(report.html)")
     p.add_argument("--title", help="page title (the input file's name)")
     _cluster_flags(p)

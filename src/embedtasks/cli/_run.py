@@ -247,20 +247,21 @@ def _check_outputs(args: argparse.Namespace) -> None:
     reading or embedding: the error names the fix."""
     tables = {
         "search", "recommend", "cluster", "outliers", "diversity", "classify",
-        "dedupe", "leakage",
+        "dedupe", "leakage", "drift",
     }  # fmt: skip
     sources = (
         ("the input", "input"),
         ("the TEST", "test"),
         ("the --train", "train"),
         ("the --queries-file", "queries_file"),
+        ("the reference", "reference"),
     )
     inputs = [
         (flag, Path(path))
         for flag, name in sources
         if (path := getattr(args, name, None))
     ]
-    outputs = ("output", "summary_output", "pairs_output")
+    outputs = ("output", "summary_output", "pairs_output", "examples_output")
     for name in outputs:
         path = getattr(args, name, None)
         if not path:
