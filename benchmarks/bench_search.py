@@ -1,14 +1,16 @@
 """Exact top-k search: embedtasks vs faiss (as shipped and on the right BLAS kernel).
 
-Measures, side by side in one run on the same data (rounds alternate between the
-methods, medians reported):
+Measures, in one run on the same data, each method alone in a process of its
+own, in turn (one searching while the others wait idle, a pause between runs so
+no thread pool still spins; the first method rotates every round; medians of
+wall and CPU seconds reported):
 
 * batch search, 100k x 384 unit float32 corpus, 1,000 queries, k=10: ours
   (``DotProductNeighbors.search``: exact int8 products pick candidates, the
   survivors are rescored canonically; and the kernel's float32 BLAS path, the
   screen off) vs faiss ``IndexFlatIP`` as shipped (its bundled
-  OpenBLAS picks its kernel itself, in this process) vs faiss in a separate process
-  with ``OPENBLAS_CORETYPE`` set to the kernel numpy's OpenBLAS detects here (the
+  OpenBLAS picks its kernel itself) vs faiss with ``OPENBLAS_CORETYPE=SkylakeX``
+  where the CPU has AVX-512 (else the kernel numpy's OpenBLAS detects here; the
   variable is set for faiss's process only) vs scikit-learn brute euclidean, and our
   effective GFLOP/s against this machine's sgemm rate;
 * single queries on a 1M x 384 corpus: our read rate vs numpy's ``X @ q``.
@@ -38,31 +40,55 @@ import numpy as np
 from threadpoolctl import threadpool_info
 
 from embedtasks import DotProductNeighbors
-from embedtasks._kernel import l2_normalize, top_k
+from embedtasks._kernel import l2_normalize
 
-_FAISS_WORKER = r"""
+#: One method in a process of its own: loads the data, builds its index (and,
+#: for ours, the screen: on the first search), then times one search per line on
+#: stdin, answering wall and CPU seconds.
+_WORKER = r"""
 import json, sys, time
 import numpy as np
-import faiss
 from threadpoolctl import threadpool_info
-X, Q = np.load(sys.argv[1]), np.load(sys.argv[2])
-k = int(sys.argv[3])
-index = faiss.IndexFlatIP(X.shape[1]); index.add(X); index.search(Q, k)
-arch = [i.get("architecture") for i in threadpool_info() if "faiss" in i["filepath"]]
-print(json.dumps({"ready": True, "arch": arch}), flush=True)
+method, k = sys.argv[1], int(sys.argv[4])
+X, Q = np.load(sys.argv[2]), np.load(sys.argv[3])
+if method in ("ours", "ours-float32"):
+    from embedtasks import DotProductNeighbors
+    from embedtasks._kernel import top_k
+    nn = DotProductNeighbors(n_neighbors=k).fit(X)
+    norm = nn._store.max_norm
+    if method == "ours":
+        run = lambda: nn.search(Q)
+    else:
+        run = lambda: top_k(Q, X, k, screen=False, corpus_max_norm=norm)
+elif method == "faiss":
+    import faiss
+    index = faiss.IndexFlatIP(X.shape[1]); index.add(X)
+    run = lambda: index.search(Q, k)
+else:
+    from sklearn.neighbors import NearestNeighbors
+    sk = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(X)
+    run = lambda: sk.kneighbors(Q)
+start = time.perf_counter(); run(); first = time.perf_counter() - start
+screen = method == "ours" and bool(getattr(nn._store, "_screen", None))
+arch = [i.get("architecture") for i in threadpool_info() if i.get("architecture")]
+print(json.dumps({"first": first, "arch": arch, "screen": screen}), flush=True)
 for line in sys.stdin:
-    start = time.perf_counter(); index.search(Q, k)
-    print(json.dumps({"t": time.perf_counter() - start}), flush=True)
+    t0, c0 = time.perf_counter(), time.process_time(); run()
+    t, c = time.perf_counter() - t0, time.process_time() - c0
+    print(json.dumps({"t": t, "cpu": c}), flush=True)
 """
 
 #: Banking77's all-MiniLM-L6-v2 vectors, for the section on real embeddings.
-BANKING77 = os.path.join(
-    os.path.dirname(os.path.abspath(__file__)),
-    "..",
-    "..",
-    "shared",
-    "data",
-    "banking77",
+BANKING77 = next(
+    (
+        os.path.join(p, "shared", "data", "banking77")
+        for p in (
+            os.path.join(os.path.dirname(os.path.abspath(__file__)), *[".."] * n)
+            for n in (2, 3)
+        )
+        if os.path.isdir(os.path.join(p, "shared"))
+    ),
+    "",
 )
 
 
@@ -87,25 +113,36 @@ def numpy_blas_arch():
     return None
 
 
-class FaissProcess:
-    """faiss in its own process, its OpenBLAS kernel forced by the environment."""
+def faiss_coretype():
+    """The OpenBLAS kernel faiss should run: SkylakeX where the CPU has AVX-512,
+    else the one numpy's OpenBLAS detects here (faiss's bundled copy may fall back
+    to a generic kernel on CPUs it does not know)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            if " avx512f" in f.read():
+                return "SkylakeX"
+    except OSError:
+        pass
+    return numpy_blas_arch()
 
-    def __init__(self, X, Q, k, coretype, tmp):
-        env = {**os.environ, "OPENBLAS_CORETYPE": coretype}
-        env.pop("OPENBLAS_L2_SIZE", None)
-        paths = [os.path.join(tmp, "X.npy"), os.path.join(tmp, "Q.npy")]
-        np.save(paths[0], X)
-        np.save(paths[1], Q)
-        cmd = [sys.executable, "-c", _FAISS_WORKER, *paths, str(k)]
+
+class MethodProcess:
+    """One search method in its own process (``env`` added to its environment)."""
+
+    def __init__(self, method, paths, k, env=None):
+        env = {**os.environ, **(env or {})}
+        if "OPENBLAS_CORETYPE" in (env or {}):
+            env.pop("OPENBLAS_L2_SIZE", None)
+        cmd = [sys.executable, "-c", _WORKER, method, *paths, str(k)]
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
         )
-        self.arch = json.loads(self.proc.stdout.readline())["arch"]
+        self.ready = json.loads(self.proc.stdout.readline())
 
     def search(self):
         self.proc.stdin.write("go\n")
         self.proc.stdin.flush()
-        return json.loads(self.proc.stdout.readline())["t"]
+        return json.loads(self.proc.stdout.readline())
 
     def close(self):
         self.proc.stdin.close()
@@ -122,59 +159,67 @@ def sgemm_rate(d, repeat):
     return 2 * a.shape[0] * b.shape[0] * d / t / 1e9
 
 
-def side_by_side(X, Q, k, repeat, arch, *, sklearn=True):
-    """Median seconds of each method on (X, Q), rounds alternating; prints a table."""
-    nn = DotProductNeighbors(n_neighbors=k).fit(X)
-    first = timed(lambda: nn.search(Q))
-    screen = getattr(nn, "_screen", None)
-    print(
-        f"  first search {first:.3f} s, including the integer screen built once per "
-        f"fitted corpus ({'built' if screen else 'not used here: float32 path'})"
-    )
-    max_norm = nn._store.max_norm
-
-    def float_path():
-        return top_k(Q, X, k, screen=False, corpus_max_norm=max_norm)
-
-    float_path()
-    methods = {
-        "embedtasks DotProductNeighbors": lambda: timed(lambda: nn.search(Q)),
-        "embedtasks, float32 path (no screen)": lambda: timed(float_path),
-    }
-    faiss_right = None
+def side_by_side(X, Q, k, repeat, coretype, *, sklearn=True):
+    """Median seconds of each method on (X, Q), each alone in its own process, in
+    turn (the others idle, a pause between runs); prints a table."""
     with tempfile.TemporaryDirectory() as tmp:
+        paths = [os.path.join(tmp, "X.npy"), os.path.join(tmp, "Q.npy")]
+        np.save(paths[0], X)
+        np.save(paths[1], Q)
+        specs = {
+            "embedtasks DotProductNeighbors": ("ours", None),
+            "embedtasks, float32 path (no screen)": ("ours-float32", None),
+        }
         try:
-            import faiss
+            import faiss  # noqa: F401
 
-            index = faiss.IndexFlatIP(X.shape[1])
-            index.add(X)
-            index.search(Q, k)
-            methods["faiss IndexFlatIP (as shipped)"] = lambda: timed(
-                lambda: index.search(Q, k)
-            )
-            if arch:
-                faiss_right = FaissProcess(X, Q, k, arch, tmp)
-                methods[f"faiss IndexFlatIP ({arch} kernel)"] = faiss_right.search
+            specs["faiss IndexFlatIP (as shipped)"] = ("faiss", None)
+            if coretype:
+                specs[f"faiss IndexFlatIP ({coretype} kernel)"] = (
+                    "faiss",
+                    {"OPENBLAS_CORETYPE": coretype},
+                )
         except ImportError:
             print("(faiss not installed: pip install faiss-cpu to compare)")
         if sklearn:
-            from sklearn.neighbors import NearestNeighbors
-
-            sk = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(X)
-            methods["sklearn brute euclidean"] = lambda: timed(lambda: sk.kneighbors(Q))
-        times = {name: [] for name in methods}
-        rates = []
-        for _ in range(repeat):  # alternate, so noise hits every method alike
-            for name, run in methods.items():
-                times[name].append(run())
-            rates.append(sgemm_rate(X.shape[1], 3))
-        if faiss_right is not None:
-            faiss_right.close()
+            specs["sklearn brute euclidean"] = ("sklearn", None)
+        procs = {
+            name: MethodProcess(m, paths, k, env) for name, (m, env) in specs.items()
+        }
+        try:
+            ours = procs["embedtasks DotProductNeighbors"].ready
+            print(
+                f"  first search {ours['first']:.3f} s, including the integer screen "
+                "built once per fitted corpus "
+                f"({'built' if ours['screen'] else 'not used here: float32 path'})"
+            )
+            times = {name: [] for name in procs}
+            cpu = {name: [] for name in procs}
+            rates = []
+            names = list(procs)
+            for r in range(repeat):  # in turn, the first rotating every round
+                for name in names[r % len(names) :] + names[: r % len(names)]:
+                    time.sleep(0.3)  # the last process's threads go to sleep
+                    got = procs[name].search()
+                    times[name].append(got["t"])
+                    cpu[name].append(got["cpu"])
+                time.sleep(0.3)
+                rates.append(sgemm_rate(X.shape[1], 3))
+        finally:
+            for proc in procs.values():
+                proc.close()
     med = {name: float(np.median(t)) for name, t in times.items()}
+    med_cpu = {name: float(np.median(c)) for name, c in cpu.items()}
     ours = med["embedtasks DotProductNeighbors"]
-    print(f"  {'method':38s} {'median s':>9s} {'best s':>8s} {'time / ours':>12s}")
+    print(
+        f"  {'method':38s} {'median s':>9s} {'best s':>8s} {'CPU-s':>7s} "
+        f"{'time / ours':>12s}"
+    )
     for name, t in times.items():
-        print(f"  {name:38s} {med[name]:9.3f} {min(t):8.3f} {med[name] / ours:11.2f}x")
+        print(
+            f"  {name:38s} {med[name]:9.3f} {min(t):8.3f} {med_cpu[name]:7.3f} "
+            f"{med[name] / ours:11.2f}x"
+        )
     rate = float(np.median(rates))
     flops = 2 * X.shape[0] * Q.shape[0] * X.shape[1]
     bound = flops / rate / 1e9
@@ -183,8 +228,9 @@ def side_by_side(X, Q, k, repeat, arch, *, sklearn=True):
     right = [name for name in med if "kernel)" in name]
     if right:
         print(
-            f"  RATIO faiss-right-kernel / ours: {med[right[0]] / ours:.2f} "
-            "(bar >= 1.0: ours at least as fast)"
+            f"  RATIO faiss-right-kernel / ours: {med[right[0]] / ours:.2f} wall, "
+            f"{med_cpu[right[0]] / med_cpu['embedtasks DotProductNeighbors']:.2f} "
+            "CPU (bar >= 1.0: ours at least as fast)"
         )
     flt = med["embedtasks, float32 path (no screen)"]
     print(
@@ -225,12 +271,14 @@ def main():
         print(f" (forced by OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']})")
     else:
         print(" (detected)")
+    coretype = faiss_coretype()
+    print(f"faiss's fastest kernel here: OPENBLAS_CORETYPE={coretype} (its process)")
     rng = np.random.default_rng(0)
     X = unit_matrix(rng, args.n, args.d)
     Q = unit_matrix(rng, args.queries, args.d)
     print(f"batch search: random unit corpus {args.n:,} x {args.d}, ", end="")
     print(f"{args.queries:,} queries, k={args.k}; median of {args.repeat} rounds")
-    side_by_side(X, Q, args.k, args.repeat, arch)
+    side_by_side(X, Q, args.k, args.repeat, coretype)
 
     real = banking77_corpus(rng, args.n, args.queries)
     if real is not None:
@@ -239,7 +287,7 @@ def main():
             f"Banking77 texts' all-MiniLM-L6-v2 vectors, {args.queries:,} Banking77 "
             f"texts as queries, k={args.k}"
         )
-        side_by_side(*real, args.k, args.repeat, arch, sklearn=False)
+        side_by_side(*real, args.k, args.repeat, coretype, sklearn=False)
 
     print(f"\nsingle queries: corpus {args.big_n:,} x {args.d}")
     big = unit_matrix(rng, args.big_n, args.d)

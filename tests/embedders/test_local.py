@@ -130,15 +130,20 @@ def test_missing_bundled_model_says_how_to_install(monkeypatch):
 )
 @pytest.mark.parametrize("backend", ["onnx", "sentence-transformers"])
 def test_bundled_aliases_and_backends_share_one_identity(name, backend):
-    # The identity earlier releases wrote: their cached vectors stay valid.
-    identity = LocalEmbedder(name, backend=backend)._backend().identity
+    # The identity earlier releases wrote: their cached float32 vectors stay valid.
+    identity = LocalEmbedder(name, backend=backend, precision="float32")
+    identity = identity._backend().identity
     assert identity == {
         "backend": "sentence-transformers",
         "model": "sentence-transformers/all-MiniLM-L6-v2",
     }
     for policy in ("chunk", "error"):  # "error" is never served a truncated row
-        other = LocalEmbedder(long_text=policy)._backend().identity
-        assert other == {**identity, "long_text": policy}
+        other = LocalEmbedder(long_text=policy, precision="float32")
+        assert other._backend().identity == {**identity, "long_text": policy}
+    # int8 vectors get rows of their own; torch runs float32 whatever is asked.
+    default = LocalEmbedder(name, backend=backend)._backend().identity
+    int8 = {**identity, "precision": "int8"}
+    assert default == (int8 if backend == "onnx" else identity)
 
 
 def test_model_directory_is_identified_by_absolute_path(tmp_path, monkeypatch):
@@ -154,6 +159,7 @@ def test_model_directory_is_identified_by_absolute_path(tmp_path, monkeypatch):
         ({"batch_size": 0}, "batch_size"),
         ({"long_text": "split"}, "long_text"),
         ({"backend": "torch"}, "backend"),
+        ({"precision": "int4"}, "precision"),
     ],
 )
 def test_invalid_parameters_are_rejected(params, name):
@@ -243,7 +249,7 @@ def test_gpu_device_needs_the_sentence_transformers_backend():
 
 # -- the default backend ---------------------------------------------------------------
 def test_vectors_match_a_pinned_golden_vector():
-    X = _embed(TEXTS)
+    X = _embed(TEXTS, precision="float32")
     assert X.dtype == np.float32 and X.shape == (5, 384)
     np.testing.assert_allclose(X[0, :8], GOLDEN, atol=2e-5)
     np.testing.assert_allclose(np.linalg.norm(X, axis=1), 1.0, atol=1e-5)
@@ -263,6 +269,66 @@ def test_batching_and_padding_do_not_change_vectors():
     one_by_one = _embed(texts, batch_size=1)
     np.testing.assert_allclose(whole, one_by_one, atol=1e-5)
     assert np.isfinite(whole).all()
+
+
+@pytest.mark.parametrize("precision", ["int8", "float32"])
+def test_pooling_ignores_padding(precision):
+    # Alone, a text has no padding; beside a 200-token text it has 190 pads.
+    alone = _embed(["The cat sat on the mat."], precision=precision)
+    padded = _embed(["The cat sat on the mat.", "cat " * 200], precision=precision)
+    assert padded.shape == (2, 384) and padded.dtype == np.float32
+    np.testing.assert_allclose(padded[0], alone[0], atol=1e-5)
+
+
+def test_length_grouped_batches_return_input_order():
+    rng = np.random.default_rng(0)
+    texts = [
+        " ".join(["word"] * int(n)) + f" {i}"
+        for i, n in enumerate(rng.integers(1, 120, 40))
+    ]
+    X = _embed(texts, batch_size=8)
+    one_by_one = np.vstack([_embed([t]) for t in texts[::7]])
+    np.testing.assert_allclose(X[::7], one_by_one, atol=1e-5)
+    assert len({row.tobytes() for row in X}) == len(texts)
+
+
+def test_int8_vectors_stay_close_to_float32():
+    texts = [*_corpus(), "cat " * 300, "Émile 🐈 猫 ünïcode", "ok"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the truncated text
+        int8 = _embed(texts)
+        exact = _embed(texts, precision="float32")
+    cosine = np.einsum("ij,ij->i", int8.astype(np.float64), exact)
+    assert cosine.mean() >= 0.99 and cosine.min() >= 0.97
+    assert cosine.min() < 0.99999  # really int8: not the float32 vectors again
+
+
+def test_one_session_per_model_and_precision():
+    model = _local.load("all-MiniLM-L6-v2", precision="int8")
+    LocalEmbedder(cache_dir=None).fit_transform(["one"])
+    LocalEmbedder("all-minilm-l6-v2", batch_size=3, cache_dir=None).fit(["two"])
+    assert (
+        _local.load("sentence-transformers/all-MiniLM-L6-v2", precision="int8") is model
+    )
+    exact = _local.load("all-MiniLM-L6-v2", precision="float32")
+    assert exact is not model and exact.runner is not model.runner
+    assert _local.load("all-MiniLM-L6-v2") is exact  # float32 unless asked
+
+
+def test_blocks_of_texts_keep_order_and_refuse_before_embedding(monkeypatch):
+    model = _local.load("all-MiniLM-L6-v2", precision="int8")
+    texts = [f"text number {i} " * (i + 1) for i in range(7)]
+    whole = _local.encode(model, texts, batch_size=4)
+    monkeypatch.setattr(_local, "BLOCK_TEXTS", 3)
+    np.testing.assert_allclose(
+        _local.encode(model, texts, batch_size=4), whole, atol=1e-6
+    )
+    stats = _local.EncodeStats()
+    with pytest.raises(TextTooLongError, match="Text at row 6 ") as caught:
+        _local.encode(
+            model, [*texts[:6], HUGE], batch_size=4, long_text="error", stats=stats
+        )
+    assert caught.value.row == 6 and stats.batches == 0  # nothing embedded first
 
 
 def test_usage_counts_tokens_and_batches():
@@ -313,13 +379,30 @@ def test_directory_without_sentence_transformers_files_uses_mean_pooling(model_d
     np.testing.assert_allclose(X, _embed(TEXTS[:2]), atol=1e-5)
 
 
-def test_written_graph_passes_the_onnx_checker():
+@pytest.mark.parametrize(
+    ("precision", "expected"),
+    [
+        ("float32", {"Attention", "MatMul", "LayerNormalization", "BiasGelu"}),
+        (
+            "int8",
+            {
+                "MultiHeadAttention",
+                "MatMulIntegerToFloat",
+                "QuantizeLinear",
+                "BiasGelu",
+            },
+        ),
+    ],
+)
+def test_written_graph_passes_the_onnx_checker(precision, expected):
     onnx = pytest.importorskip("onnx")
     spec = _bert.read_spec(_local.resolve_model_path("all-MiniLM-L6-v2"))
-    model = onnx.load_from_string(_bert._build_graph(spec))
+    model = onnx.load_from_string(_bert._build_graph(spec, precision))
     onnx.checker.check_model(model)
     ops = {node.op_type for node in model.graph.node}
-    assert {"Attention", "SkipLayerNormalization", "BiasGelu"} <= ops
+    assert expected <= ops
+    # int8: every weight product is an integer one (the attention stays float32).
+    assert ("MatMul" in ops) == (precision == "float32")
 
 
 # -- long texts ------------------------------------------------------------------------
@@ -392,10 +475,18 @@ def test_second_call_is_served_from_the_cache(tmp_path):
     again = other.fit_transform(TEXTS[::-1])
     assert other.usage_["cache_hits"] == 4 and other.usage_["embedded"] == 0
     np.testing.assert_array_equal(again, first[::-1])
-    # The sentence-transformers backend reads the same rows (no torch needed).
+    # float32 rows are apart from int8 ones: embedded, not served from the cache.
+    exact = LocalEmbedder(precision="float32", cache_dir=tmp_path)
+    X = exact.fit_transform(TEXTS)
+    assert exact.usage_["cache_hits"] == 0 and exact.usage_["embedded"] == 4
+    np.testing.assert_allclose(X[0, :8], GOLDEN, atol=2e-5)
+    # The sentence-transformers backend reads the float32 rows (no torch needed).
     st = LocalEmbedder(backend="sentence-transformers", cache_dir=tmp_path)
-    np.testing.assert_array_equal(st.fit_transform(TEXTS), first)
+    np.testing.assert_array_equal(st.fit_transform(TEXTS), X)
     assert st.usage_["embedded"] == 0
+    # And int8 is still served its own rows.
+    np.testing.assert_array_equal(emb.fit_transform(TEXTS), first)
+    assert emb.usage_["cache_hits"] == 4
 
 
 def test_pickled_embedder_still_embeds(tmp_path):
@@ -432,7 +523,9 @@ def _corpus():
 @pytest.mark.parametrize("backend", ["onnx", "sentence-transformers"])
 def test_vectors_equal_sentence_transformers(st_model, backend):
     texts = _corpus()
-    X = _embed(texts, backend=backend, device="cpu", long_text="error")
+    X = _embed(
+        texts, backend=backend, device="cpu", long_text="error", precision="float32"
+    )
     reference = st_model.encode(texts, batch_size=32, normalize_embeddings=True)
     assert X.dtype == np.float32 and X.shape == (len(texts), 384)
     cosine = np.einsum("ij,ij->i", X.astype(np.float64), reference)
@@ -441,7 +534,7 @@ def test_vectors_equal_sentence_transformers(st_model, backend):
 
 def test_truncated_vector_equals_sentence_transformers(st_model):
     with pytest.warns(UserWarning, match="truncated 1 of 1"):
-        X = _embed(["The quick brown fox. " * 2000])
+        X = _embed(["The quick brown fox. " * 2000], precision="float32")
     reference = st_model.encode(["The quick brown fox. " * 2000])
     assert float(X[0] @ l2_normalize(reference)[0]) >= 0.9999
 
@@ -450,7 +543,7 @@ def test_truncated_vector_equals_sentence_transformers(st_model):
 def test_pooling_equals_sentence_transformers(st_model, model_dir, mode):
     config = {"word_embedding_dimension": 384, f"pooling_mode_{mode}": True}
     (model_dir / "1_Pooling" / "config.json").write_text(json.dumps(config))
-    X = _embed(TEXTS[:4], model=str(model_dir))
+    X = _embed(TEXTS[:4], model=str(model_dir), precision="float32")
     reference = type(st_model)(str(model_dir), device="cpu").encode(
         TEXTS[:4], normalize_embeddings=True
     )

@@ -14,7 +14,8 @@ number of threads or Dask partitions, and on any CPU or BLAS kernel
 (``OPENBLAS_CORETYPE`` included).
 
 Modules: ``_exact`` (canonical arithmetic, normalisation, group reductions),
-``_topk`` (top-k, thresholds, MMR, the one tile-size rule), ``_pairs`` (the
+``_topk`` (top-k, thresholds, the one tile-size rule), ``_merge`` (shard results
+merged, MMR), ``_pairs`` (the
 symmetric scan and all-pairs statistics), ``_screen`` (exact integer products
 that pick candidates in large searches), ``_place`` (placing new rows by
 similarity), ``_store`` (which storage answers: in memory, mapped, int8,
@@ -63,6 +64,7 @@ from embedtasks._kernel._groups import (
     star_groups,
     unique_rows,
 )
+from embedtasks._kernel._merge import merge_top_k, mmr_rerank
 from embedtasks._kernel._pairs import (
     NeighbourScan,
     cross_scan,
@@ -94,8 +96,6 @@ from embedtasks._kernel._topk import (
     above_threshold,
     corpus_norm,
     exclusion_pairs,
-    merge_top_k,
-    mmr_rerank,
     tile_shape,
     top_k,
     top_k_rescored,

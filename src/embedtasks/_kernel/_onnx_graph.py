@@ -23,7 +23,13 @@ import numpy.typing as npt
 __all__ = ["Graph", "model_bytes"]
 
 # TensorProto.DataType
-_DTYPES = {np.dtype(np.float32): 1, np.dtype(np.int32): 6, np.dtype(np.int64): 7}
+_DTYPES = {
+    np.dtype(np.float32): 1,
+    np.dtype(np.uint8): 2,
+    np.dtype(np.int8): 3,
+    np.dtype(np.int32): 6,
+    np.dtype(np.int64): 7,
+}
 
 
 Chunks = list["bytes | memoryview"]
@@ -61,8 +67,10 @@ def _float(number: int, value: float) -> bytes:
     return _varint(number << 3 | 5) + struct.pack("<f", value)
 
 
-def _attribute(name: str, value: int | float) -> bytes:
-    # AttributeProto: name=1, f=2, i=3, type=20 (FLOAT=1, INT=2)
+def _attribute(name: str, value: int | float | Sequence[int]) -> bytes:
+    # AttributeProto: name=1, f=2, i=3, ints=8, type=20 (FLOAT=1, INT=2, INTS=7)
+    if isinstance(value, Sequence):
+        return _bytes(1, name) + b"".join(_int(8, v) for v in value) + _int(20, 7)
     if isinstance(value, int):
         return _bytes(1, name) + _int(3, value) + _int(20, 2)
     return _bytes(1, name) + _float(2, value) + _int(20, 1)
@@ -114,12 +122,15 @@ class Graph:
         *,
         domain: str = "",
         output: str | None = None,
-        **attributes: int | float,
+        more_outputs: Sequence[str] = (),
+        **attributes: int | float | Sequence[int],
     ) -> str:
-        """Add a node with one output; return the output's name."""
+        """Add a node; return the name of its first output (``more_outputs``
+        names the others, for operators with several)."""
         out = output or f"{op}_{len(self.nodes)}"
         # NodeProto: input=1, output=2, op_type=4, attribute=5, domain=7
-        body = b"".join(_bytes(1, i) for i in inputs) + _bytes(2, out)
+        body = b"".join(_bytes(1, i) for i in inputs)
+        body += b"".join(_bytes(2, o) for o in (out, *more_outputs))
         body += _bytes(4, op)
         body += b"".join(_bytes(5, _attribute(k, v)) for k, v in attributes.items())
         if domain:

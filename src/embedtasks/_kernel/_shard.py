@@ -28,13 +28,13 @@ import numpy as np
 import numpy.typing as npt
 
 from embedtasks._kernel._exact import group_sum, l2_normalize, row_norms
+from embedtasks._kernel._merge import merge_top_k
 from embedtasks._kernel._pairs import NeighbourScan, cross_scan, gram, neighbour_scan
 from embedtasks._kernel._topk import (
     TopK,
     above_threshold,
     corpus_norm,
     exclusion_pairs,
-    merge_top_k,
     top_k,
 )
 from embedtasks._optional import import_optional

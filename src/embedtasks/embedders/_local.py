@@ -29,8 +29,10 @@ class LocalEmbedder(BaseEmbedder):
 
     The default backend needs no torch: the model's own files (``model.safetensors``,
     ``tokenizer.json``, ``config.json`` and the sentence-transformers pooling
-    config) are run by ONNX Runtime on a graph built from the weights in memory. Its
-    vectors equal sentence-transformers' (cosine >= 0.9999999 on the bundled model).
+    config) are run by ONNX Runtime on a graph built from the weights in memory, its
+    weight products in int8 by default (about twice the throughput; cosine with
+    the float32 vectors 0.996 on average). With ``precision="float32"`` its vectors
+    equal sentence-transformers' (cosine >= 0.9999999 on the bundled model).
 
     Parameters
     ----------
@@ -65,6 +67,16 @@ class LocalEmbedder(BaseEmbedder):
         ``backend="sentence-transformers"`` only: the torch device (``"cpu"``,
         ``"cuda"``, ``"mps"``); ``None`` lets sentence-transformers choose. The
         default backend accepts only ``None`` or ``"cpu"``.
+    precision : {"int8", "float32"}, default="int8"
+        How the default backend runs the encoder's matrix products. ``"int8"``:
+        weights quantised per output channel (7 bits), activations per token (8
+        bits) as they come, integer products exact, the attention itself in
+        float32; about twice the texts per CPU-second of ``"float32"`` on CPUs with
+        8-bit dot-product instructions, with vectors at cosine 0.996 on average
+        (0.99 at worst, measured) to the float32 ones and the same task results
+        within half a point. ``"float32"``: sentence-transformers' vectors. The
+        two are cached apart. ``backend="sentence-transformers"`` runs float32
+        whatever this says.
     cache_dir : str, path-like or None, default="default"
         Where vectors are cached: ``"default"`` (``$EMBEDTASKS_CACHE_DIR`` or
         ``~/.cache/embedtasks``), a directory, ``":memory:"``, or ``None`` for none.
@@ -107,6 +119,7 @@ class LocalEmbedder(BaseEmbedder):
         "long_text": [StrOptions({"truncate", "chunk", "error"})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "device": [str, None],
+        "precision": [StrOptions({"int8", "float32"})],
     }
 
     def __init__(
@@ -117,6 +130,7 @@ class LocalEmbedder(BaseEmbedder):
         long_text="truncate",
         batch_size=64,
         device=None,
+        precision="int8",
         cache_dir="default",
         progress="auto",
     ):
@@ -125,6 +139,7 @@ class LocalEmbedder(BaseEmbedder):
         self.long_text = long_text
         self.batch_size = batch_size
         self.device = device
+        self.precision = precision
         self.cache_dir = cache_dir
         self.progress = progress
 
@@ -144,6 +159,9 @@ class LocalEmbedder(BaseEmbedder):
         if isinstance(folder, str) and os.path.isdir(folder):
             # A folder's name says nothing of what is in it: its content does.
             identity["files"] = _local.folder_fingerprint(folder)
+        # int8 vectors differ from float32 ones (cosine ~0.996): rows of their own.
+        if _local.effective_precision(self.backend, self.precision) == "int8":
+            identity["precision"] = "int8"
         return _LocalBackend(self, identity)
 
     def _embed(self, X: Any, *, expected_dim: int | None) -> npt.NDArray[np.float32]:
@@ -174,12 +192,12 @@ class _LocalBackend(Backend):
         self.identity = identity
         self.model, self.runtime = owner.model, owner.backend
         self.device, self.batch_size = owner.device, owner.batch_size
-        self.long_text = owner.long_text
+        self.long_text, self.precision = owner.long_text, owner.precision
 
     def embed_batch(
         self, texts: list[str], rows: npt.NDArray[np.intp], progress: Any
     ) -> tuple[npt.NDArray[np.float32], dict[str, object]]:
-        model = _local.load(self.model, self.runtime, self.device)
+        model = _local.load(self.model, self.runtime, self.device, self.precision)
         stats = _local.EncodeStats()
         try:
             vectors = _local.encode(

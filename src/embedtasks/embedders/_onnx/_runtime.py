@@ -37,6 +37,7 @@ __all__ = [
     "EncodeStats",
     "LocalModel",
     "canonical_model_name",
+    "effective_precision",
     "encode",
     "load",
     "resolve_model_path",
@@ -49,9 +50,15 @@ _BUNDLED_ALIASES = {BUNDLED_MODEL.lower(), "all-minilm-l6-v2"}
 #: Most padded tokens per batch (16 texts of 128 tokens), whatever ``batch_size``.
 BATCH_TOKENS = 2048
 
+#: Texts tokenised and embedded at a time. Their token lists (about 20 kB per
+#: paragraph, not all returned to the system when freed) are what grows with
+#: the input, so memory stays flat however many texts come; sorted by length
+#: within a block of this size, batches carry almost no padding.
+BLOCK_TEXTS = 2048
+
 Runner = Callable[[npt.NDArray[np.int64], npt.NDArray[np.int64]], npt.NDArray[Any]]
 
-_models: dict[tuple[str, str, str | None, str | None], LocalModel] = {}
+_models: dict[tuple[str, str, str | None, str | None, str], LocalModel] = {}
 _lock = threading.Lock()
 
 
@@ -164,8 +171,17 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "1").lower() not in {"0", "false", "no"}
 
 
-def load(model: str, backend: str = "onnx", device: str | None = None) -> LocalModel:
+def load(
+    model: str,
+    backend: str = "onnx",
+    device: str | None = None,
+    precision: str = "float32",
+) -> LocalModel:
     """Load (once per process) ``model`` with ``backend`` on ``device``.
+
+    One model (one ONNX Runtime session) per process and (model, backend,
+    device, precision), shared by every embedder and call; ``precision`` is the
+    default backend's (:func:`effective_precision`).
 
     Raises
     ------
@@ -179,11 +195,12 @@ def load(model: str, backend: str = "onnx", device: str | None = None) -> LocalM
     # A folder rewritten in place (a fine-tuned model saved over it) is another
     # model: its content is in the key, not only its path.
     content = folder_fingerprint(path) if os.path.isdir(path) else None
-    key = (path, backend, device, content)
+    precision = effective_precision(backend, precision)
+    key = (path, backend, device, content, precision)
     with _lock:
         if key not in _models:
             if backend == "onnx":
-                _models[key] = _load_onnx(model, path, device)
+                _models[key] = _load_onnx(model, path, device, precision)
             else:
                 _models[key] = _load_sentence_transformers(model, path, device)
         return _models[key]
@@ -199,7 +216,21 @@ def _tokenizer_from(source: Any, window: int) -> Any:
     return tokenizer
 
 
-def _load_onnx(model: str, path: str, device: str | None) -> LocalModel:
+def effective_precision(backend: str, precision: str) -> str:
+    """The precision ``backend`` runs: the default backend's ``precision``;
+    sentence-transformers (torch) always float32.
+
+    Examples
+    --------
+    >>> effective_precision("onnx", "int8"), effective_precision(
+    ...     "sentence-transformers", "int8"
+    ... )
+    ('int8', 'float32')
+    """
+    return precision if backend == "onnx" else "float32"
+
+
+def _load_onnx(model: str, path: str, device: str | None, precision: str) -> LocalModel:
     from embedtasks.embedders._onnx import _bert
 
     if device not in (None, "cpu"):
@@ -219,7 +250,7 @@ def _load_onnx(model: str, path: str, device: str | None) -> LocalModel:
             f"Could not read {spec.path / 'tokenizer.json'}: {exc}. The file looks "
             "damaged; copy the model again."
         ) from exc
-    runner = _bert.BertModel(spec)
+    runner = _bert.BertModel(spec, precision=precision)
     return LocalModel(
         canonical_model_name(model),
         _tokenizer_from(source, spec.max_seq_length),
@@ -344,24 +375,60 @@ def encode(
         Filled with token, batch, truncation and chunk counts.
     """
     stats = stats if stats is not None else EncodeStats()
-    encodings = model.tokenizer.encode_batch(list(texts))
-    long_rows = [i for i, e in enumerate(encodings) if e.overflowing]
-    if long_rows:
-        stats.first_long = long_rows[0]
-        if long_text == "error":
-            row = long_rows[0]
-            e = encodings[row]
+    texts = list(texts)
+    blocks = range(0, len(texts), BLOCK_TEXTS)
+    if long_text == "error" and len(blocks) > 1:  # refuse before embedding any
+        for start in blocks:
+            block = model.tokenizer.encode_batch(texts[start : start + BLOCK_TEXTS])
+            _refuse_long(model, block, start)
+    out: npt.NDArray[np.float32] | None = None
+    for start in blocks:
+        block = texts[start : start + BLOCK_TEXTS]
+        vectors = _encode_block(
+            model, block, start, batch_size, long_text, progress, stats
+        )
+        if out is None:
+            out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
+        out[start : start + len(block)] = vectors
+    assert out is not None  # callers pass at least one text
+    return out
+
+
+def _refuse_long(model: LocalModel, encodings: Sequence[Any], offset: int) -> None:
+    """Raise :class:`TextTooLongError` for the first encoding over the window."""
+    for i, e in enumerate(encodings):
+        if e.overflowing:
             n_tokens = len(e.ids) + sum(len(o.ids) - 2 for o in e.overflowing)
             raise TextTooLongError(
-                f"Text at row {row} has about {n_tokens} tokens, over the window of "
-                f"{model.window} tokens of model {model.name!r}. Shorten it, or set "
-                "long_text='truncate' (keep the first window) or long_text='chunk' "
-                "(embed every window and average them); on the command line "
+                f"Text at row {offset + i} has about {n_tokens} tokens, over the "
+                f"window of {model.window} tokens of model {model.name!r}. Shorten "
+                "it, or set long_text='truncate' (keep the first window) or "
+                "long_text='chunk' (embed every window and average them); on the "
+                "command line "
                 "--long-text truncate or --long-text chunk.",
-                row=row,
+                row=offset + i,
                 n_tokens=n_tokens,
                 limit=model.window,
             )
+
+
+def _encode_block(
+    model: LocalModel,
+    texts: list[str],
+    offset: int,
+    batch_size: int,
+    long_text: str,
+    progress: Any,
+    stats: EncodeStats,
+) -> npt.NDArray[np.float32]:
+    """:func:`encode` on one block of texts, ``offset`` its first row."""
+    encodings = model.tokenizer.encode_batch(texts)
+    long_rows = [i for i, e in enumerate(encodings) if e.overflowing]
+    if long_rows:
+        if stats.first_long is None:
+            stats.first_long = offset + long_rows[0]
+        if long_text == "error":
+            _refuse_long(model, encodings, offset)
     if long_text == "chunk" and long_rows:
         pieces: list[Any] = []
         owners: list[int] = []
