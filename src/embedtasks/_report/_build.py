@@ -219,6 +219,62 @@ def report(
     'report.html'
     """
     import_optional("plotly", extra="report", purpose="embedtasks.report")
+    texts, X, id_values, group_values = _inputs(
+        texts, X, embedder, ids, groups, n_outliers, n_duplicates, max_text_chars
+    )
+    drift = _drift(reference, reference_X, texts, X, embedder, drift_test)
+    clusterer = _fitted_clusterer(clusterer, X)
+    summary = clusterer.summary(texts, namer=namer)
+    labels = np.asarray(clusterer.labels_)
+    layout = np.asarray(clusterer.map_, dtype=np.float32)
+    outliers = _outliers(outlier_scorer, X)
+    diversity_report = clone(
+        DiversityReport(random_state=0) if diversity is None else diversity
+    ).fit(X, groups=group_values)
+    if near_duplicates is None:
+        threshold = diversity_report.duplicate_threshold
+        near_duplicates = NearDuplicates(threshold, random_state=0)
+    dedupe = clone(near_duplicates).fit(X)
+
+    points, top, duplicates = _tables(
+        texts, labels, layout, outliers, dedupe, group_values, id_values,
+        n_outliers, n_duplicates,
+    )  # fmt: skip
+    page = Page(
+        texts=[clean_text(t, max_text_chars) for t in texts],
+        summary=summary,
+        points=points,
+        diversity=diversity_report,
+        dedupe=dedupe,
+        groups=group_values,
+        title=title,
+        ids=None if id_values is None else id_values.tolist(),
+    )
+    drift_html = (
+        "" if drift is None else drift_section(drift, max_text_chars=max_text_chars)
+    )
+    return Report(
+        page.render(top, duplicates, drift_html),
+        points=points,
+        clusters=summary,
+        outliers=top,
+        duplicates=duplicates,
+        diversity=diversity_report.to_frame(),
+        drift=drift,
+    )
+
+
+def _inputs(
+    texts: Any,
+    X: Any,
+    embedder: Any,
+    ids: Any,
+    groups: Any,
+    n_outliers: Any,
+    n_duplicates: Any,
+    max_text_chars: Any,
+) -> tuple[list[str], np.ndarray, Any, Any]:
+    """The report's inputs checked (and the texts embedded when X is None)."""
     for name, value, least in (
         ("n_outliers", n_outliers, 0),
         ("n_duplicates", n_duplicates, 0),
@@ -264,20 +320,22 @@ def report(
                 f"embedtasks.report got {n} texts but groups of shape "
                 f"{group_values.shape}; pass one group label per text."
             )
-    drift = _drift(reference, reference_X, texts, X, embedder, drift_test)
-    clusterer = _fitted_clusterer(clusterer, X)
-    summary = clusterer.summary(texts, namer=namer)
-    labels = np.asarray(clusterer.labels_)
-    layout = np.asarray(clusterer.map_, dtype=np.float32)
-    outliers = _outliers(outlier_scorer, X)
-    diversity_report = clone(
-        DiversityReport(random_state=0) if diversity is None else diversity
-    ).fit(X, groups=group_values)
-    if near_duplicates is None:
-        threshold = diversity_report.duplicate_threshold
-        near_duplicates = NearDuplicates(threshold, random_state=0)
-    dedupe = clone(near_duplicates).fit(X)
+    return texts, X, id_values, group_values
 
+
+def _tables(
+    texts: list[str],
+    labels: np.ndarray,
+    layout: np.ndarray,
+    outliers: dict[str, Any],
+    dedupe: Any,
+    group_values: Any,
+    id_values: Any,
+    n_outliers: int,
+    n_duplicates: int,
+) -> tuple[Any, Any, Any]:
+    """The page's points, its most unusual rows and its near-copy groups."""
+    n = len(texts)
     import pandas as pd
 
     points = pd.DataFrame(
@@ -307,33 +365,12 @@ def report(
             "text": [texts[i] for i in order],
         }
     )
-    page = Page(
-        texts=[clean_text(t, max_text_chars) for t in texts],
-        summary=summary,
-        points=points,
-        diversity=diversity_report,
-        dedupe=dedupe,
-        groups=group_values,
-        title=title,
-        ids=None if id_values is None else id_values.tolist(),
-    )
-    drift_html = (
-        "" if drift is None else drift_section(drift, max_text_chars=max_text_chars)
-    )
     if id_values is not None:
         top.insert(1, "id", id_values[top["row"].to_numpy()])
         kept = duplicates["canonical_row"].to_numpy(dtype=np.intp)
         duplicates.insert(4, "canonical_id", id_values[kept])
         duplicates["ids"] = [id_values[rows].tolist() for rows in duplicates["rows"]]
-    return Report(
-        page.render(top, duplicates, drift_html),
-        points=points,
-        clusters=summary,
-        outliers=top,
-        duplicates=duplicates,
-        diversity=diversity_report.to_frame(),
-        drift=drift,
-    )
+    return points, top, duplicates
 
 
 def _drift(

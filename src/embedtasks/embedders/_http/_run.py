@@ -9,7 +9,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
@@ -306,22 +306,8 @@ class _Run:
         tokens = int(self.piece_tokens[batch].sum())
         attempt = 0
         while True:
-            if self.fatal is not None:
-                raise _Stop
             inputs = [self.piece_text[i] for i in batch.tolist()]
-            remaining = self._remaining()
-            try:
-                ticket = await pacer.acquire(
-                    lambda: math.ceil(tokens * self._token_ratio()),
-                    None if remaining is None else time.time() + remaining,
-                )
-            except TimeoutError:
-                ticket = None
-            if ticket is None:
-                raise self._deadline_error()
-            if self.fatal is not None:  # failed while this one waited its turn
-                pacer.release()
-                raise _Stop
+            ticket = await self._turn(tokens)
             failure: str
             response: httpx.Response | None = None
             server_delay: float | None = None
@@ -408,6 +394,25 @@ class _Run:
                 raise self._gave_up(batch, failure, response)
             self.stats.retries += 1
             await self._sleep(self._delay(attempt, server_delay))
+
+    async def _turn(self, tokens: int) -> Any:
+        """Wait for the pacer's go-ahead to send ``tokens``; return its ticket."""
+        if self.fatal is not None:
+            raise _Stop
+        remaining = self._remaining()
+        try:
+            ticket = await self.pacer.acquire(
+                lambda: math.ceil(tokens * self._token_ratio()),
+                None if remaining is None else time.time() + remaining,
+            )
+        except TimeoutError:
+            ticket = None
+        if ticket is None:
+            raise self._deadline_error()
+        if self.fatal is not None:  # failed while this one waited its turn
+            self.pacer.release()
+            raise _Stop
+        return ticket
 
     def _remaining(self) -> float | None:
         if self._deadline_mono is None:
