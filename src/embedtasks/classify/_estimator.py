@@ -235,8 +235,12 @@ class NearestLabelClassifier(ClassifierMixin, BaseEstimator):
     >>> vectors = {"cat": [1.0, 0.0], "dog": [0.0, 1.0]}
     >>> embed = FunctionTransformer(lambda texts: [vectors[t] for t in texts])
     >>> zero_shot = NearestLabelClassifier(embedder=embed, labels=["cat", "dog"])
-    >>> zero_shot.fit(X).predict([[0.2, 0.9]])
-    array(['dog'], dtype='<U3')
+    >>> import warnings
+    >>> with warnings.catch_warnings():  # 6 rows: too few to calibrate, it says so
+    ...     warnings.simplefilter("ignore", UserWarning)
+    ...     zero_shot = zero_shot.fit(X)
+    >>> zero_shot.predict([[0.2, 0.9]]), zero_shot.calibrated_
+    (array(['dog'], dtype='<U3'), False)
     """
 
     _parameter_constraints: dict = {

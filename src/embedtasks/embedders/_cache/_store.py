@@ -66,6 +66,7 @@ class EmbeddingCache(MaintenanceMixin):
     Examples
     --------
     >>> import numpy as np
+    >>> from embedtasks.embedders._cache import make_keys
     >>> cache = EmbeddingCache(None)
     >>> keys = make_keys({"model": "m"}, ["a", "b"])
     >>> cache.put_many(keys[:1], np.array([[0.6, 0.8]], dtype=np.float32))
