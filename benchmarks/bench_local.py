@@ -321,7 +321,8 @@ def memory(data: Path, n: int) -> None:
     got = json.loads(out.stdout.strip().splitlines()[-1])
     verdict = "PASS" if got["peak"] <= 600 else "FAIL"
     print(
-        f"\n== memory: a fresh process embeds {got['n']} Brown paragraphs (int8): "
+        f"\n== memory: a fresh process embeds {got['n']} Brown paragraphs "
+        "(default precision): "
         f"peak RSS {got['peak']} MB ({verdict}: bar <= 600 MB), {got['after']} MB "
         f"after the call; {time.perf_counter() - t0:.0f} s"
     )

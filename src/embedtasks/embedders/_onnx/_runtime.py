@@ -390,8 +390,36 @@ def encode(
         if out is None:
             out = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
         out[start : start + len(block)] = vectors
+        _release_memory()
     assert out is not None  # callers pass at least one text
     return out
+
+
+def _libc() -> Any:
+    """glibc, where there is one (its allocator keeps freed blocks), else None."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        return libc if libc is not None and hasattr(libc, "malloc_trim") else None
+    except OSError:  # pragma: no cover - no C library by that name
+        return None
+
+
+_LIBC = _libc()
+if _LIBC is not None and hasattr(_LIBC, "mallopt"):
+    # At most two malloc arenas: the runtime's and the tokenizer's worker threads
+    # otherwise each grow one, and freed blocks stay scattered over them.
+    _LIBC.mallopt(-8, 2)  # M_ARENA_MAX
+
+
+def _release_memory() -> None:
+    """Hand freed heap pages back to the OS after a block (a large call's memory
+    does not stay with the process)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
 
 
 def _refuse_long(model: LocalModel, encodings: Sequence[Any], offset: int) -> None:
