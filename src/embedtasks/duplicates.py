@@ -22,6 +22,7 @@ from embedtasks._kernel import (
     l2_normalize,
     match_rows,
     row_keys,
+    separating_threshold,
     star_groups,
     top_k,
     unique_rows,
@@ -39,8 +40,13 @@ from embedtasks._validation import (
 
 __all__ = ["Leakage", "NearDuplicates"]
 
-#: Rows sampled to measure the approximate path's recall (and the chance share).
+#: Rows held out for the chance share of :meth:`NearDuplicates.leakage`.
 _SAMPLE_ROWS = 1_000
+#: Most test rows whose similarities place :meth:`NearDuplicates.leakage`'s valley.
+_LEAKAGE_ROWS = 20_000
+#: Rows whose nearest similarity sets ``threshold="auto"`` (and, on the
+#: approximate path, whose 16 nearest rows measure its recall).
+_PROBE_ROWS = 2_000
 
 
 @dataclass(frozen=True)
@@ -91,14 +97,23 @@ class NearDuplicates(BaseEstimator):
     canonical row: a chain ``a ~ b ~ c`` never pulls ``a`` and ``c`` together
     unless one of them is close to the centre; two canonical rows are never
     near-duplicates of each other; any two members are at least ``cos(2
-    arccos(threshold))`` similar (0.805 at 0.95), and :attr:`min_similarity_`
-    reports each group's actual lowest.
+    arccos(threshold))`` similar (0.805 at 0.95, 0.28 at 0.8), and
+    :attr:`min_similarity_` reports each group's actual lowest.
 
     Parameters
     ----------
-    threshold : float, default=0.95
+    threshold : "auto" or float, default="auto"
         Cosine similarity at or above which a row is a near-duplicate of a
-        canonical row (and a test row leaks from a training row).
+        canonical row (and, with ``leakage(threshold=None)``, a test row leaks).
+        ``"auto"`` derives it from the data (:attr:`threshold_`): the nearest
+        similarities of up to 2,000 sampled rows form two modes, unrelated
+        neighbours and near-copies; where a valley separates them, the threshold
+        is the 98.5th percentile of the rows below the valley (at most 1.5% of
+        unrelated rows reach it, in pairs, so about 0.75% of groups join two
+        unrelated rows; edited copies of paragraphs, 0.8-0.95 with
+        all-MiniLM-L6-v2, stay above it); without a valley (no near-copies, or
+        one-line texts whose unrelated neighbours reach 0.95), 0.95. Never above
+        0.95. A number fixes it.
     neighbors : {"auto", "exact", "approximate"}, default="auto"
         How pairs above ``threshold`` are found. ``"exact"``: every pair (the
         symmetric scan). ``"approximate"``: rows sharing one of their 2 nearest
@@ -132,11 +147,13 @@ class NearDuplicates(BaseEstimator):
         of one row).
     similarity_ : ndarray of shape (n_samples,), dtype float32
         Each row's similarity to its group's canonical row.
+    threshold_ : float
+        The similarity used: ``threshold``, or the one ``"auto"`` derived.
     n_pairs_ : int
         Pairs of distinct vectors at or above ``threshold`` (found).
     approximate_recall_ : float or None
         On the approximate path: the share of the exact pairs at or above
-        ``threshold`` found, on up to 1,000 sampled rows checked exactly (their
+        ``threshold_`` found, on up to 2,000 sampled rows checked exactly (their
         16 nearest rows; NaN if the sample holds no such pair); None on the exact
         path.
     n_features_in_ : int
@@ -164,13 +181,13 @@ class NearDuplicates(BaseEstimator):
     """
 
     _parameter_constraints: dict = {
-        "threshold": [Interval(Real, -1, 1, closed="both")],
+        "threshold": [Interval(Real, -1, 1, closed="both"), StrOptions({"auto"})],
         "neighbors": [StrOptions({"auto", "exact", "approximate"})],
         "random_state": ["random_state"],
         "n_jobs": [None, *N_JOBS],
     }
 
-    def __init__(self, threshold=0.95, *, neighbors="auto", random_state=None,
+    def __init__(self, threshold="auto", *, neighbors="auto", random_state=None,
                  n_jobs=None):  # fmt: skip
         self.threshold = threshold
         self.neighbors = neighbors
@@ -204,34 +221,49 @@ class NearDuplicates(BaseEstimator):
         self._counts = counts
         U = X if first.size == X.shape[0] else X[first]  # all distinct: no copy
         approximate = use_approximate(self.neighbors, first.size)
+        auto = self.threshold == "auto"
+        if auto or approximate:  # the exact path with a fixed threshold needs none
+            probe, best = self._probe(U, 16 if approximate else 1)
+        if auto:
+            self.threshold_ = separating_threshold(best.scores[:, 0]).threshold
+        else:
+            self.threshold_ = float(self.threshold)
         found = self._group(U, counts, approximate)
         self._d_label, self._d_sim = found.labels, found.centre_similarity
         self._centre_d = found.centres
         self.n_pairs_ = found.n_pairs
-        self.approximate_recall_ = self._recall(U, found.pairs) if approximate else None
+        self.approximate_recall_ = (
+            self._recall(U.shape[0], probe, best, found.pairs) if approximate else None
+        )
         self._publish(np.arange(found.centres.size))
         return self
 
     def _group(self, U, counts, approximate):
         return star_groups(
             U,
-            self.threshold,
+            self.threshold_,
             weights=counts,
             approximate=approximate,
             random_state=int(self._rng.randint(2**31 - 1)),
             n_jobs=self.n_jobs,
         )
 
-    def _recall(self, U, pairs):
-        """Share of the exact pairs, among sampled rows, that the scan found.
+    def _probe(self, U, k):
+        """Up to 2,000 sampled distinct rows and their ``k`` most similar others,
+        found exactly: their nearest similarity sets ``threshold="auto"``."""
+        m = U.shape[0]
+        sample = np.sort(self._rng.choice(m, min(m, _PROBE_ROWS), replace=False))
+        k = min(k, max(m - 1, 1))
+        best = top_k(U[sample], U, k, exclude=sample[:, None], n_jobs=self.n_jobs)
+        return sample, best
 
-        Each sampled row's 16 nearest rows are found exactly (a row with more
+    def _recall(self, m, sample, best, pairs):
+        """Share of the exact pairs, among the probed rows, that the scan found.
+
+        Each probed row's 16 nearest rows were found exactly (a row with more
         near-duplicates than that counts its 16 best).
         """
-        m = U.shape[0]
-        sample = np.sort(self._rng.choice(m, min(m, _SAMPLE_ROWS), replace=False))
-        best = top_k(U[sample], U, 16, exclude=sample[:, None], n_jobs=self.n_jobs)
-        r, c = np.nonzero(best.scores >= np.float32(self.threshold))
+        r, c = np.nonzero(best.scores >= np.float32(self.threshold_))
         if r.size == 0:
             return float("nan")
         a, b = sample[r], best.indices[r, c]
@@ -275,7 +307,7 @@ class NearDuplicates(BaseEstimator):
         if todo.size:
             centres = self._X[self.canonical_]
             best = top_k(X[todo], centres, 1, n_jobs=self.n_jobs)
-            ok = best.scores[:, 0] >= np.float32(self.threshold)
+            ok = best.scores[:, 0] >= np.float32(self.threshold_)
             group[todo[ok]] = best.indices[ok, 0]
             sim[todo] = best.scores[:, 0]
         return same, group, sim
@@ -396,8 +428,13 @@ class NearDuplicates(BaseEstimator):
           are. Embedding models differ in how similar unrelated texts look
           (paragraphs: ~0.7 with all-MiniLM-L6-v2; one-line queries: up to
           0.95), and edited copies of paragraphs fall to 0.8, so no fixed value
-          serves both. Where the slice has no such row, ``threshold`` is used.
-        - The chance share applies the same rule to the held-out rows.
+          serves both. A small training set estimates that percentile poorly,
+          so the test rows' own similarities are read too: where they form two
+          modes, unseen rows and copies (the valley of
+          :attr:`threshold_`'s rule, on up to 20,000 test rows), the threshold
+          is at least the 99.5th percentile of the rows below the valley. Where
+          neither applies, :attr:`threshold_` is used.
+        - The chance share applies the same threshold to the held-out rows.
 
         Parameters
         ----------
@@ -405,7 +442,7 @@ class NearDuplicates(BaseEstimator):
             Test embeddings.
         threshold : "auto", float or None, default="auto"
             The leakage threshold: ``"auto"`` (above), a cosine similarity, or
-            None for the estimator's ``threshold``.
+            None for the estimator's :attr:`threshold_`.
 
         Returns
         -------
@@ -428,11 +465,7 @@ class NearDuplicates(BaseEstimator):
         best = top_k(Q, self._X, 1, n_jobs=self.n_jobs)
         nearest, sims = best.indices[:, 0], best.scores[:, 0]
         held_sims, unrelated = self._held_out()
-        rule = "auto" if threshold == "auto" and unrelated.any() else "fixed"
-        if rule == "auto":
-            level = np.quantile(held_sims[unrelated], 0.999, method="higher")
-        else:
-            level = self.threshold if threshold in (None, "auto") else threshold
+        level, rule = self._leakage_level(threshold, sims, held_sims[unrelated])
         level = np.float32(level)
         leaked = sims >= level
         frame = pd.DataFrame(
@@ -456,6 +489,23 @@ class NearDuplicates(BaseEstimator):
             "threshold_rule": rule,
         }
         return Leakage(frame, summary)
+
+    def _leakage_level(self, threshold, sims, unrelated_sims):
+        """(the leakage threshold, ``"auto"`` or ``"fixed"``)."""
+        if threshold != "auto":
+            return (self.threshold_ if threshold is None else threshold), "fixed"
+        if sims.size > _LEAKAGE_ROWS:  # the valley is found on a sample
+            rng = check_random_state(self.random_state)
+            sims = sims[rng.choice(sims.size, _LEAKAGE_ROWS, replace=False)]
+        split = separating_threshold(sims, cap=1.0, quantile=0.995)
+        if unrelated_sims.size == 0:
+            if split.valley is None:
+                return self.threshold_, "fixed"
+            return split.threshold, "auto"
+        level = float(np.quantile(unrelated_sims, 0.999, method="higher"))
+        if split.valley is not None:
+            level = max(level, split.threshold)
+        return level, "auto"
 
     def _held_out(self):
         """Nearest similarity of a held-out slice of the fitted rows to the rest,

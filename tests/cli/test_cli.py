@@ -793,6 +793,15 @@ def test_dedupe_adds_group_and_keep(server, tmp_path):
     assert "group" in lines[1] and "keep" in lines[1]
     assert lines[2].split()[:4] == ["0", "0", "r0", "True"]  # the kept row first
     assert TEXTS[0] in result.stdout and TEXTS[2] not in result.stdout
+    # six rows: too few to see two modes, so the derived threshold is 0.95
+    assert "similarity to the kept row >= 0.950" in result.stdout
+
+
+def test_dedupe_threshold_flag_takes_auto_or_a_number(capsys):
+    code, stdout, _ = run_main("dedupe", "--help", capsys=capsys)
+    assert code == 0 and "deduplication.md) (auto)" in " ".join(stdout.split())
+    code, _, err = run_main("dedupe", "x.csv", "--threshold", "high", capsys=capsys)
+    assert code == 2 and "--threshold" in err and "high" in err
 
 
 def test_dedupe_drop_writes_kept_rows(server, tmp_path):

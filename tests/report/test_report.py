@@ -218,7 +218,7 @@ def test_report_without_near_duplicates_says_so():
     X = np.eye(8, dtype=np.float32)
     page = report([f"t{i}" for i in range(8)], X, clusterer=pca_clusterer())
     assert page.duplicates.empty
-    assert "No two rows reach similarity 0.95: no near-copies" in page.html
+    assert "No two rows reach similarity 0.950: no near-copies" in page.html
 
 
 # -- errors ------------------------------------------------------------------------

@@ -61,6 +61,7 @@ from embedtasks._kernel._groups import (
     lowest_similarity,
     match_rows,
     row_keys,
+    separating_threshold,
     star_groups,
     unique_rows,
 )
@@ -111,6 +112,7 @@ __all__ = [
     "lowest_similarity",
     "match_rows",
     "row_keys",
+    "separating_threshold",
     "star_groups",
     "unique_rows",
     "DEFAULT_MEMORY_BUDGET",

@@ -425,3 +425,84 @@ def group_lowest_similarity(
         copies = w[rows] > 1
         out[ones[copies]] = pair_dots_indexed(A, A, rows[copies], rows[copies])
     return out
+
+
+class Separation(NamedTuple):
+    """Result of :func:`separating_threshold`.
+
+    ``threshold``: the similarity chosen; ``valley``: the least dense similarity
+    between the unrelated and the near-copy modes (None: no such valley, so
+    ``threshold`` is the cap); ``near_share``: the share of rows above the valley.
+    """
+
+    threshold: float
+    valley: float | None
+    near_share: float
+
+
+#: Fewest rows, and least share of them, each side of a valley must hold.
+_VALLEY_MIN_ROWS, _VALLEY_MIN_SHARE = 5, 0.01
+#: A valley counts when its density is at most this share of the lower mode's.
+_VALLEY_DEPTH = 0.5
+
+
+def separating_threshold(
+    nearest: npt.ArrayLike, *, cap: float = 0.95, quantile: float = 0.985
+) -> Separation:
+    """The similarity that separates near-copies from unrelated neighbours.
+
+    ``nearest`` holds rows' similarity to their most similar other (distinct)
+    row. Unrelated rows' nearest similarities form one mode (paragraphs: ~0.5
+    with all-MiniLM-L6-v2; one-line queries: ~0.9), near-copies another, near 1.
+    The density of ``nearest`` is estimated (a Gaussian kernel, Silverman's
+    bandwidth, reflected at 1); the valley is the least dense point between two
+    of its modes, each side holding at least 1% of the rows (and 5 rows), the
+    deepest such valley if its density is at most half its lower mode's. The
+    threshold is then the ``quantile`` of the rows below the valley: at most
+    1.5% of unrelated rows reach it, and as they reach it in pairs (each other's
+    nearest), at most about 0.75% of groups join two unrelated rows; edited
+    copies, which spread down from 1 towards the valley, stay above it. Where
+    the two modes do not touch (an empty stretch wider than five bandwidths above
+    that quantile), the threshold is the middle of that stretch instead.
+    Without a valley (no near-copies, or unrelated rows as similar as copies, as
+    one-line queries are), ``cap``. The result never exceeds ``cap``.
+    """
+    s = np.sort(np.asarray(nearest, dtype=np.float64).ravel())
+    s = s[np.isfinite(s)]
+    m = s.size
+    if m < 20 * _VALLEY_MIN_ROWS:
+        return Separation(float(cap), None, 0.0)
+    h = max(0.9 * float(s.std()) * m**-0.2, 1e-3)
+    grid = np.linspace(max(-1.0, s[0] - 3 * h), 1.0, 1001)
+    density = np.zeros(grid.size)
+    for start in range(0, m, 4096):  # bounded memory: grid x 4096 at a time
+        part = s[start : start + 4096]
+        for centre in (part, 2.0 - part):  # reflected at 1
+            density += np.exp(-0.5 * ((grid[:, None] - centre) / h) ** 2).sum(1)
+    inner = (density[1:-1] > density[:-2]) & (density[1:-1] >= density[2:])
+    modes = np.flatnonzero(inner) + 1
+    if density[-1] >= density[-2]:
+        modes = np.append(modes, grid.size - 1)
+    least = max(_VALLEY_MIN_ROWS / m, _VALLEY_MIN_SHARE)
+    best: tuple[float, int] | None = None
+    for a, lo in enumerate(modes):
+        for hi in modes[a + 1 :]:
+            v = lo + int(np.argmin(density[lo : hi + 1]))
+            below = np.searchsorted(s, grid[v]) / m
+            if below < least or 1 - below < least:
+                continue
+            depth = density[v] / min(density[lo], density[hi])
+            if best is None or depth < best[0]:
+                best = (float(depth), int(v))
+    if best is None or best[0] > _VALLEY_DEPTH:
+        return Separation(float(cap), None, 0.0)
+    valley = float(grid[best[1]])
+    below = s[s < valley]
+    level = float(np.quantile(below, quantile, method="higher"))
+    above = s[s >= level]
+    if above.size > 1:  # the modes apart, with nothing between: the gap's middle
+        gaps = np.diff(above)
+        i = int(np.argmax(gaps))
+        if gaps[i] > 5 * h:
+            level = float(above[i] + above[i + 1]) / 2
+    return Separation(min(float(cap), level), valley, 1 - below.size / m)

@@ -174,8 +174,8 @@ def report(
         Measures diversity (fitted on a copy); default
         ``DiversityReport(random_state=0)``.
     near_duplicates : NearDuplicates, optional
-        Groups near-copies (fitted on a copy); default ``NearDuplicates`` with
-        the diversity report's ``duplicate_threshold`` (0.95).
+        Groups near-copies (fitted on a copy); default
+        ``NearDuplicates(random_state=0)`` (its threshold derived from the data).
     title : str, default="embedtasks report"
         The page's title.
     n_outliers : int, default=20
@@ -232,8 +232,7 @@ def report(
         DiversityReport(random_state=0) if diversity is None else diversity
     ).fit(X, groups=group_values)
     if near_duplicates is None:
-        threshold = diversity_report.duplicate_threshold
-        near_duplicates = NearDuplicates(threshold, random_state=0)
+        near_duplicates = NearDuplicates(random_state=0)
     dedupe = clone(near_duplicates).fit(X)
 
     points, top, duplicates = _tables(

@@ -245,12 +245,12 @@ class Page:
         )
 
     def duplicate_table(self, duplicates: Any) -> str:
-        threshold = self.dedupe.threshold
+        threshold = self.dedupe.threshold_
         sizes = self.dedupe.group_sizes_
         n_groups = int((sizes > 1).sum())
         if n_groups == 0:
             return (
-                f'<p class="note">No two rows reach similarity {threshold:g}: '
+                f'<p class="note">No two rows reach similarity {threshold:.3f}: '
                 "no near-copies.</p>"
             )
         rows = []
@@ -273,7 +273,7 @@ class Page:
         note = (
             f'<p class="note">{n_groups:,} groups of near-copies hold '
             f"{int(sizes[sizes > 1].sum()):,} rows; every member is at least "
-            f"{threshold:g} similar to its group's kept row (exact copies "
+            f"{threshold:.3f} similar to its group's kept row (exact copies "
             f"included). The {len(rows):,} largest groups are shown.</p>"
         )
         return note + _table(

@@ -28,12 +28,12 @@ from embedtasks.cli._run import (
 _OWNER = "embedtasks.duplicates:NearDuplicates"
 _THRESHOLD_HELP = (
     "cosine similarity to a group's canonical row at or above which a row is a "
-    "near-copy (paragraphs edited by truncation or stripped punctuation reach "
-    "0.8-0.95 with the local model: see docs/guide/deduplication.md)"
+    "near-copy; auto: derived from the file (above what unrelated rows reach, at "
+    "most 0.95; see docs/guide/deduplication.md)"
 )
 
 
-def _estimator(threshold: float) -> Any:
+def _estimator(threshold: float | str) -> Any:
     from embedtasks.duplicates import NearDuplicates
 
     return NearDuplicates(threshold=threshold, random_state=0)
@@ -75,7 +75,8 @@ def cmd_dedupe(args: argparse.Namespace) -> int:
         args,
         shown,
         text_columns=[args.column],
-        title=f"near-copy groups (similarity to the kept row >= {args.threshold:g}), "
+        title=f"near-copy groups (similarity to the kept row >= "
+        f"{dedupe.threshold_:.3f}), "
         "the kept row first",
     )
     if args.output:
@@ -177,7 +178,8 @@ def register(add: Any) -> None:
         type=_or_auto(_number(-1, 1)),
         help="a test row leaks at or above this similarity to a training row; auto: "
         "above what unrelated training rows reach (the 99.9th percentile of a "
-        "held-out slice's nearest similarity)",
+        "held-out slice's nearest similarity) and above the unseen test rows "
+        "where the test rows' similarities show two modes",
     )
     owned(
         p,
