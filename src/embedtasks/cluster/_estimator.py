@@ -139,16 +139,16 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         similar clustered rows) join it, strongest first, until at most this share
         of the rows is noise; they get probability 0. ``0.0`` assigns every row;
         ``None`` keeps all of HDBSCAN's noise (on paragraphs, a third of the rows).
-        Then (unless ``None``) a noise row at least as similar to a cluster's
-        centre, in the input space, as 90% of that cluster's HDBSCAN members
-        joins it too (probability 0): the layout can leave out rows that the
+        Then (unless ``None``) a noise row joins a cluster (probability 0)
+        when, in the input space, it is at least as similar to the cluster's
+        centre as one of the cluster's HDBSCAN members and its neighbours'
+        vote names that cluster too: the layout can leave out rows that the
         input vectors put inside a cluster, so the noise share often ends
         below ``max_noise``.
         In :meth:`predict` a point HDBSCAN leaves as noise joins the cluster
         its neighbours vote for when the vote is at least as strong as the
-        weakest that moved a training row, else the cluster whose centre it
-        is as close to as 90% of the members (so training rows keep their
-        label).
+        weakest that moved a training row, else by the same centre rule (so
+        training rows keep their label).
     n_representatives : int, default=5
         Members listed per cluster in :attr:`representatives_`: the closest to the
         cluster's centre, skipping near-copies of those already chosen (maximal
@@ -454,7 +454,7 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         if noise.size == 0 or labels.max() < 0:
             return labels, probabilities
         members = self.hdbscan_.labels_ >= 0
-        self._centre_rescue = CentreRescue(X, labels, members)
+        self._centre_rescue = CentreRescue(X, labels, members, self.n_neighbors)
         join, best = self._centre_rescue.join(X[noise])
         labels, probabilities = labels.copy(), probabilities.copy()
         labels[noise[join]] = best[join]
