@@ -353,6 +353,54 @@ def test_max_noise_caps_the_noise_share(max_noise):
         )
 
 
+def test_noise_rows_close_to_a_centre_in_the_input_space_join_it():
+    # 8 topics squeezed into a 3-D layout: the layout blurs their edges, and
+    # HDBSCAN leaves 11% of the rows as noise although each is close to its
+    # topic's centre in the input space.
+    X, y = _topics(n_topics=8, per_topic=60, dim=32, noise=0.3)
+    model = EmbeddingClusterer(reduction="pca", n_components=3, random_state=0)
+    model.fit(X)
+    layout_noise = model.hdbscan_.labels_ < 0
+    assert layout_noise.mean() > 0.1
+    assert (model.labels_ < 0).mean() < 0.05
+    assert v_measure_score(y, model.labels_) > 0.95
+    joined = layout_noise & (model.labels_ >= 0)
+    np.testing.assert_array_equal(model.probabilities_[joined], 0.0)
+    clustered = model.labels_ >= 0
+    home = np.array(
+        [np.bincount(model.labels_[clustered & (y == t)]).argmax() for t in range(8)]
+    )
+    assert (model.labels_[joined] == home[y[joined]]).mean() > 0.9
+    # predict applies the same rule: the training rows keep their labels
+    assert (model.predict(X)[clustered] == model.labels_[clustered]).all()
+    # max_noise=None keeps HDBSCAN's noise as it is
+    plain = EmbeddingClusterer(
+        reduction="pca", n_components=3, max_noise=None, random_state=0
+    ).fit(X)
+    np.testing.assert_array_equal(plain.labels_ < 0, layout_noise)
+
+
+def test_centre_rescue_needs_the_centre_and_the_neighbours_to_agree():
+    from embedtasks.cluster._density import CentreRescue
+
+    def unit(rows):
+        rows = np.asarray(rows, dtype=np.float32).reshape(-1, 3)
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+    # cluster 0 around x (members down to cos 0.86 from it); cluster 1 in two
+    # tight bunches, one near x and one at z, so its centre lies between them
+    spread = np.linspace(-0.6, 0.6, 30)
+    A = unit(np.stack([np.ones(30), np.zeros(30), spread], axis=1))
+    B = unit([[1, 0.3, 0]] * 15 + [[0, 0, 1]] * 15)
+    X = np.vstack([A, B])
+    labels = np.repeat([0, 1], 30)
+    rescue = CentreRescue(X, labels, np.ones(60, dtype=bool), k=5)
+    # near x: nearest centre 0, neighbours in 0 -> joins 0; by the bunch:
+    # nearest centre 0 but neighbours in 1 -> stays out; y: close to no centre
+    join, best = rescue.join(unit([[1, 0, 0.1], [1, 0.29, 0], [0, 1, 0]]))
+    assert join.tolist() == [True, False, False] and best[0] == 0
+
+
 def test_warns_when_the_reduction_leaves_few_clusters():
     X, _ = _topics(n_topics=2, per_topic=120, dim=32)
     with pytest.warns(UserWarning, match=r"2 clusters.*reduction='umap'"):

@@ -21,14 +21,7 @@ from sklearn.decomposition import PCA
 from sklearn.utils import check_random_state
 
 from embedtasks._cachedir import resolve_cache_dir
-from embedtasks._kernel import (
-    group_sum,
-    l2_normalize,
-    mmr_rerank,
-    place_by_similarity,
-    similarity,
-    top_k,
-)
+from embedtasks._kernel import l2_normalize, place_by_similarity, top_k
 from embedtasks._keywords import ctfidf_keywords, topic_names
 from embedtasks._validation import (
     Integral,
@@ -41,6 +34,7 @@ from embedtasks._validation import (
     check_texts,
 )
 from embedtasks.cluster._density import (
+    CentreRescue,
     NoiseVote,
     assign_by_membership,
     auto_min_cluster_size,
@@ -49,8 +43,10 @@ from embedtasks.cluster._density import (
 )
 from embedtasks.cluster._names import (
     ClusterComparison,
+    cluster_centres,
     compare_labels,
     plot_map,
+    representatives,
     summary_frame,
 )
 from embedtasks.cluster._reduce import ReductionCache, fit_layouts, pca_map
@@ -59,8 +55,6 @@ __all__ = ["ClusterComparison", "EmbeddingClusterer"]
 
 #: Output width of the reduction when ``n_components=None`` (measured on Banking77).
 _DEFAULT_COMPONENTS = {"umap": 5, "pca": 20}
-#: Weight of novelty (vs closeness to the centre) when choosing representatives.
-_MMR_DIVERSITY = 0.3
 #: UMAP epochs for the clustered space (umap-learn: 500 below 10,000 rows, else
 #: 200). Banking77 test, seeds 0-2: V-measure 0.795-0.810 and 7.7-10.6% noise at
 #: 200, 0.806-0.817 and 6.5-7.1% at 300, 0.809-0.819 at 400 (then 1.3x the time).
@@ -95,7 +89,7 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         similarity kernel's top-k self-join), run by embedtasks' own seeded,
         compiled layout (numba; installed with embedtasks). ``"auto"`` uses it,
         and PCA if numba is missing. On Banking77 test (MiniLM) UMAP + HDBSCAN
-        reaches V-measure 0.81 with 6-7% noise; PCA + HDBSCAN about half the rows
+        reaches V-measure 0.82 with 3-4% noise; PCA + HDBSCAN about half the rows
         as noise (``benchmarks/bench_cluster.py``). ``None`` clusters the
         normalised embeddings themselves (slow and noisy when wide). A choice
         that leaves more than half the rows as noise, or fewer than 3 clusters,
@@ -145,9 +139,16 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         similar clustered rows) join it, strongest first, until at most this share
         of the rows is noise; they get probability 0. ``0.0`` assigns every row;
         ``None`` keeps all of HDBSCAN's noise (on paragraphs, a third of the rows).
+        Then (unless ``None``) a noise row joins a cluster (probability 0)
+        when, in the input space, it is at least as similar to the cluster's
+        centre as one of the cluster's HDBSCAN members and its neighbours'
+        vote names that cluster too: the layout can leave out rows that the
+        input vectors put inside a cluster, so the noise share often ends
+        below ``max_noise``.
         In :meth:`predict` a point HDBSCAN leaves as noise joins the cluster
         its neighbours vote for when the vote is at least as strong as the
-        weakest that moved a training row (so training rows keep their label).
+        weakest that moved a training row, else by the same centre rule (so
+        training rows keep their label).
     n_representatives : int, default=5
         Members listed per cluster in :attr:`representatives_`: the closest to the
         cluster's centre, skipping near-copies of those already chosen (maximal
@@ -316,13 +317,14 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         seed = int(rng.randint(np.iinfo(np.int32).max))
         X = l2_normalize(X)
         Z = self._fit_reduce(X, seed)
-        self._noise_vote = None
+        self._noise_vote = self._centre_rescue = None
         if self.n_clusters is None:
             raw, probabilities = self._fit_hdbscan(Z)
             self.kmeans_ = None
             n_found = int(self.hdbscan_.labels_.max()) + 1
             if self.max_noise is not None:
                 raw, probabilities = self._cap_noise(X, raw, probabilities)
+                raw, probabilities = self._rescue_noise(X, raw, probabilities)
         else:
             raw, probabilities = self._fit_kmeans(Z, seed)
             self.hdbscan_ = None
@@ -340,11 +342,11 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         self.labels_ = labels
         self.probabilities_ = probabilities
         self.n_clusters_ = n_found
-        self.cluster_centers_ = _centres(X, labels, probabilities, n_found)
+        self.cluster_centers_ = cluster_centres(X, labels, probabilities, n_found)
         order = np.argsort(labels, kind="stable")
         bounds = np.searchsorted(labels[order], np.arange(n_found + 1))
         self.representatives_ = [
-            _representatives(
+            representatives(
                 X, order[bounds[c] : bounds[c + 1]], centre, self.n_representatives
             )
             for c, centre in enumerate(self.cluster_centers_)
@@ -446,6 +448,19 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         probabilities[noise[move]] = 0.0
         return labels, probabilities
 
+    def _rescue_noise(self, X, labels, probabilities):
+        """Noise rows as close to a cluster's centre as its members join it."""
+        noise = np.flatnonzero(labels < 0)
+        if noise.size == 0 or labels.max() < 0:
+            return labels, probabilities
+        members = self.hdbscan_.labels_ >= 0
+        self._centre_rescue = CentreRescue(X, labels, members, self.n_neighbors)
+        join, best = self._centre_rescue.join(X[noise])
+        labels, probabilities = labels.copy(), probabilities.copy()
+        labels[noise[join]] = best[join]
+        probabilities[noise[join]] = 0.0
+        return labels, probabilities
+
     def _fit_kmeans(self, Z: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
         from sklearn.cluster import KMeans
 
@@ -479,8 +494,9 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         ``n_neighbors`` nearest training rows, a training row at its own place;
         PCA projects it exactly). A point that falls in no cluster joins one as
         ``max_noise`` moved training rows (the same neighbour vote, at least as
-        strong), else gets ``-1``, or with ``assign_noise`` its most likely
-        cluster. On the training rows this reproduces :attr:`labels_`.
+        strong, then the same closeness to a cluster's centre), else gets
+        ``-1``, or with ``assign_noise`` its most likely cluster. On the
+        training rows this reproduces :attr:`labels_`.
         KMeans: the nearest centroid.
 
         Parameters
@@ -512,6 +528,11 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         noise = np.flatnonzero(labels < 0)
         if noise.size and self._noise_vote is not None:
             join, best = self._noise_vote.join(X[noise])
+            labels[noise[join]] = best[join]
+            strengths[noise[join]] = 0.0
+            noise = noise[~join]
+        if noise.size and self._centre_rescue is not None:
+            join, best = self._centre_rescue.join(X[noise])
             labels[noise[join]] = best[join]
             strengths[noise[join]] = 0.0
         if self.assign_noise:
@@ -666,21 +687,3 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         """
         check_is_fitted(self)
         return compare_labels(self.labels_, y, self._names(texts))
-
-
-def _centres(X, labels, weights, n_clusters):
-    """Unit mean direction of each cluster (members weighted by probability)."""
-    member = np.flatnonzero(labels >= 0)
-    w = np.where(weights[member] > 0, weights[member], 1e-6)
-    sums = group_sum(X[member], labels[member], n_clusters, weights=w)
-    return l2_normalize(sums)
-
-
-def _representatives(X, rows, centre, n):
-    """``n`` of ``rows`` close to ``centre``, diversified by MMR."""
-    if rows.size == 0:
-        return rows.astype(np.intp)
-    relevance = similarity(X[rows], centre[None, :])[:, 0]
-    order = np.argsort(-relevance, kind="stable")
-    pool = rows[order[: max(10 * n, 50)]]
-    return mmr_rerank(centre, pool, X, n, diversity=_MMR_DIVERSITY).astype(np.intp)

@@ -1,5 +1,8 @@
 """What :class:`~embedtasks.EmbeddingClusterer` shows: summary, comparison, map.
 
+Also each cluster's centre and representatives (:attr:`cluster_centers_`,
+:attr:`representatives_`), which the summary lists.
+
 Kept apart from the estimator (which fits) so that each stays readable; the
 keywords and names come from :mod:`embedtasks._keywords`.
 """
@@ -12,7 +15,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from embedtasks._kernel import group_sum, l2_normalize, mmr_rerank, similarity
 from embedtasks._keywords import ctfidf_keywords, topic_names
+
+#: Weight of novelty (vs closeness to the centre) when choosing representatives.
+_MMR_DIVERSITY = 0.3
 
 
 def summary_frame(
@@ -239,3 +246,31 @@ def _colours(n: int) -> np.ndarray:
     val = 0.95 - 0.25 * (np.arange(n - len(base)) % 2)
     extra = hsv_to_rgb(np.stack([hues, sat, val], axis=1))
     return np.vstack([base, extra])
+
+
+def cluster_centres(
+    X: npt.NDArray[np.float32],
+    labels: npt.NDArray[np.intp],
+    weights: npt.NDArray[np.float64],
+    n_clusters: int,
+) -> npt.NDArray[np.float32]:
+    """Unit mean direction of each cluster (members weighted by probability)."""
+    member = np.flatnonzero(labels >= 0)
+    w = np.where(weights[member] > 0, weights[member], 1e-6)
+    sums = group_sum(X[member], labels[member], n_clusters, weights=w)
+    return l2_normalize(sums)
+
+
+def representatives(
+    X: npt.NDArray[np.float32],
+    rows: npt.NDArray[np.intp],
+    centre: npt.NDArray[np.float32],
+    n: int,
+) -> npt.NDArray[np.intp]:
+    """``n`` of ``rows`` close to ``centre``, diversified by MMR."""
+    if rows.size == 0:
+        return rows.astype(np.intp)
+    relevance = similarity(X[rows], centre[None, :])[:, 0]
+    order = np.argsort(-relevance, kind="stable")
+    pool = rows[order[: max(10 * n, 50)]]
+    return mmr_rerank(centre, pool, X, n, diversity=_MMR_DIVERSITY).astype(np.intp)
