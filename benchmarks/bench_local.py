@@ -22,11 +22,13 @@ One run prints, with the same number of CPU threads on every side:
    after warm-up; ``LocalEmbedder.fit_transform([text])`` with no cache):
    p50 and p95 milliseconds, wall (bar: int8 p95 <= 15 ms) and CPU (what a
    loaded machine's scheduling does not add).
-4. **task quality**: Banking77 (train 10,003 / test 3,080) embedded in int8,
-   beside the float32 vectors (``banking77/*_minilm.npy``, sentence-transformers'
-   own): accuracy of LogisticRegression and of NearestLabelClassifier, and the
-   V-measure of KMeans with the true k (mean of 3 seeds) and of
-   EmbeddingClusterer(random_state=0) on the test set (bar: within 0.5 points).
+4. **task quality**: Banking77 (train 10,003 / test 3,080) and a seeded sample of
+   ``--quality-brown`` Brown paragraphs embedded in int8, beside the float32
+   vectors (``*_minilm.npy``, sentence-transformers' own): accuracy of
+   LogisticRegression and of NearestLabelClassifier on Banking77, the V-measure
+   of KMeans with the true k on Banking77, and of EmbeddingClusterer on
+   Banking77 and on the Brown genres; clusterings are the median over
+   ``--seeds`` random states, each seed printed (bar: within 0.5 points).
 5. **memory**: peak RSS of a fresh process embedding ``--rss-texts`` Brown
    paragraphs with ``LocalEmbedder(cache_dir=None)`` (bar: <= 600 MB at 10,000),
    and its RSS after the call.
@@ -248,67 +250,101 @@ def latency(workers: dict[str, Worker], texts: list[str]) -> None:
         )
 
 
-def quality(data: Path) -> None:
+def _clusterer_v(X: np.ndarray, y: np.ndarray, seeds: int) -> list[float]:
+    from sklearn.metrics import v_measure_score
+
+    from embedtasks import EmbeddingClusterer
+
+    return [
+        float(
+            v_measure_score(
+                y, EmbeddingClusterer(random_state=s, cache_dir=None).fit(X).labels_
+            )
+        )
+        for s in range(seeds)
+    ]
+
+
+def quality(data: Path, n_brown: int, seeds: int) -> None:
     from sklearn.cluster import KMeans
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import v_measure_score
 
-    from embedtasks import EmbeddingClusterer, LocalEmbedder, NearestLabelClassifier
+    from embedtasks import LocalEmbedder, NearestLabelClassifier
 
     bank = data / "banking77"
     with open(bank / "train.csv", newline="", encoding="utf-8") as f:
         train = list(csv.DictReader(f))
     with open(bank / "test.csv", newline="", encoding="utf-8") as f:
         test = list(csv.DictReader(f))
+    with open(data / "brown" / "chunks.csv", newline="", encoding="utf-8") as f:
+        brown = list(csv.DictReader(f))
+    pick = np.sort(
+        np.random.default_rng(0).choice(len(brown), min(n_brown, len(brown)), False)
+    )
     y_train = np.array([r["category"] for r in train])
     y_test = np.array([r["category"] for r in test])
-    emb = LocalEmbedder(cache_dir=None, progress=False)  # int8, the default
+    y_brown = np.array([brown[i]["genre"] for i in pick])
+    emb = LocalEmbedder(cache_dir=None, progress=False, precision="int8")
+    # float32: sentence-transformers' own vectors, which the float32 default
+    # backend reproduces (cosine >= 0.9999999).
     vectors = {
         "float32": (
             np.load(bank / "train_minilm.npy"),
             np.load(bank / "test_minilm.npy"),
+            np.load(data / "brown" / "chunks_minilm.npy")[pick],
         ),
         "int8": (
             emb.fit_transform([r["text"] for r in train]),
             emb.fit_transform([r["text"] for r in test]),
+            emb.fit_transform([brown[i]["text"] for i in pick]),
         ),
     }
-    cos = np.einsum(
-        "ij,ij->i", vectors["int8"][1].astype(np.float64), vectors["float32"][1]
-    )
+    cos = [
+        np.einsum(
+            "ij,ij->i", vectors["int8"][j].astype(np.float64), vectors["float32"][j]
+        )
+        for j in (1, 2)
+    ]
     print(
-        f"\n== task quality, Banking77 (train {len(train)}, test {len(test)}); "
-        f"int8 vs float32 cosine on test: mean {cos.mean():.4f} min {cos.min():.4f}"
+        f"\n== task quality: Banking77 (train {len(train)}, test {len(test)}), Brown "
+        f"({len(pick)} paragraphs, {len(set(y_brown))} genres); int8 vs float32 "
+        f"cosine: Banking77 test mean {cos[0].mean():.4f} min {cos[0].min():.4f}, "
+        f"Brown mean {cos[1].mean():.4f} min {cos[1].min():.4f}; "
+        f"EmbeddingClusterer: median of random_state 0..{seeds - 1} [each seed]"
     )
-    scores: dict[str, dict[str, float]] = {}
-    for name, (A, B) in vectors.items():
-        k = len(np.unique(y_test))
+    scores: dict[str, dict[str, list[float]]] = {}
+    k = len(np.unique(y_test))
+    for name, (A, B, C) in vectors.items():
         scores[name] = {
-            "LogisticRegression accuracy": LogisticRegression(C=10, max_iter=2000)
-            .fit(A, y_train)
-            .score(B, y_test),
-            "NearestLabelClassifier accuracy": NearestLabelClassifier()
-            .fit(A, y_train)
-            .score(B, y_test),
-            "KMeans(k=77) V-measure": float(
-                np.mean(
-                    [
-                        v_measure_score(
-                            y_test, KMeans(k, n_init=1, random_state=s).fit_predict(B)
-                        )
-                        for s in range(3)
-                    ]
+            "Banking77 LogisticRegression acc": [
+                LogisticRegression(C=10, max_iter=2000).fit(A, y_train).score(B, y_test)
+            ],
+            "Banking77 NearestLabelClassifier acc": [
+                NearestLabelClassifier().fit(A, y_train).score(B, y_test)
+            ],
+            "Banking77 KMeans(k=77) V": [
+                v_measure_score(
+                    y_test, KMeans(k, n_init=1, random_state=s).fit_predict(B)
                 )
-            ),
-            "EmbeddingClusterer V-measure": v_measure_score(
-                y_test, EmbeddingClusterer(random_state=0).fit(B).labels_
-            ),
+                for s in range(seeds)
+            ],
+            "Banking77 EmbeddingClusterer V": _clusterer_v(B, y_test, seeds),
+            "Brown genres EmbeddingClusterer V": _clusterer_v(C, y_brown, seeds),
         }
     for metric in scores["float32"]:
-        f, i = scores["float32"][metric] * 100, scores["int8"][metric] * 100
+        f32, i8 = (np.asarray(scores[m][metric]) * 100 for m in ("float32", "int8"))
+        f, i = float(np.median(f32)), float(np.median(i8))
         verdict = "PASS" if abs(i - f) <= 0.5 else "FAIL"
+        spread = ""
+        if len(f32) > 1:
+            spread = (
+                f"  [float32 {' '.join(f'{x:.2f}' for x in f32)}; "
+                f"int8 {' '.join(f'{x:.2f}' for x in i8)}]"
+            )
         print(
-            f"{metric:34s} float32 {f:6.2f}  int8 {i:6.2f}  ({i - f:+.2f}, {verdict})"
+            f"{metric:37s} float32 {f:6.2f}  int8 {i:6.2f}  ({i - f:+.2f}, "
+            f"{verdict}){spread}"
         )
 
 
@@ -371,6 +407,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--ref-batch-size", type=int, default=32)
     parser.add_argument("--rss-texts", type=int, default=10_000)
+    parser.add_argument("--quality-brown", type=int, default=3000)
+    parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument(
         "--skip",
         default="",
@@ -411,7 +449,7 @@ def main() -> None:
             for w in workers.values():
                 w.close()
     if "quality" not in skip:
-        quality(args.data)
+        quality(args.data, args.quality_brown, args.seeds)
     if "memory" not in skip:
         memory(args.data, args.rss_texts)
     if "cold" not in skip:

@@ -140,12 +140,12 @@ def test_bundled_aliases_and_backends_share_one_identity(name, backend):
     for policy in ("chunk", "error"):  # "error" is never served a truncated row
         other = LocalEmbedder(long_text=policy, precision="float32")
         assert other._backend().identity == {**identity, "long_text": policy}
-    # float32 is the default; int8 vectors get rows of their own; torch runs
+    # int8 is the default, its vectors get rows of their own; torch runs
     # float32 whatever is asked.
-    assert LocalEmbedder(name, backend=backend)._backend().identity == identity
     fast = LocalEmbedder(name, backend=backend, precision="int8")._backend().identity
     int8 = {**identity, "precision": "int8"}
     assert fast == (int8 if backend == "onnx" else identity)
+    assert LocalEmbedder(name, backend=backend)._backend().identity == fast
 
 
 def test_model_directory_is_identified_by_absolute_path(tmp_path, monkeypatch):
@@ -298,8 +298,8 @@ def test_int8_vectors_stay_close_to_float32():
     texts = [*_corpus(), "cat " * 300, "Émile 🐈 猫 ünïcode", "ok"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the truncated text
-        int8 = _embed(texts, precision="int8")
-        exact = _embed(texts)
+        int8 = _embed(texts)  # the default
+        exact = _embed(texts, precision="float32")
     cosine = np.einsum("ij,ij->i", int8.astype(np.float64), exact)
     assert cosine.mean() >= 0.99 and cosine.min() >= 0.97
     assert cosine.min() < 0.99999  # really int8: not the float32 vectors again
@@ -314,7 +314,7 @@ def test_one_session_per_model_and_precision():
     )
     exact = _local.load("all-MiniLM-L6-v2", precision="float32")
     assert exact is not model and exact.runner is not model.runner
-    assert _local.load("all-MiniLM-L6-v2") is exact  # float32 unless asked
+    assert _local.load("all-MiniLM-L6-v2") is model  # int8 unless asked
 
 
 def test_blocks_of_texts_keep_order_and_refuse_before_embedding(monkeypatch):
@@ -469,7 +469,7 @@ def test_error_names_the_users_row_and_the_fix(tmp_path):
 
 # -- cache, pickling, pipelines -------------------------------------------------------
 def test_second_call_is_served_from_the_cache(tmp_path):
-    emb = LocalEmbedder(precision="int8", cache_dir=tmp_path)
+    emb = LocalEmbedder(cache_dir=tmp_path)  # the default: int8
     first = emb.fit_transform(TEXTS)
     assert emb.usage_["unique_texts"] == 4 and emb.usage_["embedded"] == 4
 
@@ -480,7 +480,7 @@ def test_second_call_is_served_from_the_cache(tmp_path):
     assert other.usage_["cache_hits"] == 4 and other.usage_["embedded"] == 0
     np.testing.assert_array_equal(again, first[::-1])
     # float32 rows are apart from int8 ones: embedded, not served from the cache.
-    exact = LocalEmbedder(cache_dir=tmp_path)  # the default: float32
+    exact = LocalEmbedder(precision="float32", cache_dir=tmp_path)
     X = exact.fit_transform(TEXTS)
     assert exact.usage_["cache_hits"] == 0 and exact.usage_["embedded"] == 4
     np.testing.assert_allclose(X[0, :8], GOLDEN, atol=2e-5)

@@ -341,11 +341,27 @@ class BertModel:
         # Worker threads sleep between operators instead of spinning: on a busy
         # machine spinning costs a third more CPU time for the same work.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        # No arena: activations are freed to the allocator after each batch, so
-        # memory after a large call returns to what the weights take.
-        options.enable_cpu_mem_arena = False
+        # Activations come from ONNX Runtime's arena, which reuses its blocks
+        # from batch to batch: measured on 2,048-token batches, activations peak
+        # 60 MB above the weights (float32 and int8); without the arena, blocks
+        # freed to malloc fragment and the peak grows to 130 MB (float32) and
+        # 290 MB (int8). No memory pattern: it allocates one more block per batch
+        # shape (every batch width is a shape), 30 MB more at the peak.
+        # :meth:`release` hands the arena back after a block of texts.
+        options.enable_cpu_mem_arena = True
+        options.enable_mem_pattern = False
         self._session = ort.InferenceSession(
             _build_graph(spec, precision), options, providers=["CPUExecutionProvider"]
+        )
+        # The Python session keeps the serialised model (the weights, 90 MB for
+        # all-MiniLM-L6-v2) to rebuild itself after a GPU provider fails; on the
+        # CPU that never happens, and the runtime has its own copy.
+        self._session.disable_fallback()
+        if hasattr(self._session, "_model_bytes"):
+            self._session._model_bytes = None
+        self._shrink = ort.RunOptions()
+        self._shrink.add_run_config_entry(
+            "memory.enable_memory_arena_shrinkage", "cpu:0"
         )
 
     def __call__(
@@ -354,6 +370,11 @@ class BertModel:
         """Pooled (not normalised) vectors of a padded batch, shape (B, hidden)."""
         (hidden,) = self._session.run(None, {"input_ids": ids, "attention_mask": mask})
         return pool_tokens(hidden, mask, self.spec.pooling)
+
+    def release(self) -> None:
+        """Hand the arena's free blocks back (a one-token run that shrinks it)."""
+        one = np.ones((1, 1), dtype=np.int64)
+        self._session.run(None, {"input_ids": one, "attention_mask": one}, self._shrink)
 
 
 def pool_tokens(
