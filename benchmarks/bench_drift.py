@@ -37,7 +37,7 @@ Brown's genres are not topics (a genre's rows spread over many clusters: the
 cluster holding most of a held-out genre holds only 25-55% of its rows), so the
 "most grown" figure there is a floor; Banking77's intents are topics. Merging the
 neighbouring clusters that grew together (2026-12-08) took Brown from 75% to 85% on
-these 20 draws; over 40 other draws x 2 k-means seeds, 76% -> 94%. The misses left
+these 20 draws, from 70% to 88% over 40 (``--power 40``). The misses left
 are a genre split almost evenly (the "home" cluster holds a few rows more than the
 top one) or a large mixed cluster holding most of the genre with little net growth.
 """

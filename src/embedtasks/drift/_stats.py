@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from embedtasks._kernel import group_mean_direction, similarity
+from embedtasks._kernel import group_sum, l2_normalize, similarity
 
 #: Permutations per block (bounds the memory of one block to ~n_rows * k * 128 B).
 _PERMUTATION_BLOCK = 128
@@ -106,10 +106,11 @@ def merge_changed(pooled, labels, is_new):
     n_new, n_ref = is_new.sum(), (~is_new).sum()
     leaf_new = np.bincount(labels[is_new], minlength=leaves.size)
     leaf_ref = np.bincount(labels[~is_new], minlength=leaves.size)
+    leaf_sum = group_sum(pooled, labels, leaves.size)  # unit rows, once
     examined = set()
     while n_new and n_ref:
         n_found = owner.max() + 1
-        centres = group_mean_direction(pooled, owner[labels], n_found)
+        centres = l2_normalize(group_sum(leaf_sum, owner, n_found))
         cn = np.bincount(owner, leaf_new, n_found)
         cr = np.bincount(owner, leaf_ref, n_found)
         near = similarity(centres, centres)
@@ -128,9 +129,8 @@ def merge_changed(pooled, labels, is_new):
         best = np.flatnonzero(gain)[np.argmax(np.abs(merged[gain]))]
         owner[owner == b[best]] = a[best]
         owner[owner > b[best]] -= 1
-    labels = owner[labels]
-    centres = group_mean_direction(pooled, labels, owner.max() + 1)
-    return labels, centres, leaves.size + len(examined)
+    centres = l2_normalize(group_sum(leaf_sum, owner, owner.max() + 1))
+    return owner[labels], centres, leaves.size + len(examined)
 
 
 def normal_quantile(level: float) -> float:
