@@ -73,6 +73,35 @@ def test_drift_detects_a_new_topic_and_its_cluster(centres):
     assert result.examples["reference_similarity"].is_monotonic_increasing
 
 
+def test_drift_new_topic_next_to_an_old_one_is_the_most_grown_cluster(centres):
+    # a new topic half a unit from topic 0 (rows spread over about 2): k-means
+    # (8 clusters for 1,200 rows) often cuts it between two neighbouring
+    # clusters, each with half its growth, and one grown by chance outranks both
+    step = centres[1] - centres[0]
+    with_new = np.vstack([centres, centres[0] + 0.5 * step / np.linalg.norm(step)])
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        A, _ = _topics(rng, 600, with_new, [1 / 6] * 6 + [0.0])
+        B, topic = _topics(rng, 600, with_new, [0.15] * 6 + [0.1])
+        result = DriftTest(n_permutations=20, random_state=seed).fit(A).test(B)
+        top = result.clusters.iloc[0]
+        held = result.labels_new[topic == 6] == top["cluster"]
+        assert top["difference"] > 0.05, seed
+        assert held.mean() >= 0.9, (seed, held.mean())
+
+
+def test_drift_int_n_clusters_gives_that_many_clusters(centres):
+    step = centres[1] - centres[0]
+    with_new = np.vstack([centres, centres[0] + 0.5 * step / np.linalg.norm(step)])
+    rng = np.random.default_rng(9)
+    A, _ = _topics(rng, 600, with_new, [1 / 6] * 6 + [0.0])
+    B, _ = _topics(rng, 600, with_new, [0.15] * 6 + [0.1])
+    drift = DriftTest(n_clusters=8, n_permutations=20, random_state=9).fit(A)
+    result = drift.test(B)
+    assert len(result.clusters) == 8
+    assert set(np.unique(result.labels_new)) <= set(range(8))
+
+
 def test_drift_detects_a_shift_in_proportions(centres):
     rng = np.random.default_rng(2)
     A, _ = _topics(rng, 600, centres, [0.3, 0.3, 0.1, 0.1, 0.1, 0.1])

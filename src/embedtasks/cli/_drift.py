@@ -140,7 +140,7 @@ def register(add: Any) -> None:
 def drift_flags(p: argparse.ArgumentParser) -> None:
     """The test's flags: defaults and ranges are DriftTest's own."""
     group = p.add_argument_group("drift test")
-    spec = "embedtasks.drift:DriftTest"
+    spec = "embedtasks.drift._estimator:DriftTest"
     owned(group, "--n-neighbors", spec=spec, param="n_neighbors", help="per row")
     owned(
         group,

@@ -1,35 +1,4 @@
-"""Did my data change? A two-sample test between two sets of embeddings.
-
-:class:`DriftTest` is fitted on a reference set (last month's data, the training
-set) and tests a new set against it. It answers with a p-value, an effect size
-with a confidence interval, the clusters of the pooled data whose share grew or
-shrank, and the new rows least like the reference.
-
-**The test** is the nearest-neighbour two-sample test (Schilling 1986; Henze
-1988). Every row of the pooled data gets its ``k`` most similar other rows,
-exactly, from the shared top-k kernel; if both sets come from one distribution, a
-row's neighbours come from either set by chance alone, and where the new data
-holds something the reference lacks, new rows have new neighbours. The statistic
-is ``mean_new(share of new neighbours) - mean_reference(share of new
-neighbours)``: 0 when the sets are alike, 1 when no row has a neighbour from the
-other set. Its p-value comes from a permutation test: the set labels are shuffled
-over the pooled rows and *the whole statistic* is recomputed on the same
-neighbour graph, which does not depend on the labels (the pooled rows are put in
-a random order first, so that even ties between exact copies are broken
-independently of the labels). Under the null hypothesis (the two sets are random
-draws from one distribution) the labels are exchangeable, so the p-value is valid
-exactly, whatever the number of rows, their dimension or near-copies inside a
-corpus: ``P(p <= alpha) <= alpha``.
-
-Why not a classifier's AUC or MMD? A cross-fitted classifier spends half the rows
-on training and needs every fold refitted per permutation to stay valid
-(permuting folds independently, or averaging their AUCs, is anti-conservative:
-11-12% false alarms at alpha 0.05 on corpora with near-copies); MMD needs a kernel
-bandwidth and a quadratic number of kernel evaluations per permutation. The
-neighbour graph is built once (one exact top-k pass), each permutation costs a
-gather over ``n * k`` edges, and the same neighbours say *which* new rows have no
-reference nearby.
-"""
+"""DriftTest and DriftResult: the estimator and what it returns (see the package)."""
 
 from __future__ import annotations
 
@@ -53,11 +22,14 @@ from embedtasks._validation import (
     check_is_fitted,
     check_texts,
 )
+from embedtasks.drift._stats import (
+    merge_changed,
+    newcombe,
+    normal_quantile,
+    permutation_test,
+)
 
 __all__ = ["DriftResult", "DriftTest"]
-
-#: Permutations per block (bounds the memory of one block to ~n_rows * k * 128 B).
-_PERMUTATION_BLOCK = 128
 
 #: Spherical k-means on the pooled rows: iterations, and sample rows per centre
 #: (the centres are trained on a sample, then every row joins its nearest).
@@ -102,7 +74,8 @@ class DriftResult:
         ``cluster``, ``name``, ``n_reference``, ``n_new``, ``share_reference``,
         ``share_new``, ``difference`` (``share_new - share_reference``),
         ``ci_low``, ``ci_high`` (Newcombe's score interval, Bonferroni-adjusted
-        over the clusters so that all hold together at ``confidence``),
+        over every cluster examined, merges included, so that all hold together
+        at ``confidence``),
         ``change`` (``"grew"``/``"shrank"`` where the interval excludes 0, else
         ``""``) and ``representatives`` (pooled rows nearest the centre, as
         ``("reference" | "new", row)`` pairs).
@@ -238,7 +211,10 @@ class DriftTest(BaseEstimator):
         :attr:`DriftResult.clusters`. ``"auto"``: ``sqrt(n_pooled / 20)``
         rounded, between 2 and 30 (a cluster then holds about
         ``sqrt(20 * n_pooled)`` rows: 280 of 4,000, 630 of 20,000), few enough
-        to read and for each share to be measured.
+        to read and for each share to be measured; then neighbouring clusters
+        that grew (or shrank) together are merged where the union's change is
+        stronger evidence than each part's, so that a new topic k-means cut in
+        two comes out as one cluster. An int gives exactly that many.
     n_examples : int, default=10
         New rows listed in :attr:`DriftResult.examples`.
     max_samples : int or None, default=10000
@@ -391,8 +367,8 @@ class DriftTest(BaseEstimator):
         is_new = np.arange(n_pooled) >= n_ref
         k = min(self.n_neighbors, n_pooled - 1)
         neighbours = self._neighbour_graph(pooled, k, rng)
-        test = _permutation_test(neighbours, is_new, self.n_permutations, rng)
-        z = _z(self.confidence)
+        test = permutation_test(neighbours, is_new, self.n_permutations, rng)
+        z = normal_quantile(self.confidence)
         half = z * test.std_error
         all_texts = None
         if texts is not None:
@@ -466,11 +442,15 @@ class DriftTest(BaseEstimator):
             if best is None or fit > best[0]:
                 best = (fit, centres, nearest.indices[:, 0])
         _, centres, labels = best
+        n_examined = centres.shape[0]
+        if self.n_clusters == "auto":
+            labels, centres, n_examined = merge_changed(pooled, labels, is_new)
         n_found = centres.shape[0]
         counts_new = np.bincount(labels[is_new], minlength=n_found)
         counts_ref = np.bincount(labels[~is_new], minlength=n_found)
-        z = _z(1 - (1 - self.confidence) / n_found)  # Bonferroni over clusters
-        diff, low, high = _newcombe(
+        # Bonferroni over every cluster whose growth was looked at (merges too)
+        z = normal_quantile(1 - (1 - self.confidence) / n_examined)
+        diff, low, high = newcombe(
             counts_new, is_new.sum(), counts_ref, (~is_new).sum(), z
         )
         keywords = None
@@ -537,103 +517,6 @@ class DriftTest(BaseEstimator):
                 ref_texts[i] for i in frame["nearest_reference"]
             ]
         return frame
-
-
-@dataclass(frozen=True)
-class _Permutation:
-    statistic: float
-    p_value: float
-    null_mean: float
-    null_std: float
-    std_error: float
-
-
-def _statistics(labels, neighbours, k):
-    """Separation and its independent-rows variance for each labelling.
-
-    ``labels`` has shape (n_labellings, n_rows), 1 for new rows.
-    """
-    new_count = labels[:, neighbours].sum(axis=2, dtype=np.int32)
-    share = new_count / k
-    is_new = labels.astype(bool)
-    n_new = is_new.sum(axis=1)
-    n_ref = labels.shape[1] - n_new
-    sums = {}
-    for name, mask in (("new", is_new), ("ref", ~is_new)):
-        s1 = np.where(mask, share, 0.0).sum(axis=1)
-        s2 = np.where(mask, share**2, 0.0).sum(axis=1)
-        sums[name] = (s1, s2)
-    mean_new = sums["new"][0] / np.maximum(n_new, 1)
-    mean_ref = sums["ref"][0] / np.maximum(n_ref, 1)
-    var_new = sums["new"][1] / np.maximum(n_new, 1) - mean_new**2
-    var_ref = sums["ref"][1] / np.maximum(n_ref, 1) - mean_ref**2
-    independent = np.sqrt(
-        np.maximum(var_new, 0) / np.maximum(n_new, 1)
-        + np.maximum(var_ref, 0) / np.maximum(n_ref, 1)
-    )
-    return mean_new - mean_ref, independent
-
-
-def _permutation_test(neighbours, is_new, n_permutations, rng):
-    """Permutation p-value of the separation, and its standard error.
-
-    Each permutation relabels the pooled rows and recomputes the whole statistic
-    on the same graph. The standard error is the independent-rows one scaled by
-    the design effect of the neighbour graph (shared and mutual neighbours make
-    rows' shares covary), measured as the ratio of the permutation spread to the
-    independent-rows spread under the permutations.
-    """
-    k = neighbours.shape[1]
-    labels = is_new.astype(np.uint8)
-    observed, observed_se = _statistics(labels[None, :], neighbours, k)
-    null, null_se = [], []
-    for start in range(0, n_permutations, _PERMUTATION_BLOCK):
-        size = min(_PERMUTATION_BLOCK, n_permutations - start)
-        block = rng.permuted(np.broadcast_to(labels, (size, labels.size)), axis=1)
-        stat, se = _statistics(block, neighbours, k)
-        null.append(stat)
-        null_se.append(se)
-    null_stats, null_ses = np.concatenate(null), np.concatenate(null_se)
-    t = float(observed[0])
-    # counts ties as reaching the observed value (a conservative, valid p-value)
-    tolerance = 1e-12 * max(1.0, abs(t))
-    reached = int(np.count_nonzero(null_stats >= t - tolerance))
-    null_std = float(null_stats.std()) if null_stats.size > 1 else 0.0
-    mean_se = float(null_ses.mean())
-    design_effect = max(1.0, null_std / mean_se) if mean_se > 0 else 1.0
-    return _Permutation(
-        statistic=t,
-        p_value=(1 + reached) / (1 + n_permutations),
-        null_mean=float(null_stats.mean()),
-        null_std=null_std,
-        std_error=float(observed_se[0]) * design_effect,
-    )
-
-
-def _z(level: float) -> float:
-    """Two-sided normal quantile for a confidence ``level``."""
-    from scipy.stats import norm
-
-    return float(norm.ppf(0.5 + level / 2))
-
-
-def _wilson(count, n, z):
-    n = np.maximum(n, 1)
-    p = count / n
-    denom = 1 + z**2 / n
-    centre = (p + z**2 / (2 * n)) / denom
-    half = z / denom * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2))
-    return p, centre - half, centre + half
-
-
-def _newcombe(count_a, n_a, count_b, n_b, z):
-    """``p_a - p_b`` with Newcombe's hybrid score interval (his method 10)."""
-    pa, la, ua = _wilson(np.asarray(count_a, dtype=float), n_a, z)
-    pb, lb, ub = _wilson(np.asarray(count_b, dtype=float), n_b, z)
-    diff = pa - pb
-    low = diff - np.sqrt((pa - la) ** 2 + (ub - pb) ** 2)
-    high = diff + np.sqrt((ua - pa) ** 2 + (pb - lb) ** 2)
-    return diff, low, high
 
 
 def _subsample(n: int, max_samples: int | None, rng: np.random.Generator):
