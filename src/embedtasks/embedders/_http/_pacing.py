@@ -110,35 +110,46 @@ def _clock_reading(
     Over the trailing stretch of accepted requests each sent while the previous
     answer's bucket was still in debt (so the server charged it on top), the
     accepted cost divided by how far the server's clock moved is its rate
-    exactly. ``end`` is the reading of a 429 (its cost was not charged). A
-    clock that moves in one jump (a fixed window resetting) is not a rate:
-    solid needs three answers and no step over 80% of the span.
+    exactly. A reading that does not move forward in the order of sending was
+    taken late (a stalled answer, read after later requests were charged), and
+    a clock that stands still (a fixed window, which resets in one jump) is not
+    a rate: the stretch stops there. "Solid" takes three answers. ``end`` is
+    the reading of a 429 (nothing charged), the latest clock if later.
     """
     column = 2 if kind == "requests" else 3
     cost = _cost(kind)
     stretch: list[Event] = []
     for event in reversed(events):
         clock = event[column]
-        if clock is None or (stretch and not stretch[-1].sent < clock):
+        if clock is None or (
+            stretch and not stretch[-1].sent < clock < stretch[-1][column]
+        ):
             break
         stretch.append(event)
     if not stretch:
         return None
-    stretch.sort(key=lambda e: float(e[column]))
+    stretch.reverse()
     clocks = [float(e[column]) for e in stretch]
-    last = clocks[-1] if end is None else max(end, clocks[-1])
-    span = last - clocks[0]
-    total = sum(cost(e) for e in stretch[1:])
-    if span <= 0.05 or total <= 0:
+    if end is not None and end > clocks[-1]:  # a 429: the clock, nothing charged
+        clocks.append(end)
+    steps = [
+        (cost(e), b - a)
+        for e, a, b in zip(stretch[1:], clocks, clocks[1:], strict=False)
+        if b - a > 0.01
+    ]
+    if not steps or clocks[-1] - clocks[0] <= 0.05:
         return None
-    steps = [b - a for a, b in zip(clocks, clocks[1:], strict=False)]
-    solid = len(stretch) >= 3 and max(steps) <= 0.8 * (clocks[-1] - clocks[0])
-    by_sent = sorted(stretch)
+    # Each step moves the clock by one request's cost, or more where a request
+    # the server charged is missing (in flight, or failed after it was counted):
+    # the upper median of the steps' rates is robust to a minority of those.
+    rates = sorted(c / d for c, d in steps)
+    rate = rates[len(rates) // 2]
+    solid = len(steps) >= 2
     debt = max(
-        (float(a[column]) - b.sent for a, b in zip(by_sent, by_sent[1:], strict=False)),
+        (float(a[column]) - b.sent for a, b in zip(stretch, stretch[1:], strict=False)),
         default=0.0,
     )
-    return Reading(total / span, solid, last, max(0.0, debt))
+    return Reading(rate, solid, clocks[-1], max(0.0, debt))
 
 
 def _estimate(
@@ -430,9 +441,12 @@ class Pacer:
             if s.cuts != ticket.cuts:  # another answer cut since it was booked
                 return False
             recent = self.store.events(now - _RECENT)
+            paced = {k for k, short, _ in _KINDS if getattr(s, f"{short}_rate")}
             for k, short, _ in _KINDS:
                 if kind is not None and k != kind:
                     continue
+                if kind is None and paced and k not in paced:
+                    continue  # a 429 that names no budget invents none
                 cost = 1 if k == "requests" else tokens
                 estimate, solid = _estimate(recent, k, now, resets[k])
                 _cut(s, short, estimate, solid, max(cost, 1) / max(delay, 0.05))
@@ -461,9 +475,10 @@ def _read_clock(s: PaceState, short: str, reading: Reading | None) -> None:
         return  # two answers only: enough to start pacing, not to change it
     if rate is None or rate > _MARGIN * reading.rate:
         setattr(s, f"{short}_rate", _MARGIN * reading.rate)
-    # Start no earlier than the server's clock allows with the debt it accepted.
+    # Start no earlier than the server's clock allows with the debt it accepted
+    # (a 429's retry-after finds the bucket's edge: keep 5% of it unused).
     tat = f"tat_{short}"
-    setattr(s, tat, max(getattr(s, tat), reading.clock - reading.debt))
+    setattr(s, tat, max(getattr(s, tat), reading.clock - _MARGIN * reading.debt))
 
 
 def _grow(s: PaceState, short: str, now: float) -> None:
