@@ -101,10 +101,18 @@ def _drive(clock, pacers, bucket, costs, kind="requests", latency=0.05, headers=
 
 def test_request_limit_is_read_off_the_servers_clock_before_any_429(clock):
     pacer = Pacer()
-    n_429, pace = _drive(clock, [pacer], Bucket(5.0), [1] * 100)
-    assert n_429 == 0
+    n_429, _ = _drive(clock, [pacer], Bucket(5.0), [1] * 6)
+    assert n_429 == 0  # the rate is known from the first answers
     assert pacer.rates()[0] == pytest.approx(0.95 * 5.0, rel=0.02)
-    assert 0.9 * 5.0 <= pace <= 5.0 * 1.25  # the burst counts too
+
+
+def test_request_limit_costs_one_429_to_find_the_burst_then_none(clock):
+    pacer = Pacer()
+    n_429, pace = _drive(clock, [pacer], Bucket(5.0, burst=2.0), [1] * 100)
+    assert n_429 == 1  # the bucket's depth shows only at its edge
+    assert pacer.rates()[0] == pytest.approx(0.95 * 5.0, rel=0.02)
+    # 95% of the rate, plus most of the 2 s burst: about 100 / (19 + 2 * 0.95).
+    assert pace >= 100 / (100 / 4.75 - 0.9 * 2.0)
 
 
 def test_token_limit_is_learned_in_tokens_for_requests_of_any_size(clock):

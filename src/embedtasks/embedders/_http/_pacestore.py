@@ -72,9 +72,13 @@ class PaceState:
     Rates are per second; ``None`` means unknown (not paced). ``*_ceiling`` is
     the limit as last estimated and ``*_source`` where it came from:
     ``"announced"`` (``x-ratelimit-limit-*``), ``"clock"`` (the server's reset
-    clock), ``"flow"`` (what it accepted before a 429) or ``""``. ``tat_*`` are
-    the next free start times of the spacer; ``probe_at`` is when the rate may
-    next probe above its ceiling.
+    clock; ``"reading"`` from two answers only), ``"flow"`` (what it accepted
+    before a 429), ``"pause"`` (nothing accepted yet: one per pause) or ``""``.
+    ``tat_*`` are the next free start times of the spacer, ``*_debt`` how far
+    ahead of them a
+    start may be (the server's burst, as seen accepted; ``burst_known`` once a
+    429 showed its depth); ``probe_at`` is when the rate may next probe above
+    its ceiling.
     """
 
     req_rate: float | None = None
@@ -90,6 +94,9 @@ class PaceState:
     req_source: str = ""
     tok_source: str = ""
     probe_at: float = 0.0
+    req_debt: float = 0.0
+    tok_debt: float = 0.0
+    burst_known: bool = False
 
     def pause_end(self, now: float) -> float:
         """When the pause ends, by this clock: never later than its own length."""

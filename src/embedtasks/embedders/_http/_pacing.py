@@ -81,6 +81,7 @@ _AHEAD = 0.5  # seconds ahead a request may book its start
 _RECENT = 20.0  # seconds of successes an estimate looks back over
 _FLOW_MARGIN = 0.8  # pace this far under a flow measured without the server's clock
 _SLOW_START = 1.0 / 3.0  # window growth per success while no limit is known
+_BETTER_THAN_FLOW = ("clock", "reading", "announced")  # sources of a ceiling
 _KINDS = (("requests", "req", 2), ("tokens", "tok", 3))  # kind, state prefix, column
 
 
@@ -303,22 +304,29 @@ class Pacer:
                     if end > now:
                         return False, end, s.cuts
                     req, tok = self._rates(s)
+                    # The debt the server was seen to accept may be spent (a
+                    # bucket's burst): a start may be that far ahead of the pace.
+                    ahead_req = s.req_debt if req else 0.0
+                    ahead_tok = s.tok_debt if tok else 0.0
                     # Another process's clock may run ahead: a booked start is
                     # never further off than one interval past the booking window.
                     top = now + _AHEAD
-                    s.tat_req = min(s.tat_req, top + (1.0 / req if req else 0.0))
-                    s.tat_tok = min(
-                        s.tat_tok, top + (max(cost, tok) / tok if tok else 0.0)
+                    s.tat_req = min(
+                        s.tat_req, top + ahead_req + (1.0 / req if req else 0.0)
                     )
-                    start = max(now, s.tat_req, s.tat_tok)
+                    s.tat_tok = min(
+                        s.tat_tok,
+                        top + ahead_tok + (max(cost, tok) / tok if tok else 0.0),
+                    )
+                    start = max(now, s.tat_req - ahead_req, s.tat_tok - ahead_tok)
                     if start > top:
                         # Do not book slots far ahead at today's rate: a rate
                         # that climbs would leave them spaced at the old one.
                         return False, start - _AHEAD, s.cuts
                     if req:
-                        s.tat_req = start + 1.0 / req
+                        s.tat_req = max(s.tat_req, start) + 1.0 / req
                     if tok:
-                        s.tat_tok = start + min(cost, tok * 60.0) / tok
+                        s.tat_tok = max(s.tat_tok, start) + min(cost, tok * 60.0) / tok
                     return True, start, s.cuts
 
                 go, at, cuts = self.store.update(reserve)
@@ -404,7 +412,8 @@ class Pacer:
 
         def update(s: PaceState) -> Any:
             for kind, short, _ in _KINDS:
-                _read_clock(s, short, readings.get(kind))
+                cost = 1 if short == "req" else tokens
+                _read_clock(s, short, readings.get(kind), cost)
                 if waited:
                     _grow(s, short, now)
             return s.req_rate or s.tok_rate
@@ -447,10 +456,28 @@ class Pacer:
                     continue
                 if kind is None and paced and k not in paced:
                     continue  # a 429 that names no budget invents none
-                cost = 1 if k == "requests" else tokens
-                estimate, solid = _estimate(recent, k, now, resets[k])
-                _cut(s, short, estimate, solid, max(cost, 1) / max(delay, 0.05))
+                per_pause = max(1 if k == "requests" else tokens, 1) / max(delay, 0.05)
+                reset = resets[k]
+                reading = None
+                if reset is not None:
+                    reading = _clock_reading(recent, k, now + reset)
+                if reading is not None:
+                    # The server's clock gives the rate; the 429, the bucket's edge.
+                    if reading.solid or getattr(s, f"{short}_rate") is None:
+                        _cut(s, short, reading.rate, True, per_pause)
+                else:
+                    estimate, solid = _estimate(recent, k, now, None)
+                    _cut(s, short, estimate, solid, per_pause)
+                # The bucket is at its edge: its depth is the server's debt
+                # (reset) less the wait it asks for; else halve the debt spent.
+                debt = getattr(s, f"{short}_debt") / 2.0
+                if resets[k] is not None:
+                    debt = _MARGIN * min(max(0.0, resets[k] - delay), MAX_PAUSE)
+                setattr(s, f"{short}_debt", debt)
+                tat = f"tat_{short}"
+                setattr(s, tat, max(getattr(s, tat), s.pause_end(now) + debt))
             s.last_cut = now
+            s.burst_known = True
             s.probe_at = now + PROBE_GAP  # no probing within a window of a 429
             s.cuts += 1
             s.tat_req = max(s.tat_req, s.pause_end(now))
@@ -463,22 +490,37 @@ class Pacer:
         return bool(cut)
 
 
-def _read_clock(s: PaceState, short: str, reading: Reading | None) -> None:
-    """Adopt what the server's clock says about one budget (never speed up)."""
+def _read_clock(s: PaceState, short: str, reading: Reading | None, cost: float) -> None:
+    """Adopt what the server's clock says about one budget.
+
+    Until a 429 shows the bucket's depth, the debt a start may run ahead grows
+    by this answer's ``cost`` (a slow start of the burst).
+    """
     if reading is None or getattr(s, f"{short}_source") == "announced":
         return
     rate = getattr(s, f"{short}_rate")
-    if reading.solid:
+    source = getattr(s, f"{short}_source")
+    if reading.solid and source == "clock":
+        # A request charged but missing here (in flight, or failed) makes a
+        # reading low: only a 429 lowers a limit read off the clock.
+        ceiling = getattr(s, f"{short}_ceiling") or 0.0
+        setattr(s, f"{short}_ceiling", max(ceiling, reading.rate))
+    elif reading.solid:
         setattr(s, f"{short}_ceiling", reading.rate)
         setattr(s, f"{short}_source", "clock")
-    elif rate is not None and getattr(s, f"{short}_ceiling") is not None:
-        return  # two answers only: enough to start pacing, not to change it
-    if rate is None or rate > _MARGIN * reading.rate:
+        if rate is None or rate > _MARGIN * reading.rate:
+            setattr(s, f"{short}_rate", _MARGIN * reading.rate)
+    elif rate is None or source == "pause":  # two answers: enough to start
         setattr(s, f"{short}_rate", _MARGIN * reading.rate)
-    # Start no earlier than the server's clock allows with the debt it accepted
-    # (a 429's retry-after finds the bucket's edge: keep 5% of it unused).
+        setattr(s, f"{short}_source", "reading")
+    # Keep in step with the server's clock; spend at most 95% of the debt it
+    # was seen to accept (a 429's retry-after finds the bucket's very edge).
     tat = f"tat_{short}"
-    setattr(s, tat, max(getattr(s, tat), reading.clock - _MARGIN * reading.debt))
+    setattr(s, tat, max(getattr(s, tat), reading.clock))
+    debt = max(getattr(s, f"{short}_debt"), _MARGIN * reading.debt)
+    if not s.burst_known:
+        debt += cost / reading.rate
+    setattr(s, f"{short}_debt", min(MAX_PAUSE, debt))
 
 
 def _grow(s: PaceState, short: str, now: float) -> None:
@@ -507,11 +549,17 @@ def _cut(
     if estimate is None:  # no evidence of the rate: the pause is enough
         if current is None and getattr(s, f"{short}_ceiling") is None:
             setattr(s, f"{short}_rate", per_pause)  # nothing accepted yet
+            setattr(s, f"{short}_source", "pause")
         return
     if solid:  # the server's own clock says so
         setattr(s, f"{short}_rate", estimate * _MARGIN)
         setattr(s, f"{short}_ceiling", estimate)
         setattr(s, f"{short}_source", "clock")
+        return
+    if current is not None and getattr(s, f"{short}_source") in _BETTER_THAN_FLOW:
+        # The limit is known better than any flow shows (the flow is our own
+        # pace): a 429 without the server's clock only cuts the pace.
+        setattr(s, f"{short}_rate", current * _CUT)
         return
     # A measured flow includes the bucket's burst: aim lower, and below the
     # rate that was just refused.
@@ -519,6 +567,6 @@ def _cut(
     if current is not None:
         new = min(new, current * _CUT)
     setattr(s, f"{short}_rate", new)
-    if getattr(s, f"{short}_source") in ("", "flow"):
+    if getattr(s, f"{short}_source") in ("", "flow", "pause"):
         setattr(s, f"{short}_ceiling", estimate)
         setattr(s, f"{short}_source", "flow")
