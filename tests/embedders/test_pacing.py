@@ -165,3 +165,17 @@ def test_the_next_start_keeps_within_the_debt_the_server_accepted(clock):
     tat = pacer.store.update(lambda s: s.tat_req)
     accepted, _ = bucket.send(max(tat, clock.t), 1)
     assert accepted
+
+
+def test_a_429_naming_no_budget_cuts_only_the_paced_one(clock):
+    pacer = Pacer()
+    _drive(clock, [pacer], Bucket(5.0), [1] * 6)  # requests paced from the clock
+    before = pacer.store.update(lambda s: (s.req_rate, s.req_ceiling))
+    cuts = pacer.store.update(lambda s: s.cuts)
+    ticket = _pacing.Ticket(clock.t, clock.t, False, cuts)
+    # A gateway's 429 with no reset headers and no word of which budget.
+    assert pacer.rate_limited(ticket, {}, "Rate limit reached.", 0.005, 600)
+    req, tok = pacer.rates()
+    assert tok is None  # no token limit invented from the flow
+    assert req == pytest.approx(0.7 * before[0])  # the pace is cut...
+    assert pacer.store.update(lambda s: s.req_ceiling) == before[1]  # ...not the limit

@@ -13,15 +13,19 @@ the learned rate between them). It combines
   request sent before the previous answer's bucket was full), that clock moves
   by exactly the cost of each accepted request divided by the limit, so the
   limit is read off two or three answers, before any 429, in requests and in
-  tokens (requests differ in size), and paced at 95% of it. The next start is
-  also kept no earlier than the server's clock minus the largest debt it was
-  seen to accept, so the bucket's burst is used but never overdrawn;
+  tokens (requests differ in size), and paced at 95% of it. Starts may run
+  ahead of the pace by the debt the server was seen to accept (its burst);
+  until a 429 shows the bucket's depth (its reset less its wait), that debt
+  grows by one answer's cost per answer, then stays at 95% of the depth;
 * AIMD on 429s, once per episode (answers to requests sent before the last cut
-  do not compound it): the rate is cut to 95% of what the server's clock says
-  or, without it, to 80% of the accepted flow (at most 70% of the rate); it
-  then climbs 5% per answer back to 95% of that estimate, and above it probes
-  2% at most once per :data:`PROBE_GAP` seconds (one window of a per-minute
-  limit, the time an overshoot takes to show), shared by every process;
+  do not compound it): with the server's clock the pace is set to 95% of the
+  limit it shows (only a 429 lowers a limit read off the clock: a request
+  charged but not yet answered makes a reading low); without it, to 80% of the
+  accepted flow and at most 70% of the pace, or 70% of the pace where a limit
+  is known; a 429 that names no budget cuts only those already paced. The pace
+  then climbs 5% per answer back to 95% of the limit, and above it probes 2% at
+  most once per :data:`PROBE_GAP` seconds (one window of a per-minute limit,
+  the time an overshoot takes to show), shared by every process;
 * a concurrency window (in flight at once) that starts at one, grows by a third
   per success until a limit is known (every request in flight at the first 429
   is lost) and by one after, up to ``max_concurrency``, and halves on a 429.
