@@ -179,3 +179,16 @@ def test_a_429_naming_no_budget_cuts_only_the_paced_one(clock):
     assert tok is None  # no token limit invented from the flow
     assert req == pytest.approx(0.7 * before[0])  # the pace is cut...
     assert pacer.store.update(lambda s: s.req_ceiling) == before[1]  # ...not the limit
+
+
+def test_a_limit_read_off_the_clock_moves_only_past_the_margin():
+    state = _pacestore.PaceState(
+        req_rate=4.75, req_ceiling=5.0, req_source="clock", burst_known=True
+    )
+    low = _pacing.Reading(2.5, True, 0.0, 0.0)  # a request charged, not yet answered
+    _pacing._read_clock(state, "req", low, 1)
+    jitter = _pacing.Reading(5.2, True, 0.0, 0.0)
+    _pacing._read_clock(state, "req", jitter, 1)
+    assert (state.req_rate, state.req_ceiling) == (4.75, 5.0)
+    _pacing._read_clock(state, "req", _pacing.Reading(8.0, True, 0.0, 0.0), 1)
+    assert state.req_ceiling == 8.0  # a higher limit: climbed to at 5% an answer

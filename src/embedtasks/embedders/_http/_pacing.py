@@ -506,9 +506,10 @@ def _read_clock(s: PaceState, short: str, reading: Reading | None, cost: float) 
     source = getattr(s, f"{short}_source")
     if reading.solid and source == "clock":
         # A request charged but missing here (in flight, or failed) makes a
-        # reading low: only a 429 lowers a limit read off the clock.
-        ceiling = getattr(s, f"{short}_ceiling") or 0.0
-        setattr(s, f"{short}_ceiling", max(ceiling, reading.rate))
+        # reading low: only a 429 lowers a limit read off the clock. A reading
+        # within the margin is the clock's jitter, not a higher limit.
+        if _MARGIN * reading.rate > (getattr(s, f"{short}_ceiling") or 0.0):
+            setattr(s, f"{short}_ceiling", reading.rate)
     elif reading.solid:
         setattr(s, f"{short}_ceiling", reading.rate)
         setattr(s, f"{short}_source", "clock")
