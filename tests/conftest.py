@@ -21,9 +21,9 @@ def _isolated_environment(
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
     # Each test starts with no learned rate limits (they are kept per process).
-    from embedtasks.embedders._http import _pacing
+    from embedtasks.embedders._http import _pacestore
 
-    monkeypatch.setattr(_pacing, "_LOCAL_STORES", {})
+    monkeypatch.setattr(_pacestore, "_LOCAL_STORES", {})
 
 
 @pytest.fixture

@@ -439,7 +439,8 @@ def test_limits_are_learned_from_429_headers(fake_server):
     client = _client(base_url=server.url, batch_size=10)
     out = client.embed(texts)
     np.testing.assert_array_equal(out, _expected(texts))
-    assert server.n_rate_limited >= 1
+    # Announced in every answer's headers and paced at exactly that (a bucket
+    # 50 ms deep may still refuse a few).
     assert client.last_stats.rate_limited == server.n_rate_limited
 
 
@@ -544,8 +545,7 @@ def test_unannounced_token_limit_completes_with_default_settings(fake_server):
     client = _client(base_url=server.url, batch_size=20, backoff=0.5)
     out = client.embed(texts)
     np.testing.assert_array_equal(out, _expected(texts))
-    assert server.n_rate_limited >= 1
-    assert server.n_rate_limited <= 0.5 * server.n_requests
+    assert server.n_rate_limited <= 0.1 * server.n_requests
 
 
 def test_429_with_retry_after_is_retried_within_max_retries():
@@ -619,7 +619,7 @@ def test_pacer_reads_the_limit_from_reset_headers():
     assert not solid and rate == pytest.approx(77 / 2, rel=0.05)
 
 
-def test_pacer_recovers_fast_after_a_cut_then_probes_slowly():
+def test_pacer_recovers_fast_after_a_cut_then_probes_once_per_window():
     pacer = Pacer()
     pacer.store.update(
         lambda s: (setattr(s, "req_rate", 50.0), setattr(s, "req_ceiling", 100.0))
@@ -631,12 +631,15 @@ def test_pacer_recovers_fast_after_a_cut_then_probes_slowly():
     assert rate == pytest.approx(50 * 1.05**10, rel=1e-6)  # 5% a success
     for _ in range(4):
         pacer.succeeded(waited, 1)
-    assert pacer.rates()[0] == pytest.approx(97.0)  # capped at 97% of the limit
+    assert pacer.rates()[0] == pytest.approx(95.0)  # capped at 95% of the limit
     for _ in range(3):
         pacer.succeeded(waited, 1)
-    assert pacer.rates()[0] == pytest.approx(97.0 * 1.003**3)  # then 0.3% each
+    assert pacer.rates()[0] == pytest.approx(95.0 * 1.02)  # one probe per window
+    pacer.store.update(lambda s: setattr(s, "probe_at", 0.0))  # a window later
     pacer.succeeded(Ticket(time.time(), time.time(), False), 1)
-    assert pacer.rates()[0] < 100.0  # a rate that did not bind does not grow
+    assert pacer.rates()[0] == pytest.approx(95.0 * 1.02)  # did not bind: no probe
+    pacer.succeeded(waited, 1)
+    assert pacer.rates()[0] == pytest.approx(95.0 * 1.02**2)
 
 
 def test_pacer_pauses_when_remaining_is_zero_and_ignores_stuck_counts():

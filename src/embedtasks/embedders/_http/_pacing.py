@@ -1,388 +1,182 @@
 """Pacing that learns a rate limit the server does not announce.
 
 One :class:`Pacer` serves a whole worker pool (and, through a
-:class:`SqlitePaceStore` beside the cache, every process that shares the cache
-directory and endpoint). It combines
+:class:`~._pacestore.SqlitePaceStore` beside the cache, every process that
+shares the cache directory and endpoint: they share one spacer, so they divide
+the learned rate between them). It combines
 
 * a GCRA / virtual-scheduling spacer on requests and tokens per second: each
   request reserves the earliest start both budgets allow, so workers resuming
   after a pause go one after another, not all at once;
-* a rate learned from 429s: the requests and tokens the server accepted since
-  the previous reading divided by how far its clock moved (the
-  ``x-ratelimit-reset-*`` headers give that clock; without them the flow we
-  measured is used), times 0.95 (0.8 for a measured flow, which includes the
-  bucket's burst);
+* the server's clock: answers that carry ``x-ratelimit-reset-*`` say when the
+  server's bucket would be full again. While the bucket stays in debt (each
+  request sent before the previous answer's bucket was full), that clock moves
+  by exactly the cost of each accepted request divided by the limit, so the
+  limit is read off two or three answers, before any 429, in requests and in
+  tokens (requests differ in size), and paced at 95% of it. Starts may run
+  ahead of the pace by the debt the server was seen to accept (its burst);
+  until a 429 shows the bucket's depth (its reset less its wait), that debt
+  grows by one answer's cost per answer, then stays at 95% of the depth;
+* AIMD on 429s, once per episode (answers to requests sent before the last cut
+  do not compound it): with the server's clock the pace is set to 95% of the
+  limit it shows (only a 429 lowers a limit read off the clock: a request
+  charged but not yet answered makes a reading low); without it, to 80% of the
+  accepted flow and at most 70% of the pace, or 70% of the pace where a limit
+  is known; a 429 that names no budget cuts only those already paced. The pace
+  then climbs 5% per answer back to 95% of the limit, and above it probes 2% at
+  most once per :data:`PROBE_GAP` seconds (one window of a per-minute limit,
+  the time an overshoot takes to show), shared by every process;
 * a concurrency window (in flight at once) that starts at one, grows by a third
   per success until a limit is known (every request in flight at the first 429
-  is lost) and by one after, up to ``max_concurrency``, and halves on a 429;
-* fast recovery: after a cut the rate climbs 5% per success up to 97% of the
-  last estimate, then probes upward by 0.3% per success (2% while no limit is
-  known); it grows only while it holds requests back.
+  is lost) and by one after, up to ``max_concurrency``, and halves on a 429.
 
-Announced limits (``x-ratelimit-limit-*``) are adopted at once; a remaining
-count of 0 (``x-ratelimit-remaining-*``) pauses new starts until its reset, at
-most :data:`MAX_PAUSE` seconds (a reset of an hour is not waited out blindly).
-Shared times are wall-clock seconds (``time.time()``), but no process trusts
-another's clock: a pause is kept with its length and never waited longer, a
-booked start is never further ahead than one interval, and "was there a cut
-since" compares cut counters, not times.
+Announced limits (``x-ratelimit-limit-*``) are adopted at once and never probed
+past; a remaining count of 0 (``x-ratelimit-remaining-*``) pauses new starts
+until its reset, at most :data:`MAX_PAUSE` seconds (a reset of an hour is not
+waited out blindly). Shared times are wall-clock seconds (``time.time()``), but
+no process trusts another's clock: a pause is kept with its length and never
+waited longer, a booked start is never further ahead than one interval, and
+"was there a cut since" compares cut counters, not times.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
-import math
-import os
 import random
 import re
-import sqlite3
-import threading
 import time
-import warnings
-from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 from embedtasks._cachedir import PACING_FILENAME, remove_pacing
-from embedtasks.exceptions import CacheError
+from embedtasks.embedders._http._pacestore import (
+    MAX_PAUSE,
+    Event,
+    LocalPaceStore,
+    PaceState,
+    SqlitePaceStore,
+    Ticket,
+    open_store,
+)
 
 __all__ = [
     "MAX_PAUSE",
     "PACING_FILENAME",
+    "PROBE_GAP",
+    "Event",
     "LocalPaceStore",
     "PaceState",
     "Pacer",
     "SqlitePaceStore",
     "Ticket",
+    "open_store",
     "parse_duration",
     "remove_pacing",
 ]
 
-#: File name of the shared pacing state inside a cache directory.
-
-_WINDOW = 60.0  # seconds of successes kept for measuring the flow
 _CUT = 0.7  # multiplicative decrease when no better estimate exists
 _MARGIN = 0.95  # pace this far under an estimated limit
-_FAST, _SLOW = 0.05, 0.003  # growth per success below / above 97% of the estimate
-_PROBE = 0.04  # growth per success while no limit is known
+_FAST = 0.05  # growth per success back up to _MARGIN x the estimate
+_STEP = 0.02  # one probe above it
+#: Seconds between probes above a learned limit: one window of a per-minute
+#: limit, within which an overshoot shows as a 429.
+PROBE_GAP = 60.0
 _AHEAD = 0.5  # seconds ahead a request may book its start
 _RECENT = 20.0  # seconds of successes an estimate looks back over
 _FLOW_MARGIN = 0.8  # pace this far under a flow measured without the server's clock
 _SLOW_START = 1.0 / 3.0  # window growth per success while no limit is known
-#: The longest pause a header or a 429 may impose on every process at once.
-MAX_PAUSE = 60.0
-
-T = TypeVar("T")
+_BETTER_THAN_FLOW = ("clock", "reading", "announced")  # sources of a ceiling
+_KINDS = (("requests", "req", 2), ("tokens", "tok", 3))  # kind, state prefix, column
 
 
-class Event(NamedTuple):
-    """A request the server accepted: start, tokens, and the server's clock.
+class Reading(NamedTuple):
+    """What the server's clock says about one budget.
 
-    ``clock_*`` is answer time + ``x-ratelimit-reset-*`` (when the bucket would
-    be full again), or None without the header or when the reset was 0.
+    ``rate`` is the limit (cost per second), ``solid`` whether three answers or
+    more agree on it, ``clock`` the latest reading (when the bucket would be
+    full) and ``debt`` the most it was seen to accept ahead of that clock.
     """
 
-    sent: float
-    tokens: int
-    clock_req: float | None
-    clock_tok: float | None
+    rate: float
+    solid: bool
+    clock: float
+    debt: float
 
 
-class Ticket(NamedTuple):
-    """A request's slot: when it was reserved, its start, whether it waited.
+def _cost(kind: str) -> Callable[[Event], float]:
+    return (lambda e: 1.0) if kind == "requests" else (lambda e: float(e.tokens))
 
-    ``cuts`` is the number of rate cuts seen when it was reserved.
+
+def _clock_reading(
+    events: list[Event], kind: str, end: float | None = None
+) -> Reading | None:
+    """The server's rate for ``kind`` from its clock (``x-ratelimit-reset-*``).
+
+    Over the trailing stretch of accepted requests each sent while the previous
+    answer's bucket was still in debt (so the server charged it on top), the
+    accepted cost divided by how far the server's clock moved is its rate
+    exactly. A reading that does not move forward in the order of sending was
+    taken late (a stalled answer, read after later requests were charged), and
+    a clock that stands still (a fixed window, which resets in one jump) is not
+    a rate: the stretch stops there. "Solid" takes three answers. ``end`` is
+    the reading of a 429 (nothing charged), the latest clock if later.
     """
-
-    reserved: float
-    start: float
-    waited: bool
-    cuts: int = 0
-
-
-@dataclass
-class PaceState:
-    """The pacing state shared by every worker (and process) of one quota.
-
-    Rates are per second; ``None`` means unknown (not paced). ``tat_*`` are the
-    next free start times of the spacer; ``mark_*`` the server clock reading
-    (time + reset) at the last cut.
-    """
-
-    req_rate: float | None = None
-    tok_rate: float | None = None
-    req_ceiling: float | None = None
-    tok_ceiling: float | None = None
-    tat_req: float = 0.0
-    tat_tok: float = 0.0
-    pause_until: float = 0.0
-    last_cut: float = 0.0
-    pause_len: float = 0.0
-    cuts: int = 0
-
-    def pause_end(self, now: float) -> float:
-        """When the pause ends, by this clock: never later than its own length."""
-        if self.pause_until <= now:
-            return self.pause_until
-        return now + min(self.pause_until - now, self.pause_len, MAX_PAUSE)
-
-    def pause(self, now: float, seconds: float) -> None:
-        """Pause new starts for ``seconds`` (at most :data:`MAX_PAUSE`)."""
-        seconds = min(max(0.0, seconds), MAX_PAUSE)
-        if now + seconds > self.pause_end(now):
-            self.pause_until = now + seconds
-            self.pause_len = seconds
-
-
-class LocalPaceStore:
-    """Pacing state of one process (threads and event loops share it)."""
-
-    def __init__(self) -> None:
-        self._state = PaceState()
-        self._lock = threading.RLock()
-        self._events: deque[Event] = deque()
-
-    def update(self, fn: Callable[[PaceState], T]) -> T:
-        """Apply ``fn`` to the state atomically and return its result."""
-        with self._lock:
-            return fn(self._state)
-
-    def log_success(self, event: Event) -> None:
-        """Record a request the server accepted."""
-        with self._lock:
-            self._events.append(event)
-            horizon = time.time() - _WINDOW
-            while self._events and self._events[0].sent < horizon:
-                self._events.popleft()
-
-    def events(self, since: float) -> list[Event]:
-        """Accepted requests sent since ``since``, in order."""
-        with self._lock:
-            return sorted(e for e in self._events if e.sent >= since)
-
-    def close(self) -> None:
-        """Nothing to close."""
-
-
-class SqlitePaceStore:
-    """Pacing state in a small SQLite file shared by processes.
-
-    The file only holds learned rate limits: a damaged one is recreated (with a
-    warning), and if that fails the process paces alone. A full disk or a
-    read-only folder raises :class:`~embedtasks.exceptions.CacheError` naming
-    the folder and the fix.
-
-    Parameters
-    ----------
-    path : str or PathLike
-        The database file (e.g. ``<cache_dir>/pacing.sqlite3``).
-    scope : str
-        Names the quota (a hash of endpoint and model); no secret is stored.
-    """
-
-    def __init__(self, path: str | os.PathLike[str], scope: str) -> None:
-        self.path = Path(path)
-        self.scope = scope
-        self._lock = threading.RLock()
-        self._fallback: LocalPaceStore | None = None
-        self._n_logged = 0
-        try:
-            self._conn = self._connect()
-        except sqlite3.DatabaseError as exc:
-            if _unwritable(exc) or "unable to open" in str(exc):
-                raise  # open_store paces alone
-            self._conn = self._recreate(exc)
-
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False
-        )
-        try:
-            for _ in range(200):  # a new file: another process may be creating it
-                try:
-                    conn.execute("PRAGMA journal_mode = WAL")
-                    conn.execute(
-                        "CREATE TABLE IF NOT EXISTS pace (scope TEXT PRIMARY KEY, "
-                        "state TEXT NOT NULL)"
-                    )
-                    conn.execute(
-                        "CREATE TABLE IF NOT EXISTS events (scope TEXT, sent REAL, "
-                        "tokens INTEGER, clock_req REAL, clock_tok REAL)"
-                    )
-                    break
-                except sqlite3.OperationalError as exc:
-                    if "locked" not in str(exc):
-                        raise
-                    time.sleep(0.01)
-            conn.execute("PRAGMA synchronous = OFF")  # advisory state only
-            conn.execute("SELECT COUNT(*) FROM pace").fetchone()
-        except BaseException:
-            conn.close()
-            raise
-        return conn
-
-    def _recreate(self, exc: BaseException) -> sqlite3.Connection:
-        warnings.warn(
-            f"The pacing state {self.path} was damaged ({type(exc).__name__}: "
-            f"{exc}); it only holds learned rate limits, so it was recreated.",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        remove_pacing(self.path.parent)
-        return self._connect()
-
-    def _do(self, op: Callable[[sqlite3.Connection], T], local: Callable[[], T]) -> T:
-        with self._lock:
-            if self._fallback is not None:
-                return local()
-            try:
-                return op(self._conn)
-            except (sqlite3.DatabaseError, ValueError, TypeError, KeyError) as exc:
-                if isinstance(exc, sqlite3.DatabaseError) and _unwritable(exc):
-                    raise _unwritable_error(self.path, exc) from None
-                if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-                    raise
-                damage = exc
-            try:
-                self._conn.close()
-                self._conn = self._recreate(damage)
-                return op(self._conn)
-            except (sqlite3.DatabaseError, OSError):
-                self._fallback = LocalPaceStore()  # pace alone
-                return local()
-
-    def update(self, fn: Callable[[PaceState], T]) -> T:
-        """Apply ``fn`` to the state in one transaction and return its result."""
-
-        def op(c: sqlite3.Connection) -> T:
-            c.execute("BEGIN IMMEDIATE")
-            try:
-                row = c.execute(
-                    "SELECT state FROM pace WHERE scope = ?", (self.scope,)
-                ).fetchone()
-                state = PaceState(**json.loads(row[0])) if row else PaceState()
-                result = fn(state)
-                c.execute(
-                    "INSERT OR REPLACE INTO pace VALUES (?, ?)",
-                    (self.scope, json.dumps(asdict(state))),
-                )
-            except BaseException:
-                if c.in_transaction:
-                    c.execute("ROLLBACK")
-                raise
-            c.execute("COMMIT")
-            return result
-
-        return self._do(op, lambda: self._local().update(fn))
-
-    def _local(self) -> LocalPaceStore:
-        assert self._fallback is not None
-        return self._fallback
-
-    def log_success(self, event: Event) -> None:
-        """Record a request the server accepted."""
-
-        def op(c: sqlite3.Connection) -> None:
-            c.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?)", (self.scope, *event))
-            self._n_logged += 1
-            if self._n_logged % 50 == 0:
-                c.execute("DELETE FROM events WHERE sent < ?", (time.time() - _WINDOW,))
-
-        self._do(op, lambda: self._local().log_success(event))
-
-    def events(self, since: float) -> list[Event]:
-        """Accepted requests sent since ``since``, in order."""
-
-        def op(c: sqlite3.Connection) -> list[Event]:
-            rows = c.execute(
-                "SELECT sent, tokens, clock_req, clock_tok FROM events "
-                "WHERE scope = ? AND sent >= ? ORDER BY sent",
-                (self.scope, since),
-            ).fetchall()
-            return [Event(*row) for row in rows]
-
-        return self._do(op, lambda: self._local().events(since))
-
-    def close(self) -> None:
-        """Close the database."""
-        with self._lock:
-            self._conn.close()
-
-
-def _unwritable(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return "readonly" in text or "read-only" in text or "disk is full" in text
-
-
-def _unwritable_error(path: Path, exc: BaseException) -> CacheError:
-    folder = path.parent
-    if "full" in str(exc).lower():
-        fix = "free some space, or pass another cache_dir (or cache_dir=None)"
-        what = "the disk is full"
-    else:
-        fix = "make it writable, or pass another cache_dir (or cache_dir=None)"
-        what = "the folder is read-only"
-    return CacheError(
-        f"Cannot write the pacing state in the cache folder {folder}: {what} "
-        f"({exc}); {fix}.",
-        path=str(path),
+    column = 2 if kind == "requests" else 3
+    cost = _cost(kind)
+    stretch: list[Event] = []
+    for event in reversed(events):
+        clock = event[column]
+        if clock is None or (
+            stretch and not stretch[-1].sent < clock < stretch[-1][column]
+        ):
+            break
+        stretch.append(event)
+    if not stretch:
+        return None
+    stretch.reverse()
+    clocks = [float(e[column]) for e in stretch]
+    if end is not None and end > clocks[-1]:  # a 429: the clock, nothing charged
+        clocks.append(end)
+    steps = [
+        (cost(e), b - a)
+        for e, a, b in zip(stretch[1:], clocks, clocks[1:], strict=False)
+        if b - a > 0.01
+    ]
+    if not steps or clocks[-1] - clocks[0] <= 0.05:
+        return None
+    # Each step moves the clock by one request's cost, or more where a request
+    # the server charged is missing (in flight, or failed after it was counted):
+    # the upper median of the steps' rates is robust to a minority of those.
+    rates = sorted(c / d for c, d in steps)
+    rate = rates[len(rates) // 2]
+    solid = len(steps) >= 2
+    debt = max(
+        (float(a[column]) - b.sent for a, b in zip(stretch, stretch[1:], strict=False)),
+        default=0.0,
     )
+    return Reading(rate, solid, clocks[-1], max(0.0, debt))
 
 
 def _estimate(
     events: list[Event], kind: str, now: float, reset: float | None
 ) -> tuple[float | None, bool]:
-    """The server's rate for ``kind`` from accepted requests; (rate, solid).
+    """The server's rate for ``kind`` at a 429; (rate, solid).
 
-    With reset headers: over the trailing stretch of answers whose bucket was
-    in debt (reset > 0, so the server's clock ran ahead of ours), the accepted
-    cost divided by how far the server's clock moved is its rate exactly
-    ("solid" with 3 answers or more). Without them: the flow we measured over
-    the stretch, a lower bound.
+    With reset headers, the server's clock (:func:`_clock_reading`; the 429's
+    reading is ``now + reset``). Without them: the flow we measured since the
+    first accepted request, which includes the bucket's burst (so two accepted
+    requests at least, and never solid).
     """
-    column = 2 if kind == "requests" else 3
-    cost = (lambda e: 1.0) if kind == "requests" else (lambda e: float(e.tokens))
     if not events:
         return None, False
     if reset is not None:
-        stretch: list[Event] = []
-        for event in reversed(events):
-            if event[column] is None:
-                break
-            stretch.append(event)
-        stretch.reverse()
-        if len(stretch) >= 2:
-            origin = float(stretch[0][column] or 0.0)
-            span = now + reset - origin
-            if span > 0.05:
-                total = sum(cost(e) for e in stretch[1:])
-                return total / span, len(stretch) >= 3
+        reading = _clock_reading(events, kind, now + reset)
+        if reading is not None:
+            return reading.rate, reading.solid
     span = now - events[0].sent
-    if span <= 0.05:
+    if span <= 0.05 or len(events) < 2:
         return None, False
-    return sum(cost(e) for e in events) / span, False
-
-
-_LOCAL_STORES: dict[str, LocalPaceStore] = {}
-
-
-def open_store(directory: Path | None, endpoint: str, model: str) -> Any:
-    """The pace store shared by every user of ``endpoint`` and ``model``.
-
-    ``directory/pacing.sqlite3`` (shared by processes) when a directory (the
-    cache's) is given, else one store per process.
-    """
-    scope = hashlib.sha256(f"{endpoint}\x00{model}".encode()).hexdigest()[:32]
-    if directory is not None:
-        try:
-            return SqlitePaceStore(Path(directory) / PACING_FILENAME, scope)
-        except (sqlite3.Error, OSError):  # read-only directory: pace alone
-            pass
-    return _LOCAL_STORES.setdefault(scope, LocalPaceStore())
+    return sum(map(_cost(kind), events)) / span, False
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
@@ -514,22 +308,29 @@ class Pacer:
                     if end > now:
                         return False, end, s.cuts
                     req, tok = self._rates(s)
+                    # The debt the server was seen to accept may be spent (a
+                    # bucket's burst): a start may be that far ahead of the pace.
+                    ahead_req = s.req_debt if req else 0.0
+                    ahead_tok = s.tok_debt if tok else 0.0
                     # Another process's clock may run ahead: a booked start is
                     # never further off than one interval past the booking window.
                     top = now + _AHEAD
-                    s.tat_req = min(s.tat_req, top + (1.0 / req if req else 0.0))
-                    s.tat_tok = min(
-                        s.tat_tok, top + (max(cost, tok) / tok if tok else 0.0)
+                    s.tat_req = min(
+                        s.tat_req, top + ahead_req + (1.0 / req if req else 0.0)
                     )
-                    start = max(now, s.tat_req, s.tat_tok)
+                    s.tat_tok = min(
+                        s.tat_tok,
+                        top + ahead_tok + (max(cost, tok) / tok if tok else 0.0),
+                    )
+                    start = max(now, s.tat_req - ahead_req, s.tat_tok - ahead_tok)
                     if start > top:
                         # Do not book slots far ahead at today's rate: a rate
                         # that climbs would leave them spaced at the old one.
                         return False, start - _AHEAD, s.cuts
                     if req:
-                        s.tat_req = start + 1.0 / req
+                        s.tat_req = max(s.tat_req, start) + 1.0 / req
                     if tok:
-                        s.tat_tok = start + min(cost, tok * 60.0) / tok
+                        s.tat_tok = max(s.tat_tok, start) + min(cost, tok * 60.0) / tok
                     return True, start, s.cuts
 
                 go, at, cuts = self.store.update(reserve)
@@ -576,12 +377,12 @@ class Pacer:
         now = time.time()
 
         def apply(s: PaceState) -> None:
-            if limit_req and limit_req > 0:
-                s.req_ceiling = limit_req / 60.0
-                s.req_rate = s.req_rate or s.req_ceiling
-            if limit_tok and limit_tok > 0:
-                s.tok_ceiling = limit_tok / 60.0
-                s.tok_rate = s.tok_rate or s.tok_ceiling
+            for short, limit in (("req", limit_req), ("tok", limit_tok)):
+                if limit and limit > 0:
+                    setattr(s, f"{short}_ceiling", limit / 60.0)
+                    setattr(s, f"{short}_source", "announced")
+                    if getattr(s, f"{short}_rate") is None:
+                        setattr(s, f"{short}_rate", limit / 60.0)
             if pause:
                 s.pause(now, pause)
 
@@ -592,8 +393,11 @@ class Pacer:
     ) -> None:
         """The server accepted the request of ``ticket``, costing ``tokens``.
 
-        The rates grow only when the pacer held this request back (a rate that
-        does not bind proves nothing).
+        Reads the server's clock (see :func:`_clock_reading`): a limit it shows
+        is paced at 95% at once, never faster. The rates otherwise grow only
+        when the pacer held this request back (a rate that does not bind proves
+        nothing): 5% per answer up to 95% of the estimated limit, then one step
+        of 2% per :data:`PROBE_GAP` seconds (announced limits are not probed).
         """
         now = time.time()
         clocks = [  # None unless the bucket is in debt (reset > 0)
@@ -604,31 +408,25 @@ class Pacer:
             )
         ]
         self.store.log_success(Event(ticket.start, tokens, *clocks))
+        readings = {}
+        if any(c is not None for c in clocks):
+            recent = self.store.events(now - _RECENT)
+            readings = {k: _clock_reading(recent, k) for k, _, _ in _KINDS}
+        waited = ticket.waited
+
+        def update(s: PaceState) -> Any:
+            for kind, short, _ in _KINDS:
+                cost = 1 if short == "req" else tokens
+                _read_clock(s, short, readings.get(kind), cost)
+                if waited:
+                    _grow(s, short, now)
+            return s.req_rate or s.tok_rate
+
         # Until a limit is known, every request in flight when the first 429
         # lands is lost (providers count it against the quota): widen gently.
-        known = self.store.update(lambda s: s.req_rate or s.tok_rate)
+        known = self.store.update(update)
         step = 1.0 if known else _SLOW_START
         self.window = min(float(self.max_concurrency), self.window + step)
-        if not ticket.waited:
-            return
-
-        def grow(s: PaceState) -> None:
-            for rate, ceiling in (
-                ("req_rate", "req_ceiling"),
-                ("tok_rate", "tok_ceiling"),
-            ):
-                value, top = getattr(s, rate), getattr(s, ceiling)
-                if value is None:
-                    continue
-                if top is None:
-                    value *= 1.0 + _PROBE
-                elif value < 0.97 * top:
-                    value = min(value * (1.0 + _FAST), 0.97 * top)
-                else:
-                    value *= 1.0 + _SLOW
-                setattr(s, rate, value)
-
-        self.store.update(grow)
 
     def rate_limited(
         self,
@@ -656,26 +454,35 @@ class Pacer:
             if s.cuts != ticket.cuts:  # another answer cut since it was booked
                 return False
             recent = self.store.events(now - _RECENT)
-            for k, cost in (("requests", 1), ("tokens", tokens)):
+            paced = {k for k, short, _ in _KINDS if getattr(s, f"{short}_rate")}
+            for k, short, _ in _KINDS:
                 if kind is not None and k != kind:
                     continue
-                short = "req" if k == "requests" else "tok"
+                if kind is None and paced and k not in paced:
+                    continue  # a 429 that names no budget invents none
+                per_pause = max(1 if k == "requests" else tokens, 1) / max(delay, 0.05)
                 reset = resets[k]
-                estimate, solid = _estimate(recent, k, now, reset)
-                current = getattr(s, f"{short}_rate")
-                new = math.inf if current is None else current * _CUT
-                if estimate is None and current is not None:
-                    continue  # no evidence of the rate: the pause is enough
-                if estimate is not None and solid:
-                    new = estimate * _MARGIN  # the server's own clock says so
-                    setattr(s, f"{short}_ceiling", estimate)
-                elif estimate is not None:
-                    # A measured flow includes the bucket's burst: aim lower.
-                    new = min(new, estimate * _FLOW_MARGIN)
-                if new == math.inf:  # nothing accepted yet: one per pause
-                    new = max(cost, 1) / max(delay, 0.05)
-                setattr(s, f"{short}_rate", new)
+                reading = None
+                if reset is not None:
+                    reading = _clock_reading(recent, k, now + reset)
+                if reading is not None:
+                    # The server's clock gives the rate; the 429, the bucket's edge.
+                    if reading.solid or getattr(s, f"{short}_rate") is None:
+                        _cut(s, short, reading.rate, True, per_pause)
+                else:
+                    estimate, solid = _estimate(recent, k, now, None)
+                    _cut(s, short, estimate, solid, per_pause)
+                # The bucket is at its edge: its depth is the server's debt
+                # (reset) less the wait it asks for; else halve the debt spent.
+                debt = getattr(s, f"{short}_debt") / 2.0
+                if resets[k] is not None:
+                    debt = _MARGIN * min(max(0.0, resets[k] - delay), MAX_PAUSE)
+                setattr(s, f"{short}_debt", debt)
+                tat = f"tat_{short}"
+                setattr(s, tat, max(getattr(s, tat), s.pause_end(now) + debt))
             s.last_cut = now
+            s.burst_known = True
+            s.probe_at = now + PROBE_GAP  # no probing within a window of a 429
             s.cuts += 1
             s.tat_req = max(s.tat_req, s.pause_end(now))
             s.tat_tok = max(s.tat_tok, s.pause_end(now))
@@ -685,3 +492,86 @@ class Pacer:
         if cut:
             self.window = max(1.0, self.window / 2.0)
         return bool(cut)
+
+
+def _read_clock(s: PaceState, short: str, reading: Reading | None, cost: float) -> None:
+    """Adopt what the server's clock says about one budget.
+
+    Until a 429 shows the bucket's depth, the debt a start may run ahead grows
+    by this answer's ``cost`` (a slow start of the burst).
+    """
+    if reading is None or getattr(s, f"{short}_source") == "announced":
+        return
+    rate = getattr(s, f"{short}_rate")
+    source = getattr(s, f"{short}_source")
+    if reading.solid and source == "clock":
+        # A request charged but missing here (in flight, or failed) makes a
+        # reading low: only a 429 lowers a limit read off the clock. A reading
+        # within the margin is the clock's jitter, not a higher limit.
+        if _MARGIN * reading.rate > (getattr(s, f"{short}_ceiling") or 0.0):
+            setattr(s, f"{short}_ceiling", reading.rate)
+    elif reading.solid:
+        setattr(s, f"{short}_ceiling", reading.rate)
+        setattr(s, f"{short}_source", "clock")
+        if rate is None or rate > _MARGIN * reading.rate:
+            setattr(s, f"{short}_rate", _MARGIN * reading.rate)
+    elif rate is None or source == "pause":  # two answers: enough to start
+        setattr(s, f"{short}_rate", _MARGIN * reading.rate)
+        setattr(s, f"{short}_source", "reading")
+    # Keep in step with the server's clock; spend at most 95% of the debt it
+    # was seen to accept (a 429's retry-after finds the bucket's very edge).
+    tat = f"tat_{short}"
+    setattr(s, tat, max(getattr(s, tat), reading.clock))
+    debt = max(getattr(s, f"{short}_debt"), _MARGIN * reading.debt)
+    if not s.burst_known:
+        debt += cost / reading.rate
+    setattr(s, f"{short}_debt", min(MAX_PAUSE, debt))
+
+
+def _grow(s: PaceState, short: str, now: float) -> None:
+    """Additive increase after a request the rate held back."""
+    rate, top = getattr(s, f"{short}_rate"), getattr(s, f"{short}_ceiling")
+    if rate is None:
+        return
+    source = getattr(s, f"{short}_source")
+    if top is None:  # nothing accepted before the first 429: climb back
+        rate *= 1.0 + _FAST
+    elif source == "announced":
+        rate = min(rate * (1.0 + _FAST), top)
+    elif rate < _MARGIN * top:
+        rate = min(rate * (1.0 + _FAST), _MARGIN * top)
+    elif now >= s.probe_at:  # probe once per window of the limit, for everyone
+        rate *= 1.0 + _STEP
+        s.probe_at = now + PROBE_GAP
+    setattr(s, f"{short}_rate", rate)
+
+
+def _cut(
+    s: PaceState, short: str, estimate: float | None, solid: bool, per_pause: float
+) -> None:
+    """Multiplicative decrease of one budget after a 429."""
+    current = getattr(s, f"{short}_rate")
+    if estimate is None:  # no evidence of the rate: the pause is enough
+        if current is None and getattr(s, f"{short}_ceiling") is None:
+            setattr(s, f"{short}_rate", per_pause)  # nothing accepted yet
+            setattr(s, f"{short}_source", "pause")
+        return
+    if solid:  # the server's own clock says so
+        setattr(s, f"{short}_rate", estimate * _MARGIN)
+        setattr(s, f"{short}_ceiling", estimate)
+        setattr(s, f"{short}_source", "clock")
+        return
+    if current is not None and getattr(s, f"{short}_source") in _BETTER_THAN_FLOW:
+        # The limit is known better than any flow shows (the flow is our own
+        # pace): a 429 without the server's clock only cuts the pace.
+        setattr(s, f"{short}_rate", current * _CUT)
+        return
+    # A measured flow includes the bucket's burst: aim lower, and below the
+    # rate that was just refused.
+    new = estimate * _FLOW_MARGIN
+    if current is not None:
+        new = min(new, current * _CUT)
+    setattr(s, f"{short}_rate", new)
+    if getattr(s, f"{short}_source") in ("", "flow", "pause"):
+        setattr(s, f"{short}_ceiling", estimate)
+        setattr(s, f"{short}_source", "flow")
