@@ -32,7 +32,7 @@ class LocalEmbedder(BaseEmbedder):
     config) are run by ONNX Runtime on a graph built from the weights in memory. Its
     vectors equal sentence-transformers' (cosine >= 0.9999999 on the bundled
     model) with ``precision="float32"``; the default, ``precision="int8"``, runs
-    the weight products in int8 (about 1.7 times the throughput; cosine with the
+    the weight products in int8 (about 2.2 times the throughput; cosine with the
     float32 vectors 0.996 on average, task results within half a point).
 
     Parameters
@@ -72,7 +72,7 @@ class LocalEmbedder(BaseEmbedder):
         How the default backend runs the encoder's matrix products. ``"int8"``:
         weights quantised per output channel (7 bits), activations per token (8
         bits) as they come, integer products exact, the attention itself in
-        float32; about 1.7 times the texts per CPU-second of ``"float32"`` on CPUs
+        float32; about 2.2 times the texts per CPU-second of ``"float32"`` on CPUs
         with 8-bit dot-product instructions, with vectors at cosine 0.996 on
         average (0.987 at worst, measured) to the float32 ones; Banking77
         classification and clustering (KMeans, EmbeddingClusterer) and Brown

@@ -124,17 +124,17 @@ def _clock_reading(
     column = 2 if kind == "requests" else 3
     cost = _cost(kind)
     stretch: list[Event] = []
+    clocks: list[float] = []  # the stretch's clocks (never None), newest first
     for event in reversed(events):
         clock = event[column]
-        if clock is None or (
-            stretch and not stretch[-1].sent < clock < stretch[-1][column]
-        ):
+        if clock is None or (stretch and not stretch[-1].sent < clock < clocks[-1]):
             break
         stretch.append(event)
+        clocks.append(float(clock))
     if not stretch:
         return None
     stretch.reverse()
-    clocks = [float(e[column]) for e in stretch]
+    clocks.reverse()
     if end is not None and end > clocks[-1]:  # a 429: the clock, nothing charged
         clocks.append(end)
     steps = [
@@ -151,7 +151,7 @@ def _clock_reading(
     rate = rates[len(rates) // 2]
     solid = len(steps) >= 2
     debt = max(
-        (float(a[column]) - b.sent for a, b in zip(stretch, stretch[1:], strict=False)),
+        (a - b.sent for a, b in zip(clocks, stretch[1:], strict=False)),
         default=0.0,
     )
     return Reading(rate, solid, clocks[-1], max(0.0, debt))
@@ -475,8 +475,9 @@ class Pacer:
                 # The bucket is at its edge: its depth is the server's debt
                 # (reset) less the wait it asks for; else halve the debt spent.
                 debt = getattr(s, f"{short}_debt") / 2.0
-                if resets[k] is not None:
-                    debt = _MARGIN * min(max(0.0, resets[k] - delay), MAX_PAUSE)
+                reset = resets[k]
+                if reset is not None:
+                    debt = _MARGIN * min(max(0.0, reset - delay), MAX_PAUSE)
                 setattr(s, f"{short}_debt", debt)
                 tat = f"tat_{short}"
                 setattr(s, tat, max(getattr(s, tat), s.pause_end(now) + debt))
