@@ -475,7 +475,6 @@ class Pacer:
                 # The bucket is at its edge: its depth is the server's debt
                 # (reset) less the wait it asks for; else halve the debt spent.
                 debt = getattr(s, f"{short}_debt") / 2.0
-                reset = resets[k]
                 if reset is not None:
                     debt = _MARGIN * min(max(0.0, reset - delay), MAX_PAUSE)
                 setattr(s, f"{short}_debt", debt)
