@@ -81,6 +81,7 @@ from embedtasks._kernel._pairs import (
 from embedtasks._kernel._place import (
     DEFAULT_PLACEMENT_TEMPERATURE,
     place_by_similarity,
+    place_from_neighbours,
 )
 from embedtasks._kernel._screen import (
     MIN_SCREEN_QUERIES,
@@ -152,6 +153,7 @@ __all__ = [
     "pair_dots_indexed",
     "pairwise_mean_std",
     "place_by_similarity",
+    "place_from_neighbours",
     "pool_chunks",
     "quadratic_form",
     "quantize",

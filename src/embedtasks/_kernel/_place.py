@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from embedtasks._kernel._merge import TopK
 from embedtasks._kernel._topk import top_k
 
 #: Softmax temperature over cosine similarities used to weight the neighbours;
@@ -56,11 +57,28 @@ def place_by_similarity(
     >>> place_by_similarity([[0.8, 0.6]], ref, layout, k=2, temperature=1.0)
     array([[2.6995745, 2.6995745]], dtype=float32)
     """
-    Z = np.asarray(layout, dtype=np.float64)
     R = np.asarray(reference)
     k = min(int(k), R.shape[0])
     nearest = top_k(X, R, k, corpus_max_norm=corpus_max_norm)
+    return place_from_neighbours(nearest, layout, temperature=temperature)
+
+
+def place_from_neighbours(
+    nearest: TopK,
+    layout: npt.ArrayLike,
+    *,
+    temperature: float = DEFAULT_PLACEMENT_TEMPERATURE,
+) -> npt.NDArray[np.float32]:
+    """:func:`place_by_similarity` from neighbours already found (``top_k``'s).
+
+    >>> from embedtasks._kernel import top_k
+    >>> nearest = top_k([[0.8, 0.6]], [[1.0, 0.0], [0.6, 0.8]], 2)
+    >>> place_from_neighbours(nearest, [[0.0, 0.0], [5.0, 5.0]], temperature=1.0)
+    array([[2.6995745, 2.6995745]], dtype=float32)
+    """
+    Z = np.asarray(layout, dtype=np.float64)
     s = nearest.scores.astype(np.float64)
+    k = s.shape[1]
     weights = np.exp((s - s[:, :1]) / temperature)
     weights /= weights.sum(axis=1, keepdims=True)
     out = np.zeros((s.shape[0], Z.shape[1]), dtype=np.float64)

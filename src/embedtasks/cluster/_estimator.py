@@ -4,9 +4,10 @@ Density clustering straight on 384-d (or wider) embeddings leaves most points as
 noise: distances concentrate, so no region looks dense. :class:`EmbeddingClusterer`
 normalises the rows, reduces them to a few dimensions first (UMAP when the ``umap``
 extra is installed, PCA otherwise), then runs ``hdbscan.HDBSCAN`` -- or KMeans when
-you ask for a number of clusters. Each cluster gets a centre (in the original space),
-representative members (close to the centre and not near-copies of each other) and,
-from the texts, c-TF-IDF keywords.
+you ask for a number of clusters -- and lets centres and neighbours in the input
+space settle each row's cluster (:mod:`embedtasks.cluster._settle`). Each cluster
+gets a centre (in the original space), representative members (close to the centre
+and not near-copies of each other) and, from the texts, c-TF-IDF keywords.
 """
 
 from __future__ import annotations
@@ -34,8 +35,6 @@ from embedtasks._validation import (
     check_texts,
 )
 from embedtasks.cluster._density import (
-    CentreRescue,
-    NoiseVote,
     assign_by_membership,
     auto_min_cluster_size,
     fit_hdbscan,
@@ -49,7 +48,13 @@ from embedtasks.cluster._names import (
     representatives,
     summary_frame,
 )
-from embedtasks.cluster._reduce import ReductionCache, fit_layouts, pca_map
+from embedtasks.cluster._reduce import (
+    ReductionCache,
+    fit_layouts,
+    pca_map,
+    reference_neighbours,
+)
+from embedtasks.cluster._settle import InputSpaceRules
 
 __all__ = ["ClusterComparison", "EmbeddingClusterer"]
 
@@ -145,10 +150,21 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         vote names that cluster too: the layout can leave out rows that the
         input vectors put inside a cluster, so the noise share often ends
         below ``max_noise``.
-        In :meth:`predict` a point HDBSCAN leaves as noise joins the cluster
-        its neighbours vote for when the vote is at least as strong as the
-        weakest that moved a training row, else by the same centre rule (so
-        training rows keep their label).
+        Last (unless ``None``), the input space has the final word on every
+        row: it moves to the cluster that maximises its similarity to the
+        cluster's centre plus a weight times the share of its ``n_neighbors``
+        most similar rows in that cluster, centres and shares recomputed
+        until the rows settle. The weight is 2.5 times the median margin
+        between a row's best and second-best centre, so it follows the data's
+        similarity scale. A row left as noise above stays noise unless a third
+        of its neighbours end in its cluster and it is as similar to the
+        centre as one of the cluster's rows clustered before (moved rows get
+        probability 0). The layout keeps neighbourhoods but can lose the
+        broader directions the vectors share (on Debian package descriptions
+        by section, KMeans with the true k beat the layout's clusters, 0.520
+        to 0.519; refined, 0.540, with 5% noise instead of 10%).
+        :meth:`predict` applies the same rules in the same order (a point
+        equal to a training row takes its label).
     n_representatives : int, default=5
         Members listed per cluster in :attr:`representatives_`: the closest to the
         cluster's centre, skipping near-copies of those already chosen (maximal
@@ -317,14 +333,19 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         seed = int(rng.randint(np.iinfo(np.int32).max))
         X = l2_normalize(X)
         Z = self._fit_reduce(X, seed)
-        self._noise_vote = self._centre_rescue = None
+        self._rules = None
         if self.n_clusters is None:
             raw, probabilities = self._fit_hdbscan(Z)
             self.kmeans_ = None
             n_found = int(self.hdbscan_.labels_.max()) + 1
             if self.max_noise is not None:
-                raw, probabilities = self._cap_noise(X, raw, probabilities)
-                raw, probabilities = self._rescue_noise(X, raw, probabilities)
+                self._rules = InputSpaceRules(
+                    self.max_noise, self.n_neighbors, self.min_cluster_size_
+                )
+                members = self.hdbscan_.labels_ >= 0
+                raw, probabilities, n_found = self._rules.fit(
+                    X, raw, probabilities, members, self
+                )
         else:
             raw, probabilities = self._fit_kmeans(Z, seed)
             self.hdbscan_ = None
@@ -385,6 +406,7 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
             Z = np.ascontiguousarray(self.reducer_.fit_transform(X), np.float32)
         if small:
             self.map_ = pca_map(X, seed)
+            self._neighbours, self._nearest = reference_neighbours(X, self.n_neighbors)
             return Z
         umap = reduce and self.reduction_ is None
         layouts = fit_layouts(
@@ -397,6 +419,7 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
             cache=ReductionCache(resolve_cache_dir(self.cache_dir)),
         )
         self.map_ = layouts.map
+        self._neighbours, self._nearest = layouts.neighbours, layouts.nearest
         if umap and layouts.Z is not None:
             self.reduction_ = "umap"
             Z = layouts.Z
@@ -432,33 +455,6 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
             labels, probabilities = assign_by_membership(
                 self.hdbscan_, Z, labels, probabilities, labels.max() + 1
             )
-        return labels, probabilities
-
-    def _cap_noise(self, X, labels, probabilities):
-        """Move the noise rows nearest a cluster into it until max_noise holds."""
-        noise = np.flatnonzero(labels < 0)
-        clustered = np.flatnonzero(labels >= 0)
-        excess = noise.size - int(np.floor(self.max_noise * labels.size + 1e-9))
-        if excess <= 0 or clustered.size == 0:
-            return labels, probabilities
-        self._noise_vote = NoiseVote(X[clustered], labels[clustered], self.n_neighbors)
-        move, best = self._noise_vote.cap(X[noise], excess)
-        labels, probabilities = labels.copy(), probabilities.copy()
-        labels[noise[move]] = best
-        probabilities[noise[move]] = 0.0
-        return labels, probabilities
-
-    def _rescue_noise(self, X, labels, probabilities):
-        """Noise rows as close to a cluster's centre as its members join it."""
-        noise = np.flatnonzero(labels < 0)
-        if noise.size == 0 or labels.max() < 0:
-            return labels, probabilities
-        members = self.hdbscan_.labels_ >= 0
-        self._centre_rescue = CentreRescue(X, labels, members, self.n_neighbors)
-        join, best = self._centre_rescue.join(X[noise])
-        labels, probabilities = labels.copy(), probabilities.copy()
-        labels[noise[join]] = best[join]
-        probabilities[noise[join]] = 0.0
         return labels, probabilities
 
     def _fit_kmeans(self, Z: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -525,20 +521,15 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         labels, strengths = hdbscan.approximate_predict(self.hdbscan_, Z64)
         labels = np.asarray(labels, dtype=np.intp)
         strengths = np.asarray(strengths, dtype=np.float64)
-        noise = np.flatnonzero(labels < 0)
-        if noise.size and self._noise_vote is not None:
-            join, best = self._noise_vote.join(X[noise])
-            labels[noise[join]] = best[join]
-            strengths[noise[join]] = 0.0
-            noise = noise[~join]
-        if noise.size and self._centre_rescue is not None:
-            join, best = self._centre_rescue.join(X[noise])
-            labels[noise[join]] = best[join]
-            strengths[noise[join]] = 0.0
+        if self._rules is not None:
+            labels, strengths = self._rules.join_noise(X, labels, strengths)
         if self.assign_noise:
+            n_found = int(self.hdbscan_.labels_.max()) + 1
             labels, strengths = assign_by_membership(
-                self.hdbscan_, Z, labels, strengths, self.n_clusters_
+                self.hdbscan_, Z, labels, strengths, n_found
             )
+        if self._rules is not None:
+            labels, strengths = self._rules.settle(X, labels, strengths, self._X_ref)
         return self._relabel[labels], strengths
 
     def _transform(self, X: np.ndarray) -> np.ndarray:

@@ -27,11 +27,12 @@ import numpy as np
 import numpy.typing as npt
 
 from embedtasks._cachedir import CLUSTER_DIRNAME
-from embedtasks._kernel import place_by_similarity, top_k
+from embedtasks._kernel import place_from_neighbours, top_k
 from embedtasks.cluster._layout import umap_layout
 
-#: Bumped whenever a change would give a different layout for the same key.
-LAYOUT_VERSION = 1
+#: Bumped whenever a change would give a different layout for the same key
+#: (2: each row's neighbours among the reference rows are kept beside it).
+LAYOUT_VERSION = 2
 #: The map spreads each cluster a little (0 packs it into a dot: unreadable).
 MAP_MIN_DIST = 0.1
 #: Above this many rows the layouts run 2/3 of the epochs.
@@ -142,10 +143,26 @@ class ReductionCache:
 
 
 class Layouts(NamedTuple):
-    """The clustered space (None when not asked for) and the 2-D map, float32."""
+    """The clustered space (None when not asked for) and the 2-D map, float32.
+
+    ``neighbours``: each row's most similar reference rows (indices into the
+    sample; a reference row's own index left out), the graph's for the
+    reference rows and the placement's for the others; ``nearest``: the
+    similarity of the first (1 for a row equal to a reference row).
+    """
 
     Z: npt.NDArray[np.float32] | None
     map: npt.NDArray[np.float32]
+    neighbours: npt.NDArray[np.int32]
+    nearest: npt.NDArray[np.float32]
+
+
+def reference_neighbours(
+    X: npt.NDArray[np.float32], n_neighbors: int
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]:
+    """:attr:`Layouts.neighbours` and ``nearest`` when no layout is computed."""
+    indices, distances = knn_graph(X, min(n_neighbors, X.shape[0] - 1))
+    return indices[:, 1:], 1.0 - distances[:, 1]
 
 
 def pca_map(X: npt.NDArray[Any], seed: int) -> npt.NDArray[np.float32]:
@@ -189,9 +206,14 @@ def fit_layouts(
     found = cache.get(key)
     n = X.shape[0]
     width = n_components or 0
-    if found is not None and found["map"].shape == (n, 2):
+    if found is not None and found["map"].shape == (n, 2) and "nearest" in found:
         if width == 0 or found.get("Z", np.empty(0)).shape == (n, width):
-            return Layouts(found.get("Z") if width else None, found["map"])
+            return Layouts(
+                found.get("Z") if width else None,
+                found["map"],
+                found["neighbours"],
+                found["nearest"],
+            )
     X_ref = X if sample is None else X[sample]
     if X_ref.shape[0] > LARGE_ROWS:  # umap-learn's rule too: 200 epochs above 10k
         epochs = (epochs[0] * 2 // 3, epochs[1] * 2 // 3)
@@ -219,16 +241,30 @@ def fit_layouts(
         )  # fmt: skip
     )
     both = np.hstack(refs)
+    neighbours = graph[0][:, 1:]
+    nearest = 1.0 - graph[1][:, 1]
     if sample is not None:
         placed = np.empty((n, both.shape[1]), dtype=np.float32)
         placed[sample] = both
         rest = np.ones(n, dtype=bool)
         rest[sample] = False
-        placed[rest] = place_by_similarity(X[rest], X_ref, both, n_neighbors)
+        found_nn = top_k(X[rest], X_ref, min(n_neighbors, X_ref.shape[0]))
+        placed[rest] = place_from_neighbours(found_nn, both)
         both = placed
+        lists = np.empty((n, neighbours.shape[1]), dtype=np.int32)
+        lists[sample] = neighbours
+        lists[rest] = found_nn.indices[:, : neighbours.shape[1]]
+        neighbours = lists
+        nearest = np.ones(n, dtype=np.float32)
+        nearest[sample] = 1.0 - graph[1][:, 1]
+        nearest[rest] = found_nn.scores[:, 0]
     both = np.ascontiguousarray(both, dtype=np.float32)
-    arrays = {"map": np.ascontiguousarray(both[:, width:])}
+    arrays = {
+        "map": np.ascontiguousarray(both[:, width:]),
+        "neighbours": np.ascontiguousarray(neighbours, dtype=np.int32),
+        "nearest": np.ascontiguousarray(nearest, dtype=np.float32),
+    }
     if width:
         arrays["Z"] = np.ascontiguousarray(both[:, :width])
     cache.put(key, arrays)
-    return Layouts(arrays.get("Z"), arrays["map"])
+    return Layouts(arrays.get("Z"), arrays["map"], neighbours, nearest)
