@@ -76,6 +76,12 @@ def load(name: str, data: Path) -> tuple[np.ndarray, np.ndarray]:
     """
     if name in ("debian", "debian-natural"):
         part = "natural" if name == "debian-natural" else "balanced"
+        if not (DEBIAN / f"{part}.npy").is_file():
+            raise SystemExit(
+                f"{DEBIAN / part}.npy not found: build the Debian corpus once with "
+                f"python benchmarks/debian_corpus.py --out {DEBIAN} (or pass "
+                "--debian DIR where it was built)."
+            )
         rows = json.loads((DEBIAN / f"{part}.json").read_text())
         return np.load(DEBIAN / f"{part}.npy"), np.array([r["section"] for r in rows])
     if name == "banking77-45-noisy":
