@@ -140,9 +140,7 @@ def test_topics_are_named_by_their_keywords(fitted):
     model, _, groups = fitted
     frame = model.topics(texts_of(groups))
     names = dict(zip(frame["topic"], frame["name"], strict=True))
-    by_group = {
-        g: model.topic_labels()[np.flatnonzero(groups == g)[0]] for g in (0, 1)
-    }
+    by_group = {g: model.topic_labels()[np.flatnonzero(groups == g)[0]] for g in (0, 1)}
     assert names[by_group[0]] == "cats purr"
     assert names[by_group[1]] == "tax forms"
     assert frame["keywords"].iloc[-1] == []
@@ -173,8 +171,9 @@ def test_summary_shows_each_clusters_topic(fitted):
     assert list(summary.columns[:3]) == ["cluster", "topic", "name"]
     of_cluster = dict(zip(summary["cluster"], summary["topic"], strict=True))
     assert of_cluster[-1] == -1
-    for row, topic in zip(model.topics()["topic"], model.topics()["clusters"]):
-        assert all(of_cluster[c] == row for c in topic)
+    topics = model.topics()
+    for topic, clusters in zip(topics["topic"], topics["clusters"], strict=True):
+        assert all(of_cluster[c] == topic for c in clusters)
     assert "topic" not in model.summary().columns
 
 
