@@ -265,12 +265,13 @@ def test_report_saves_and_shows_itself_in_a_notebook(tmp_path):
 
 def test_cli_report_writes_the_page(fake_server, tmp_path, capsys):
     server = fake_server(dim=16)
-    data = tmp_path / "docs.csv"
+    data_file = tmp_path / "docs.csv"
     texts = [f"document {i} about {['cats', 'tax', 'rain'][i % 3]}" for i in range(40)]
-    pd.DataFrame({"text": texts, "src": ["x", "y"] * 20}).to_csv(data, index=False)
+    frame = pd.DataFrame({"text": texts, "src": ["x", "y"] * 20})
+    frame.to_csv(data_file, index=False)
     out = tmp_path / "r.html"
     code = main([
-        "report", str(data), "--group-column", "src", "-o", str(out),
+        "report", str(data_file), "--group-column", "src", "-o", str(out),
         "--base-url", server.url, "--model", "fake", "--cache-dir", str(tmp_path / "c"),
         "--min-cluster-size", "5", "--title", "My <corpus>",
     ])  # fmt: skip
@@ -279,7 +280,24 @@ def test_cli_report_writes_the_page(fake_server, tmp_path, capsys):
     assert "wrote Report(40 rows" in err
     page = out.read_text("utf-8")
     assert "<title>My &lt;corpus&gt;</title>" in page
-    assert json.loads(scripts_of(page)["et-data"])["groups"][:2] == ["x", "y"]
+    data = json.loads(scripts_of(page)["et-data"])
+    assert data["groups"][:2] == ["x", "y"]
+    assert 'id="et-level"' in page and len(data["topics"]) == 40
+    # --topics N merges into N topics, --topics none leaves the clusters alone
+    for flag, topics in (("2", 2), ("none", None)):
+        code = main([
+            "report", str(data_file), "-o", str(out), "--base-url", server.url,
+            "--model", "fake", "--cache-dir", str(tmp_path / "c"), "--n-clusters",
+            "4", "--reduction", "none", "--topics", flag,
+        ])  # fmt: skip
+        assert code == 0, capsys.readouterr().err
+        page = out.read_text("utf-8")
+        data = json.loads(scripts_of(page)["et-data"])
+        if topics is None:
+            assert "topics" not in data and 'id="et-level"' not in page
+        else:
+            assert sorted(set(data["topics"])) == list(range(topics))
+            assert f"topics ({topics})</option>" in page
 
 
 def test_cli_report_names_a_missing_group_column(tmp_path, capsys):
