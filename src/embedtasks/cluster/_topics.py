@@ -200,13 +200,14 @@ def _check_n_topics(n_topics: Any, n_clusters: int, method: str) -> int:
             "(every row is noise): there is nothing to merge. Lower "
             "min_cluster_size, or pass n_clusters, and fit again."
         )
+    n_topics = int(n_topics)
     if not 1 <= n_topics <= n_clusters:
         raise InvalidParameterError(
             f"{where}: n_topics={n_topics} is out of range: topics merge the "
             f"{n_clusters} fitted clusters, so pass 1 <= n_topics <= {n_clusters} "
             "(n_clusters_), or 'auto'."
         )
-    return int(n_topics)
+    return n_topics
 
 
 class TopicsMixin:
