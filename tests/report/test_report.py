@@ -612,6 +612,28 @@ def test_map_names_every_cluster_at_its_centre_and_clips_far_points():
         assert high - low < 0.2 * (values.max() - values.min())
 
 
+def test_topic_names_do_not_cover_each_other():
+    # topic 0: a blob at the origin; topic 1: a blob beside it (most of its
+    # rows, so its median is there too) and a smaller one far off
+    rng = np.random.default_rng(0)
+    sizes = [40, 30, 20]
+    centres = np.repeat([[0.0, 0.0], [0.05, 0.0], [5.0, 5.0]], sizes, axis=0)
+    xy = (centres + 0.01 * rng.normal(size=centres.shape)).astype(np.float32)
+    cluster = np.repeat([0, 1, 2], sizes)
+    points = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "cluster": cluster,
+                           "topic": np.repeat([0, 1, 1], sizes)})  # fmt: skip
+    summary = pd.DataFrame({"cluster": [0, 1, 2], "name": ["a", "b", "c"]})
+    topics = pd.DataFrame({"topic": [0, 1], "name": ["first topic", "second topic"]})
+    page = Page(
+        texts=["t"] * 90, summary=summary, points=points, diversity=None,
+        dedupe=None, groups=None, title="t", topics=topics,
+    )  # fmt: skip
+    places = page.topic_places(xy[:, 0], xy[:, 1])
+    assert places[0] == page.centres(xy[:, 0], xy[:, 1], cluster)[0]
+    far = page.centres(xy[:, 0], xy[:, 1], cluster)[2]  # on its own other cluster
+    assert places[1] == far
+
+
 @pytest.mark.parametrize("n", [5_000, pytest.param(50_000, marks=pytest.mark.slow)])
 def test_browser_map_is_named_and_readable(browser, tmp_path, n):
     texts, X, clusterer = map_corpus(n)

@@ -38,6 +38,8 @@ _WEBGL_ABOVE = 5_000  # rows: SVG markers below (crisp, light), WebGL above
 _MAX_MAP_NAMES = 60  # clusters named on the map (the largest)
 _VIEW_QUANTILE = 0.005  # the view spans the middle 99% of the points on each axis
 _VIEW_PAD = 0.06  # and this share of that span on each side
+_PLOT_PX = (1000, 600)  # about the plot area at 1,400 pixels wide (names' room)
+_NAME_PX = (7.5, 20)  # a topic name's character width and line height, pixels
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -201,7 +203,8 @@ class Page:
                     meta=level,
                 )
             )
-        for group, (cx, cy) in self.centres(x, y, labels).items():
+        places = self.centres(x, y, labels) if shown else self.topic_places(x, y)
+        for group, (cx, cy) in places.items():
             fig.add_annotation(
                 x=float(cx), y=float(cy), text=_e(names[group]),
                 showarrow=False, font={"size": 11 if shown else 13, "color": "#111"},
@@ -223,6 +226,32 @@ class Page:
             mx, my = np.median(x[rows]), np.median(y[rows])
             k = rows[np.argmin((x[rows] - mx) ** 2 + (y[rows] - my) ** 2)]
             out[group] = (float(x[k]), float(y[k]))
+        return out
+
+    def topic_places(self, x: np.ndarray, y: np.ndarray) -> dict[int, tuple]:
+        """Where each topic is named: as a cluster is, unless that name would
+        cover one placed before (a topic's clusters can lie apart, so medians
+        crowd the middle); then on its first cluster (largest first) where it
+        does not."""
+        assert self.topic_labels is not None
+        view = [_view(v) or [float(v.min()), float(v.max())] for v in (x, y)]
+        spans = [max(high - low, 1e-9) for low, high in view]
+        unit = min(_PLOT_PX[0] / spans[0], _PLOT_PX[1] / spans[1])  # px per unit
+        height = _NAME_PX[1] / unit
+        placed: list[tuple[float, float, float]] = []  # x, y, half width
+        out = {}
+        for topic, spot in self.centres(x, y, self.topic_labels).items():
+            half = (len(self.topic_names[topic]) * _NAME_PX[0] + 10) / 2 / unit
+            mine = np.where(self.topic_labels == topic, self.labels, -1)
+            spots = [spot, *self.centres(x, y, mine).values()]  # clusters by size
+            free = [
+                (px, py)
+                for px, py in spots
+                if all(abs(px - qx) >= half + q or abs(py - qy) >= height
+                       for qx, qy, q in placed)
+            ]  # fmt: skip
+            out[topic] = free[0] if free else spot
+            placed.append((*out[topic], half))
         return out
 
     # -------------------------------------------------------------- tables
