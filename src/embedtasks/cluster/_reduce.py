@@ -259,12 +259,18 @@ def fit_layouts(
         nearest[sample] = 1.0 - graph[1][:, 1]
         nearest[rest] = found_nn.scores[:, 0]
     both = np.ascontiguousarray(both, dtype=np.float32)
+    layouts = Layouts(
+        np.ascontiguousarray(both[:, :width]) if width else None,
+        np.ascontiguousarray(both[:, width:]),
+        np.ascontiguousarray(neighbours, dtype=np.int32),
+        np.ascontiguousarray(nearest, dtype=np.float32),
+    )
     arrays = {
-        "map": np.ascontiguousarray(both[:, width:]),
-        "neighbours": np.ascontiguousarray(neighbours, dtype=np.int32),
-        "nearest": np.ascontiguousarray(nearest, dtype=np.float32),
+        "map": layouts.map,
+        "neighbours": layouts.neighbours,
+        "nearest": layouts.nearest,
     }
-    if width:
-        arrays["Z"] = np.ascontiguousarray(both[:, :width])
+    if layouts.Z is not None:
+        arrays["Z"] = layouts.Z
     cache.put(key, arrays)
-    return Layouts(arrays.get("Z"), arrays["map"], neighbours, nearest)
+    return layouts
