@@ -34,7 +34,7 @@ import numpy.typing as npt
 
 from embedtasks._kernel import similarity
 from embedtasks._keywords import ctfidf_keywords, topic_names
-from embedtasks._validation import check_is_fitted
+from embedtasks._validation import InvalidParameterError, check_is_fitted
 
 __all__ = ["MergeTree", "TopicsMixin", "auto_n_topics", "cut_tree", "merge_tree"]
 
@@ -183,8 +183,6 @@ def cut_tree(tree: MergeTree, n_topics: int) -> Idx:
 
 def _check_n_topics(n_topics: Any, n_clusters: int, method: str) -> int:
     """``n_topics`` resolved against the fitted clusters, or a clear error."""
-    from embedtasks._validation import InvalidParameterError
-
     where = f"EmbeddingClusterer.{method}"
     if isinstance(n_topics, str) and n_topics == "auto":
         return -1
