@@ -632,6 +632,15 @@ def test_topic_names_do_not_cover_each_other():
     assert places[0] == page.centres(xy[:, 0], xy[:, 1], cluster)[0]
     far = page.centres(xy[:, 0], xy[:, 1], cluster)[2]  # on its own other cluster
     assert places[1] == far
+    # one cluster only: the name moves to the nearest of its rows that is free
+    points["cluster"] = np.repeat([0, 1, 1], sizes)
+    summary = summary.iloc[:2]
+    page = Page(
+        texts=["t"] * 90, summary=summary, points=points, diversity=None,
+        dedupe=None, groups=None, title="t", topics=topics,
+    )  # fmt: skip
+    x, y = page.topic_places(xy[:, 0], xy[:, 1])[1]
+    assert x > 4 and ((xy[:, 0] == x) & (xy[:, 1] == y)).any()
 
 
 @pytest.mark.parametrize("n", [5_000, pytest.param(50_000, marks=pytest.mark.slow)])

@@ -231,8 +231,9 @@ class Page:
     def topic_places(self, x: np.ndarray, y: np.ndarray) -> dict[int, tuple]:
         """Where each topic is named: as a cluster is, unless that name would
         cover one placed before (a topic's clusters can lie apart, so medians
-        crowd the middle); then on its first cluster (largest first) where it
-        does not."""
+        crowd the middle); then on its first cluster (largest first), else on
+        the first of its rows (nearest first, within the view) where it does
+        not."""
         assert self.topic_labels is not None
         view = [_view(v) or [float(v.min()), float(v.max())] for v in (x, y)]
         spans = [max(high - low, 1e-9) for low, high in view]
@@ -244,11 +245,16 @@ class Page:
             half = (len(self.topic_names[topic]) * _NAME_PX[0] + 10) / 2 / unit
             mine = np.where(self.topic_labels == topic, self.labels, -1)
             spots = [spot, *self.centres(x, y, mine).values()]  # clusters by size
+            rows = np.flatnonzero(mine >= 0)  # then its rows, nearest first
+            rows = rows[np.argsort(np.hypot(x[rows] - spot[0], y[rows] - spot[1]))]
+            step = max(rows.size // 24, 1)
+            spots += list(zip(x[rows][::step], y[rows][::step], strict=True))
             free = [
-                (px, py)
+                (float(px), float(py))
                 for px, py in spots
-                if all(abs(px - qx) >= half + q or abs(py - qy) >= height
-                       for qx, qy, q in placed)
+                if view[0][0] <= px <= view[0][1] and view[1][0] <= py <= view[1][1]
+                and all(abs(px - qx) >= half + q or abs(py - qy) >= height
+                        for qx, qy, q in placed)
             ]  # fmt: skip
             out[topic] = free[0] if free else spot
             placed.append((*out[topic], half))
