@@ -633,8 +633,7 @@ def test_topic_names_do_not_cover_each_other():
     far = page.centres(xy[:, 0], xy[:, 1], cluster)[2]  # on its own other cluster
     assert places[1] == far
     # one cluster only: the name moves to the nearest of its rows that is free
-    points["cluster"] = np.repeat([0, 1, 1], sizes)
-    summary = summary.iloc[:2]
+    points["cluster"] = np.repeat([0, 2, 1, 1], [20, 20, 30, 20])
     page = Page(
         texts=["t"] * 90, summary=summary, points=points, diversity=None,
         dedupe=None, groups=None, title="t", topics=topics,
