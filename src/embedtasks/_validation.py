@@ -35,6 +35,7 @@ __all__ = [
     "FLOAT_DTYPES",
     "HasMethods",
     "CorpusMixin",
+    "InvalidParameterError",
     "LocalCopyMixin",
     "N_JOBS",
     "Integral",

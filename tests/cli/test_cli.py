@@ -876,3 +876,56 @@ def test_leakage_missing_test_file(server, tmp_path, capsys):
         capsys=capsys,
     )  # fmt: skip
     assert code == 2 and "nope.csv" in err
+
+
+def _many_texts(tmp_path: Path) -> Path:
+    src = tmp_path / "many.csv"
+    words = ["cat", "dog", "bank", "rate", "tax", "rain", "sun", "wind"]
+    texts = [f"{w} story {i}" for i in range(6) for w in words]
+    pd.DataFrame({"text": texts}).to_csv(src, index=False)
+    return src
+
+
+def test_cluster_topics_prints_the_topics_and_writes_each_ones_topic(
+    server, tmp_path, capsys
+):
+    src = _many_texts(tmp_path)
+    rows, summary = tmp_path / "rows.csv", tmp_path / "summary.jsonl"
+    code, stdout, err = run_main(
+        "cluster", src, "--n-clusters", "6", "--reduction", "none", "--topics", "2",
+        "--format", "json", "-o", rows, "--summary-output", summary,
+        *remote(server, tmp_path), capsys=capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "2 topics merged from the 6 clusters" in err
+    topics = pd.DataFrame(json.loads(stdout))
+    assert topics["topic"].tolist() == [0, 1]
+    assert list(topics.columns[:5]) == ["topic", "name", "size", "share", "clusters"]
+    assert sorted(c for held in topics["clusters"] for c in held) == list(range(6))
+    assert topics["size"].sum() == 48
+    clusters = pd.read_json(summary, lines=True)
+    of_cluster = dict(zip(clusters["cluster"], clusters["topic"], strict=True))
+    for topic, held in zip(topics["topic"], topics["clusters"], strict=True):
+        assert {of_cluster[c] for c in held} == {topic}
+    written = pd.read_csv(rows)
+    assert list(written.columns) == ["text", "cluster", "probability", "topic"]
+    assert (written["topic"] == written["cluster"].map(of_cluster)).all()
+
+
+def test_cluster_topics_auto_and_bad_numbers(server, tmp_path, capsys):
+    src = _many_texts(tmp_path)
+    flags = ["--n-clusters", "6", "--reduction", "none", *remote(server, tmp_path)]
+    code, stdout, err = run_main(
+        "cluster", src, *flags, "--topics", "auto", "--format", "jsonl",
+        capsys=capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    assert 2 <= len(stdout.splitlines()) <= 4  # between sqrt(6) / 2 and 2 sqrt(6)
+    code, _, err = run_main("cluster", src, *flags, "--topics", "9", capsys=capsys)
+    assert code == 2
+    assert "--topics 9 is more than the 6 clusters found: pass --topics auto" in err
+    for bad, said in [("0", "must be >= 1, got 0"), ("two", "got 'two'")]:
+        code, _, err = run_main("cluster", src, *flags, "--topics", bad, capsys=capsys)
+        assert code == 2 and "--topics" in err and said in err
+    code, _, err = run_main("cluster", src, *flags, "--topics", "none", capsys=capsys)
+    assert code == 2 and "got 'none'" in err  # cluster prints clusters without it

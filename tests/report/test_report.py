@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import clone
+from sklearn.metrics import adjusted_rand_score
 
 from embedtasks import (
     DiversityReport,
@@ -104,7 +105,11 @@ def test_report_tables_come_from_the_estimators():
     assert page.points.shape[0] == 30
     np.testing.assert_array_equal(page.points["cluster"], clusterer.labels_)
     np.testing.assert_array_equal(page.points[["x", "y"]], clusterer.map_)
-    pd.testing.assert_frame_equal(page.clusters, clusterer.summary(texts))
+    pd.testing.assert_frame_equal(
+        page.clusters, clusterer.summary(texts, n_topics="auto")
+    )
+    pd.testing.assert_frame_equal(page.topics, clusterer.topics(texts))
+    np.testing.assert_array_equal(page.points["topic"], clusterer.topic_labels())
     dedupe = NearDuplicates(random_state=0).fit(X)  # tight blobs: 0.95 groups them
     assert page.duplicates["rows"].map(len).tolist() == sorted(
         dedupe.group_sizes_[dedupe.group_sizes_ > 1], reverse=True
@@ -162,7 +167,7 @@ def test_report_cuts_long_texts_to_keep_the_file_small():
     data = json.loads(scripts_of(page.html)["et-data"])
     assert max(map(len, data["texts"])) <= 120 < len(texts[0])
     assert all(t.endswith("…") for t in data["texts"])
-    assert page.points.shape == (30, 6)
+    assert page.points.shape == (30, 7)  # row, x, y, cluster, topic, 2 outlier
 
 
 @pytest.mark.slow
@@ -260,12 +265,13 @@ def test_report_saves_and_shows_itself_in_a_notebook(tmp_path):
 
 def test_cli_report_writes_the_page(fake_server, tmp_path, capsys):
     server = fake_server(dim=16)
-    data = tmp_path / "docs.csv"
+    data_file = tmp_path / "docs.csv"
     texts = [f"document {i} about {['cats', 'tax', 'rain'][i % 3]}" for i in range(40)]
-    pd.DataFrame({"text": texts, "src": ["x", "y"] * 20}).to_csv(data, index=False)
+    frame = pd.DataFrame({"text": texts, "src": ["x", "y"] * 20})
+    frame.to_csv(data_file, index=False)
     out = tmp_path / "r.html"
     code = main([
-        "report", str(data), "--group-column", "src", "-o", str(out),
+        "report", str(data_file), "--group-column", "src", "-o", str(out),
         "--base-url", server.url, "--model", "fake", "--cache-dir", str(tmp_path / "c"),
         "--min-cluster-size", "5", "--title", "My <corpus>",
     ])  # fmt: skip
@@ -274,7 +280,24 @@ def test_cli_report_writes_the_page(fake_server, tmp_path, capsys):
     assert "wrote Report(40 rows" in err
     page = out.read_text("utf-8")
     assert "<title>My &lt;corpus&gt;</title>" in page
-    assert json.loads(scripts_of(page)["et-data"])["groups"][:2] == ["x", "y"]
+    data = json.loads(scripts_of(page)["et-data"])
+    assert data["groups"][:2] == ["x", "y"]
+    assert 'id="et-level"' in page and len(data["topics"]) == 40
+    # --topics N merges into N topics, --topics none leaves the clusters alone
+    for flag, topics in (("2", 2), ("none", None)):
+        code = main([
+            "report", str(data_file), "-o", str(out), "--base-url", server.url,
+            "--model", "fake", "--cache-dir", str(tmp_path / "c"), "--n-clusters",
+            "4", "--reduction", "none", "--topics", flag,
+        ])  # fmt: skip
+        assert code == 0, capsys.readouterr().err
+        page = out.read_text("utf-8")
+        data = json.loads(scripts_of(page)["et-data"])
+        if topics is None:
+            assert "topics" not in data and 'id="et-level"' not in page
+        else:
+            assert sorted(set(data["topics"])) == list(range(topics))
+            assert f"topics ({topics})</option>" in page
 
 
 def test_cli_report_names_a_missing_group_column(tmp_path, capsys):
@@ -405,10 +428,21 @@ def browser(tmp_path):
         process.wait()
 
 
-_POINTS_DRAWN = (
-    "document.getElementById('et-map')._fullData"
-    ".reduce(function (n, trace) { return n + trace._length; }, 0)"
+_POINTS_DRAWN = (  # by the traces shown (the other level's are hidden)
+    "document.getElementById('et-map')._fullData.reduce(function (n, trace) "
+    "{ return n + (trace.visible === true ? trace._length : 0); }, 0)"
 )
+
+
+def _click_and_count(selector: str) -> str:
+    """Click an element, then count the lit points of each level's traces."""
+    return (
+        f"(function () {{ document.querySelector('{selector}').click();"
+        " var gd = document.getElementById('et-map'); return new Promise("
+        "function (done) { setTimeout(function () { var lit = {cluster: [],"
+        " topic: []}; gd.data.forEach(function (t) { lit[t.meta].push("
+        "(t.selectedpoints || []).length); }); done(lit); }, 300); }); })()"
+    )
 
 
 def _screenshot(page: _DevTools, path: Path) -> bytes:
@@ -485,14 +519,11 @@ def test_browser_shows_hostile_texts_as_text(browser, tmp_path):
         "6 of 30 rows match"
     )
     _screenshot(page, tmp_path / "hostile.png")
-    # A click on a cluster's row lights up exactly that cluster's points.
-    lit = page.evaluate(
-        "(function () { document.querySelector('tr.pick[data-cluster=\"1\"]')"
-        ".click(); var gd = document.getElementById('et-map'); return new Promise("
-        "function (done) { setTimeout(function () { done(gd.data.map(function (t)"
-        " { return (t.selectedpoints || []).length; })); }, 300); }); })()"
-    )
-    assert sum(lit) == 10 and sorted(lit)[-1] == 10
+    # A click on a cluster's row lights up exactly that cluster's points (in
+    # the traces shown, and in the topics' too).
+    lit = page.evaluate(_click_and_count('tr.pick[data-cluster="1"]'))
+    assert sum(lit["cluster"]) == 10 and sorted(lit["cluster"])[-1] == 10
+    assert sum(lit["topic"]) == 10
     assert page.problems() == []
 
 
@@ -537,7 +568,10 @@ def test_map_names_every_cluster_at_its_centre_and_clips_far_points():
     texts, X, clusterer = map_corpus(2_000)
     page = report(texts, X, clusterer=clusterer)
     figure = json.loads(scripts_of(page.html)["et-figure"])
-    notes = figure["layout"]["annotations"]
+    notes = [
+        a for a in figure["layout"]["annotations"] if a["name"].startswith("cluster-")
+    ]
+    assert all(a["visible"] for a in notes)
     names = page.clusters.set_index("cluster")["name"]
     assert sorted(a["text"] for a in notes) == sorted(names[names.index >= 0])
     assert len(set(names[names.index >= 0])) == 40
@@ -545,8 +579,19 @@ def test_map_names_every_cluster_at_its_centre_and_clips_far_points():
         cluster = int(note["name"].split("-")[1])
         members = page.points[page.points["cluster"] == cluster]
         assert ((members["x"] == note["x"]) & (members["y"] == note["y"])).any()
-    colours = [trace["marker"]["color"] for trace in figure["data"]]
+    colours = [t["marker"]["color"] for t in figure["data"] if t["meta"] == "cluster"]
     assert len(set(colours)) == len(colours) == 40  # no colour twice (no noise)
+    # the topics: hidden until chosen, each named once at a member of its own
+    topics = page.topics.set_index("topic")["name"]
+    notes = [a for a in figure["layout"]["annotations"] if a not in notes]
+    assert sorted(a["text"] for a in notes) == sorted(topics)
+    assert not any(a["visible"] for a in notes)
+    for note in notes:
+        topic = int(note["name"].split("-")[1])
+        members = page.points[page.points["topic"] == topic]
+        assert ((members["x"] == note["x"]) & (members["y"] == note["y"])).any()
+    hidden = [t for t in figure["data"] if t["meta"] == "topic"]
+    assert len(hidden) == len(topics) and not any(t["visible"] for t in hidden)
     # a dozen far points (strays) stay on the map, outside the view
     points = page.points.copy()
     far = np.random.default_rng(1).normal(size=(12, 2)) * 50 * points["x"].std()
@@ -567,6 +612,36 @@ def test_map_names_every_cluster_at_its_centre_and_clips_far_points():
         assert high - low < 0.2 * (values.max() - values.min())
 
 
+def test_topic_names_do_not_cover_each_other():
+    # topic 0: a blob at the origin; topic 1: a blob beside it (most of its
+    # rows, so its median is there too) and a smaller one far off
+    rng = np.random.default_rng(0)
+    sizes = [40, 30, 20]
+    centres = np.repeat([[0.0, 0.0], [0.05, 0.0], [5.0, 5.0]], sizes, axis=0)
+    xy = (centres + 0.01 * rng.normal(size=centres.shape)).astype(np.float32)
+    cluster = np.repeat([0, 1, 2], sizes)
+    points = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "cluster": cluster,
+                           "topic": np.repeat([0, 1, 1], sizes)})  # fmt: skip
+    summary = pd.DataFrame({"cluster": [0, 1, 2], "name": ["a", "b", "c"]})
+    topics = pd.DataFrame({"topic": [0, 1], "name": ["first topic", "second topic"]})
+    page = Page(
+        texts=["t"] * 90, summary=summary, points=points, diversity=None,
+        dedupe=None, groups=None, title="t", topics=topics,
+    )  # fmt: skip
+    places = page.topic_places(xy[:, 0], xy[:, 1])
+    assert places[0] == page.centres(xy[:, 0], xy[:, 1], cluster)[0]
+    far = page.centres(xy[:, 0], xy[:, 1], cluster)[2]  # on its own other cluster
+    assert places[1] == far
+    # one cluster only: the name moves to the nearest of its rows that is free
+    points["cluster"] = np.repeat([0, 2, 1, 1], [20, 20, 30, 20])
+    page = Page(
+        texts=["t"] * 90, summary=summary, points=points, diversity=None,
+        dedupe=None, groups=None, title="t", topics=topics,
+    )  # fmt: skip
+    x, y = page.topic_places(xy[:, 0], xy[:, 1])[1]
+    assert x > 4 and ((xy[:, 0] == x) & (xy[:, 1] == y)).any()
+
+
 @pytest.mark.parametrize("n", [5_000, pytest.param(50_000, marks=pytest.mark.slow)])
 def test_browser_map_is_named_and_readable(browser, tmp_path, n):
     texts, X, clusterer = map_corpus(n)
@@ -584,10 +659,108 @@ def test_browser_map_is_named_and_readable(browser, tmp_path, n):
         "{ return t.type; })"
     )
     assert set(kinds) == {"scattergl" if n > 5_000 else "scatter"}
-    png = _screenshot(
-        page, Path(os.environ.get("EMBEDTASKS_SHOTS", tmp_path)) / (f"map-{n}.png")
-    )
+    shots = Path(os.environ.get("EMBEDTASKS_SHOTS", tmp_path))
+    png = _screenshot(page, shots / f"map-{n}.png")
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000
+    # the topic view: every point drawn again, each topic named
+    _choose_level(page, "topic")
+    assert page.evaluate(_POINTS_DRAWN) == n
+    topics = clone(clusterer).fit(X).topics(texts)
+    assert sorted(page.evaluate(_SHOWN_NAMES)) == sorted(topics["name"])
+    png = _screenshot(page, shots / f"map-topics-{n}.png")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000
+    assert page.problems() == []
+
+
+def _choose_level(page: _DevTools, level: str) -> None:
+    """Pick clusters or topics in the map's selector; wait until drawn."""
+    page.evaluate(
+        "(function () { var s = document.getElementById('et-level');"
+        f" s.value = '{level}'; s.dispatchEvent(new Event('change')); }})()"
+    )
+    deadline = time.monotonic() + 60
+    while page.evaluate("document.body.dataset.level") != level:
+        assert time.monotonic() < deadline, page.problems()
+        time.sleep(0.05)
+
+
+_SHOWN_NAMES = (
+    "Array.from(document.querySelectorAll('#et-map .annotation-text'))"
+    ".map(function (e) { return e.textContent; })"
+)
+_LEGEND = (
+    "Array.from(document.querySelectorAll('#et-map .legendtext'))"
+    ".map(function (e) { return e.textContent; })"
+)
+_GROUPS = "finance travel health music sport weather".split()
+
+
+def two_level_corpus(n: int, seed: int = 0):
+    """6 groups of 5 clusters (each cluster's direction: its group's plus its
+    own), texts named by group and cluster, and KMeans that finds the 30."""
+    rng = np.random.default_rng(seed)
+    dim = 40
+    cluster = np.arange(n) % 30
+    group = cluster // 5
+    directions = np.eye(dim)[group] + 0.8 * np.eye(dim)[6 + cluster]
+    X = (directions + 0.05 * rng.normal(size=(n, dim))).astype(np.float32)
+    texts = [
+        f"{_GROUPS[g]} {_NOUNS[c]} question {i}"
+        for i, (g, c) in enumerate(zip(group, cluster, strict=True))
+    ]
+    clusterer = EmbeddingClusterer(n_clusters=30, reduction=None, random_state=0)
+    return texts, X, group, clusterer
+
+
+def test_browser_switches_the_map_between_clusters_and_topics(browser, tmp_path):
+    texts, X, group, clusterer = two_level_corpus(1_500)
+    report_ = report(texts, X, clusterer=clusterer)
+    assert adjusted_rand_score(group, report_.points["topic"]) == 1.0
+    topics = report_.topics
+    assert topics["name"].str.split().str[0].tolist() == [
+        _GROUPS[group[report_.points["topic"] == t][0]] for t in topics["topic"]
+    ]
+    cluster_names = report_names(texts, X, clusterer)
+    page = browser(report_.save(tmp_path / "levels.html"))
+    options = page.evaluate(
+        "Array.from(document.querySelectorAll('#et-level option'))"
+        ".map(function (o) { return o.textContent; })"
+    )
+    assert options == ["clusters (30)", "topics (6)"]
+    assert page.evaluate(_POINTS_DRAWN) == 1_500
+    assert sorted(page.evaluate(_SHOWN_NAMES)) == sorted(cluster_names)
+    _screenshot(page, tmp_path / "clusters.png")
+
+    _choose_level(page, "topic")
+    assert page.evaluate(_POINTS_DRAWN) == 1_500
+    assert sorted(page.evaluate(_SHOWN_NAMES)) == sorted(topics["name"])
+    sizes = topics.set_index("name")["size"]
+    assert sorted(page.evaluate(_LEGEND)) == sorted(
+        f"{name} ({size:,})" for name, size in sizes.items()
+    )
+    png = _screenshot(page, tmp_path / "topics.png")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000
+    # the hover names the topic and the cluster; a topic's row lights it up
+    hover = page.evaluate(
+        "(function () { var gd = document.getElementById('et-map');"
+        " var t = gd.data.findIndex(function (d) { return d.visible === true; });"
+        " Plotly.Fx.hover(gd, [{curveNumber: t, pointNumber: 0}]);"
+        " return document.querySelector('#et-map .hoverlayer').textContent; })()"
+    )
+    first = int(topics["clusters"][0][0])
+    assert f"{topics['name'][0]} › {cluster_names[first]}" in hover
+    lit = page.evaluate(_click_and_count('tr.pick[data-topic="2"]'))
+    assert sum(lit["topic"]) == sum(lit["cluster"]) == topics["size"][2]
+    assert sorted(lit["topic"])[-1] == topics["size"][2]
+    cells = page.evaluate(
+        "Array.from(document.querySelectorAll('#clusters thead th'))"
+        ".map(function (e) { return e.textContent; })"
+    )
+    assert cells[:3] == ["cluster", "name", "topic"]
+
+    _choose_level(page, "cluster")
+    assert page.evaluate(_POINTS_DRAWN) == 1_500
+    assert sorted(page.evaluate(_SHOWN_NAMES)) == sorted(cluster_names)
     assert page.problems() == []
 
 

@@ -49,11 +49,15 @@ class Report:
         The whole page, with plotly's JavaScript inlined.
     points : pandas.DataFrame
         One row per text: ``row``, map coordinates ``x`` and ``y``, ``cluster``
-        (-1 for noise), ``outlier_score`` (higher is more unusual), ``is_outlier``
-        and, with groups, ``group``.
+        (-1 for noise), with topics ``topic``, ``outlier_score`` (higher is
+        more unusual), ``is_outlier`` and, with groups, ``group``.
     clusters : pandas.DataFrame
         :meth:`EmbeddingClusterer.summary <embedtasks.EmbeddingClusterer.summary>`
-        of the texts.
+        of the texts (with each cluster's ``topic`` when there are topics).
+    topics : pandas.DataFrame or None
+        :meth:`EmbeddingClusterer.topics <embedtasks.EmbeddingClusterer.topics>`
+        of the texts: the clusters merged into coarse topics (``None`` with
+        ``n_topics=None`` or no clusters).
     outliers : pandas.DataFrame
         The most unusual rows, most unusual first.
     duplicates : pandas.DataFrame
@@ -78,8 +82,10 @@ class Report:
         duplicates: Any,
         diversity: Any,
         drift: Any = None,
+        topics: Any = None,
     ) -> None:
         self.html = html
+        self.topics = topics
         self.drift = drift
         self.points = points
         self.clusters = clusters
@@ -139,6 +145,7 @@ def report(
     reference_X: Any = None,
     drift_test: Any = None,
     namer: Any = None,
+    n_topics: Any = "auto",
 ) -> Report:
     """Look at a corpus: one self-contained HTML page of its map, clusters and more.
 
@@ -186,6 +193,13 @@ def report(
         Names the clusters (e.g. :class:`~embedtasks.ChatNamer`, a chat model)
         instead of their keywords; see
         :meth:`EmbeddingClusterer.summary <embedtasks.EmbeddingClusterer.summary>`.
+    n_topics : int, "auto" or None, default="auto"
+        The coarse level: the clusters merged into this many topics
+        (:meth:`EmbeddingClusterer.topics
+        <embedtasks.EmbeddingClusterer.topics>`; ``"auto"`` reads the number
+        from the data). When there are fewer topics than clusters, a selector
+        colours and names the map by topic, a table lists the topics and the
+        cluster table shows each cluster's topic. ``None``: clusters only.
     max_text_chars : int, default=300
         Texts are cut to this many characters on the page (a 20,000-row corpus of
         paragraphs then makes a file of about 11 MB).
@@ -224,7 +238,12 @@ def report(
     )
     drift = _drift(reference, reference_X, texts, X, embedder, drift_test)
     clusterer = _fitted_clusterer(clusterer, X)
-    summary = clusterer.summary(texts, namer=namer)
+    topics = None
+    if n_topics is not None and clusterer.n_clusters_ > 0:
+        topics = clusterer.topics(texts, n_topics=n_topics, namer=namer)
+    summary = clusterer.summary(
+        texts, namer=namer, n_topics=None if topics is None else n_topics
+    )
     labels = np.asarray(clusterer.labels_)
     layout = np.asarray(clusterer.map_, dtype=np.float32)
     outliers = _outliers(outlier_scorer, X)
@@ -239,6 +258,9 @@ def report(
         texts, labels, layout, outliers, dedupe, group_values, id_values,
         n_outliers, n_duplicates,
     )  # fmt: skip
+    if topics is not None:
+        points.insert(points.columns.get_loc("cluster") + 1, "topic",
+                      clusterer.topic_labels(n_topics=n_topics))  # fmt: skip
     page = Page(
         texts=[clean_text(t, max_text_chars) for t in texts],
         summary=summary,
@@ -248,6 +270,7 @@ def report(
         groups=group_values,
         title=title,
         ids=None if id_values is None else id_values.tolist(),
+        topics=topics,
     )
     drift_html = (
         "" if drift is None else drift_section(drift, max_text_chars=max_text_chars)
@@ -260,6 +283,7 @@ def report(
         duplicates=duplicates,
         diversity=diversity_report.to_frame(),
         drift=drift,
+        topics=topics,
     )
 
 

@@ -38,6 +38,8 @@ _WEBGL_ABOVE = 5_000  # rows: SVG markers below (crisp, light), WebGL above
 _MAX_MAP_NAMES = 60  # clusters named on the map (the largest)
 _VIEW_QUANTILE = 0.005  # the view spans the middle 99% of the points on each axis
 _VIEW_PAD = 0.06  # and this share of that span on each side
+_PLOT_PX = (1000, 600)  # about the plot area at 1,400 pixels wide (names' room)
+_NAME_PX = (7.5, 20)  # a topic name's character width and line height, pixels
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -100,6 +102,7 @@ class Page:
         groups: np.ndarray | None,
         title: str,
         ids: list[str] | None = None,
+        topics: Any = None,
     ) -> None:
         self.texts = texts
         self.ids = ids
@@ -110,18 +113,29 @@ class Page:
         self.groups = groups
         self.title = title
         self.labels = points["cluster"].to_numpy()
-        self.names = self._names()
+        self.names = self._names(summary, "cluster")
+        # the topic view: when the topics are fewer than the clusters
+        self.topics = topics
+        self.topic_labels: np.ndarray | None = None
+        self.topic_names: dict[int, str] = {-1: "noise"}
+        if topics is not None and "topic" in points:
+            n_topics = int((topics["topic"] >= 0).sum())
+            if 0 < n_topics < len(self.names) - 1:
+                self.topic_labels = points["topic"].to_numpy()
+                self.topic_names = self._names(topics, "topic")
 
     def row(self, i: int) -> str:
         """How row ``i`` is named on the page: its id when ids are given."""
         return _e(self.ids[i]) if self.ids is not None else str(i)
 
-    def _names(self) -> dict[int, str]:
+    @staticmethod
+    def _names(frame: Any, level: str) -> dict[int, str]:
+        """The names of a table's clusters (or topics), noise as ``"noise"``."""
         names = {-1: "noise"}
-        for record in self.summary.to_dict("records"):
-            cluster = int(record["cluster"])
-            if cluster >= 0:
-                names[cluster] = str(record.get("name") or f"cluster {cluster}")
+        for record in frame.to_dict("records"):
+            group = int(record[level])
+            if group >= 0:
+                names[group] = str(record.get("name") or f"{level} {group}")
         return names
 
     def colour(self, cluster: int) -> str:
@@ -129,39 +143,18 @@ class Page:
 
     # ----------------------------------------------------------------- map
     def figure(self) -> tuple[Any, list[list[int]]]:
+        """The map: a trace per cluster, then (hidden) one per topic, and the
+        names of each level at its groups' centres (the topics' hidden)."""
         import plotly.graph_objects as go
 
-        n = len(self.texts)
-        kind = go.Scattergl if n > _WEBGL_ABOVE else go.Scatter
-        size = 8 if n <= 1_000 else 5 if n <= 10_000 else 3
         x = self.points["x"].to_numpy(dtype=np.float32)
         y = self.points["y"].to_numpy(dtype=np.float32)
         fig = go.Figure()
-        members = []
-        for cluster in sorted(set(self.labels.tolist())):  # noise (-1) first
-            rows = np.flatnonzero(self.labels == cluster)
-            members.append(rows.tolist())
-            fig.add_trace(
-                kind(
-                    x=x[rows],
-                    y=y[rows],
-                    mode="markers",
-                    name=_e(f"{self.names[cluster]} ({rows.size:,})"),
-                    marker={
-                        "size": size,
-                        "color": self.colour(cluster),
-                        "opacity": 0.45 if cluster < 0 else 0.85,
-                    },
-                    hovertemplate="%{hovertext}<extra></extra>",
-                )
+        members = self._level(fig, x, y, self.labels, self.names, "cluster")
+        if self.topic_labels is not None:
+            members += self._level(
+                fig, x, y, self.topic_labels, self.topic_names, "topic"
             )
-        for cluster, (cx, cy) in self.centres(x, y).items():
-            fig.add_annotation(
-                x=float(cx), y=float(cy), text=_e(self.names[cluster]),
-                showarrow=False, font={"size": 11, "color": "#111"},
-                bgcolor="rgba(255,255,255,0.72)", borderpad=1,
-                name=f"cluster-{cluster}",
-            )  # fmt: skip
         fig.update_layout(
             template="plotly_white",
             height=620,
@@ -174,35 +167,117 @@ class Page:
         )
         return fig, members
 
-    def centres(self, x: np.ndarray, y: np.ndarray) -> dict[int, tuple[float, float]]:
-        """Where each of the largest clusters is named: its member nearest the
-        median of its members (on the cluster, even when it is curved)."""
+    def _level(
+        self,
+        fig: Any,
+        x: np.ndarray,
+        y: np.ndarray,
+        labels: np.ndarray,
+        names: dict[int, str],
+        level: str,
+    ) -> list[list[int]]:
+        """Add one level's traces (noise first) and names; its rows per trace."""
+        import plotly.graph_objects as go
+
+        n = len(self.texts)
+        kind = go.Scattergl if n > _WEBGL_ABOVE else go.Scatter
+        size = 8 if n <= 1_000 else 5 if n <= 10_000 else 3
+        shown = level == "cluster"  # the topics wait for the selector
+        members = []
+        for group in sorted(set(labels.tolist())):  # noise (-1) first
+            rows = np.flatnonzero(labels == group)
+            members.append(rows.tolist())
+            fig.add_trace(
+                kind(
+                    x=x[rows],
+                    y=y[rows],
+                    mode="markers",
+                    name=_e(f"{names[group]} ({rows.size:,})"),
+                    marker={
+                        "size": size,
+                        "color": self.colour(group),
+                        "opacity": 0.45 if group < 0 else 0.85,
+                    },
+                    hovertemplate="%{hovertext}<extra></extra>",
+                    visible=shown,
+                    meta=level,
+                )
+            )
+        places = self.centres(x, y, labels) if shown else self.topic_places(x, y)
+        for group, (cx, cy) in places.items():
+            fig.add_annotation(
+                x=float(cx), y=float(cy), text=_e(names[group]),
+                showarrow=False, font={"size": 11 if shown else 13, "color": "#111"},
+                bgcolor="rgba(255,255,255,0.72)", borderpad=1,
+                name=f"{level}-{group}", visible=shown,
+            )  # fmt: skip
+        return members
+
+    def centres(
+        self, x: np.ndarray, y: np.ndarray, labels: np.ndarray | None = None
+    ) -> dict[int, tuple[float, float]]:
+        """Where each of the largest clusters (or topics) is named: its member
+        nearest the median of its members (on it, even when it is curved)."""
+        labels = self.labels if labels is None else labels
         out = {}
-        clusters = sorted(c for c in set(self.labels.tolist()) if c >= 0)
-        for cluster in clusters[:_MAX_MAP_NAMES]:
-            rows = np.flatnonzero(self.labels == cluster)
+        groups = sorted(c for c in set(labels.tolist()) if c >= 0)
+        for group in groups[:_MAX_MAP_NAMES]:
+            rows = np.flatnonzero(labels == group)
             mx, my = np.median(x[rows]), np.median(y[rows])
             k = rows[np.argmin((x[rows] - mx) ** 2 + (y[rows] - my) ** 2)]
-            out[cluster] = (float(x[k]), float(y[k]))
+            out[group] = (float(x[k]), float(y[k]))
+        return out
+
+    def topic_places(self, x: np.ndarray, y: np.ndarray) -> dict[int, tuple]:
+        """Where each topic is named: as a cluster is, unless that name would
+        cover one placed before (a topic's clusters can lie apart, so medians
+        crowd the middle); then on its first cluster (largest first), else on
+        the first of its rows (nearest first, within the view) where it does
+        not."""
+        assert self.topic_labels is not None
+        view = [_view(v) or [float(v.min()), float(v.max())] for v in (x, y)]
+        spans = [max(high - low, 1e-9) for low, high in view]
+        unit = min(_PLOT_PX[0] / spans[0], _PLOT_PX[1] / spans[1])  # px per unit
+        height = _NAME_PX[1] / unit
+        placed: list[tuple[float, float, float]] = []  # x, y, half width
+        out = {}
+        for topic, spot in self.centres(x, y, self.topic_labels).items():
+            half = (len(self.topic_names[topic]) * _NAME_PX[0] + 10) / 2 / unit
+            mine = np.where(self.topic_labels == topic, self.labels, -1)
+            spots = [spot, *self.centres(x, y, mine).values()]  # clusters by size
+            rows = np.flatnonzero(mine >= 0)  # then its rows, nearest first
+            rows = rows[np.argsort(np.hypot(x[rows] - spot[0], y[rows] - spot[1]))]
+            step = max(rows.size // 24, 1)
+            spots += list(zip(x[rows][::step], y[rows][::step], strict=True))
+            free = [
+                (float(px), float(py))
+                for px, py in spots
+                if view[0][0] <= px <= view[0][1] and view[1][0] <= py <= view[1][1]
+                and all(abs(px - qx) >= half + q or abs(py - qy) >= height
+                        for qx, qy, q in placed)
+            ]  # fmt: skip
+            out[topic] = free[0] if free else spot
+            placed.append((*out[topic], half))
         return out
 
     # -------------------------------------------------------------- tables
     def cluster_table(self) -> str:
         rows = []
+        with_topics = self.topic_labels is not None and "topic" in self.summary
         for record in self.summary.to_dict("records"):
             cluster = int(record["cluster"])
-            keywords = ", ".join(record.get("keywords") or [])
-            reps = "".join(
-                f"<li>{_e(clean_text(t, 200))}</li>"
-                for t in list(record.get("representative_texts") or [])[:3]
-            )
+            topic = ""
+            if with_topics:
+                t = int(record["topic"])
+                topic = (
+                    f'<td><span class="dot" style="background:{self.colour(t)}">'
+                    f"</span>{_e(self.topic_names.get(t, 'noise'))}</td>"
+                )
             rows.append(
                 f'<tr class="pick" data-cluster="{cluster}">'
                 f'<td><span class="dot" style="background:{self.colour(cluster)}">'
                 f"</span>{cluster}</td><td>{_e(self.names.get(cluster, 'noise'))}</td>"
-                f'<td class="num">{int(record["size"]):,}</td>'
-                f'<td class="num">{100 * float(record["share"]):.1f}%</td>'
-                f"<td>{_e(keywords)}</td><td><ul>{reps}</ul></td></tr>"
+                f"{topic}{self._size_cells(record)}</tr>"
             )
         if not (self.labels >= 0).any():
             note = (
@@ -212,8 +287,56 @@ class Page:
             )
         else:
             note = ""
+        headers = ["cluster", "name"] + ["topic"] * with_topics
         return note + _table(
-            ["cluster", "name", "size", "share", "keywords", "representatives"], rows
+            headers + ["size", "share", "keywords", "representatives"], rows
+        )
+
+    def topic_table(self) -> str:
+        """The topics: name, the clusters each holds, size, keywords, texts."""
+        if self.topic_labels is None:
+            return ""
+        rows = []
+        for record in self.topics.to_dict("records"):
+            topic = int(record["topic"])
+            clusters = [int(c) for c in record["clusters"] if int(c) >= 0]
+            held = ", ".join(self.names[c] for c in clusters[:6])
+            if len(clusters) > 6:
+                held += f" and {len(clusters) - 6:,} more"
+            rows.append(
+                f'<tr class="pick" data-topic="{topic}">'
+                f'<td><span class="dot" style="background:{self.colour(topic)}">'
+                f"</span>{topic}</td><td>{_e(self.topic_names.get(topic, 'noise'))}"
+                f'</td><td class="num">{len(clusters):,}</td><td>{_e(held)}</td>'
+                f"{self._size_cells(record)}</tr>"
+            )
+        table = _table(
+            ["topic", "name", "clusters", "cluster names", "size", "share",
+             "keywords", "representatives"],
+            rows,
+        )  # fmt: skip
+        n_topics = len(self.topic_names) - 1
+        return (
+            '<section id="topics"><h2>Topics</h2><p class="note">The '
+            f"{len(self.names) - 1:,} clusters merged into {n_topics:,} topics "
+            "(<code>EmbeddingClusterer.topics</code>): each merge joins the two "
+            "groups whose union keeps the rows closest to their mean direction. "
+            "Show them on the map with the selector above it.</p>"
+            f'<div class="scroll">{table}</div></section>'
+        )
+
+    @staticmethod
+    def _size_cells(record: dict[str, Any]) -> str:
+        """Size, share, keywords and up to three representative texts."""
+        keywords = ", ".join(record.get("keywords") or [])
+        reps = "".join(
+            f"<li>{_e(clean_text(t, 200))}</li>"
+            for t in list(record.get("representative_texts") or [])[:3]
+        )
+        return (
+            f'<td class="num">{int(record["size"]):,}</td>'
+            f'<td class="num">{100 * float(record["share"]):.1f}%</td>'
+            f"<td>{_e(keywords)}</td><td><ul>{reps}</ul></td>"
         )
 
     def outlier_table(self, top: Any) -> str:
@@ -323,6 +446,16 @@ class Page:
             "names": {str(k): v for k, v in self.names.items()},
             "members": members,
         }
+        level = ""
+        if self.topic_labels is not None:
+            data["topics"] = self.topic_labels.tolist()
+            data["topicNames"] = {str(k): v for k, v in self.topic_names.items()}
+            level = (
+                '<label class="level">Colour and name the map by <select '
+                f'id="et-level"><option value="cluster">clusters ({n_clusters:,})'
+                f'</option><option value="topic">topics ({len(self.topic_names) - 1:,})'
+                "</option></select></label>"
+            )
         if self.groups is not None:
             data["groups"] = self.groups.tolist()
         if self.ids is not None:
@@ -330,6 +463,7 @@ class Page:
         stats = [
             (f"{n:,}", "rows"),
             (f"{n_clusters:,}", "clusters"),
+            *[(f"{len(self.topic_names) - 1:,}", "topics")] * bool(level),
             (f"{int((self.labels < 0).sum()):,}", "noise rows"),
             (f"{int(self.points['is_outlier'].sum()):,}", "flagged outliers"),
             (f"{int((self.dedupe.group_sizes_ > 1).sum()):,}", "near-copy groups"),
@@ -346,6 +480,9 @@ class Page:
             figure=pio.to_json(fig, validate=False, remove_uids=True),
             data=_script_json(data),
             clusters=self.cluster_table(),
+            topics=self.topic_table(),
+            topics_nav='<a href="#topics">Topics</a>' if level else "",
+            level=level,
             outliers=self.outlier_table(top),
             duplicates=self.duplicate_table(duplicates),
             diversity=self.diversity_table(),
@@ -387,6 +524,7 @@ border-radius:6px}#et-count{margin-left:10px;color:#555}
 #et-matches{max-height:260px;overflow:auto;margin-top:8px}
 #et-matches div{padding:3px 0;border-bottom:1px solid #f0f0f0;cursor:pointer}
 #et-matches small{color:#777;margin-right:8px}
+.level{margin-left:14px;color:#333}.level select{font-size:14px;padding:4px 6px}
 """
 
 _SCRIPT = r"""
@@ -413,27 +551,47 @@ _SCRIPT = r"""
   }
   function rowName(i) { return DATA.ids ? DATA.ids[i] : "row " + i; }
   function header(i) {
-    var h = rowName(i) + " · " + DATA.names[String(DATA.labels[i])];
+    var h = rowName(i) + " · ";
+    if (DATA.topics && DATA.labels[i] >= 0) {
+      h += DATA.topicNames[String(DATA.topics[i])] + " › ";
+    }
+    h += DATA.names[String(DATA.labels[i])];
     if (DATA.groups) h += " · " + DATA.groups[i];
     return "<b>" + esc(h) + "</b>";
   }
-  var where = {};  // row -> [trace, index in trace]
+  var where = {};  // row -> [[trace, index in trace], ...]: one per level
   DATA.members.forEach(function (rows, t) {
     FIG.data[t].customdata = rows;
     FIG.data[t].hovertext = rows.map(function (i) {
       return header(i) + "<br>" + wrap(DATA.texts[i], 72);
     });
-    rows.forEach(function (i, k) { where[i] = [t, k]; });
+    rows.forEach(function (i, k) { (where[i] = where[i] || []).push([t, k]); });
   });
   var config = {responsive: true, displaylogo: false, scrollZoom: true};
   var ready = Plotly.newPlot(gd, FIG.data, FIG.layout, config);
+
+  var level = document.getElementById("et-level");
+  if (level) {  // clusters or topics: their traces and names shown, the others hidden
+    level.addEventListener("change", function () {
+      var shown = level.value, names = {};
+      var visible = FIG.data.map(function (t) { return t.meta === shown; });
+      (FIG.layout.annotations || []).forEach(function (a, k) {
+        names["annotations[" + k + "].visible"] = a.name.split("-")[0] === shown;
+      });
+      ready = ready.then(function () {
+        return Plotly.update(gd, {visible: visible}, names);
+      }).then(function () { document.body.dataset.level = shown; });
+    });
+  }
 
   function highlight(rows) {
     var picked = DATA.members.map(function () { return []; });
     if (rows === null) {
       picked = DATA.members.map(function () { return null; });
     } else {
-      rows.forEach(function (i) { var w = where[i]; if (w) picked[w[0]].push(w[1]); });
+      rows.forEach(function (i) {
+        (where[i] || []).forEach(function (w) { picked[w[0]].push(w[1]); });
+      });
     }
     ready.then(function () {
       Plotly.restyle(gd, {selectedpoints: picked,
@@ -477,10 +635,13 @@ _SCRIPT = r"""
   document.querySelectorAll("tr.pick").forEach(function (tr) {
     tr.addEventListener("click", function () {
       var rows;
-      if (tr.dataset.cluster !== undefined) {
-        var c = Number(tr.dataset.cluster);
+      if (tr.dataset.cluster !== undefined || tr.dataset.topic !== undefined) {
+        var byTopic = tr.dataset.topic !== undefined;
+        var c = Number(byTopic ? tr.dataset.topic : tr.dataset.cluster);
         rows = [];
-        DATA.labels.forEach(function (l, i) { if (l === c) rows.push(i); });
+        (byTopic ? DATA.topics : DATA.labels).forEach(function (l, i) {
+          if (l === c) rows.push(i);
+        });
       } else {
         rows = tr.dataset.rows.split(",").map(Number);
       }
@@ -501,7 +662,7 @@ _TEMPLATE = """<!DOCTYPE html>
 <title>{title}</title><style>{style}</style>
 <script>{plotly}</script></head>
 <body><header><h1>{title}</h1><div class="cards">{cards}</div>
-<nav>{drift_nav}<a href="#map">Map</a><a href="#clusters">Clusters</a>
+<nav>{drift_nav}<a href="#map">Map</a>{topics_nav}<a href="#clusters">Clusters</a>
 <a href="#outliers">Outliers</a><a href="#duplicates">Near-duplicates</a>
 <a href="#diversity">Diversity</a></nav>
 </header><main>{drift}
@@ -511,8 +672,10 @@ cluster; hover for its text, click a legend entry to hide a cluster, double-clic
 show it alone. Click a row of any table below to light its points up.</p>
 <input id="et-filter" type="search" placeholder="Filter the texts…" autocomplete="off">
 <button id="et-reset" type="button">Show all</button><span id="et-count"></span>
+{level}
 <div id="et-matches"></div>
 <div id="et-map"></div></section>
+{topics}
 <section id="clusters"><h2>Clusters</h2><div class="scroll">{clusters}</div></section>
 <section id="outliers"><h2>Most unusual rows</h2><p class="note">Score: how unrelated a
 row is to its most similar rows (higher is more unusual); flagged rows are past the

@@ -10,6 +10,7 @@ from embedtasks.cli._args import (
     _cluster_flags,
     _common,
     _integer,
+    _or_auto,
     owned,
 )
 from embedtasks.cli._run import _cache_setting, _embed, _emit, _load, _note, _save
@@ -101,22 +102,49 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     namer = announcing(args)
     _, X = _embed(args, rows.texts)
     labels = clusterer.fit_predict(X)
-    summary = clusterer.summary(rows.texts, n_keywords=args.keywords, namer=namer)
     noise = int((labels == -1).sum())
     _note(args, f"{clusterer.n_clusters_} clusters, {noise:,} noise rows (-1)")
+    _check_topics(args.topics, clusterer.n_clusters_)
+    summary = clusterer.summary(
+        rows.texts, n_keywords=args.keywords, namer=namer, n_topics=args.topics
+    )
+    shown, first = summary, ["cluster", "name", "size", "share", "mean_probability"]
+    if args.topics is not None:
+        shown = clusterer.topics(
+            rows.texts, n_topics=args.topics, n_keywords=args.keywords, namer=namer
+        )
+        first = ["topic", "name", "size", "share", "clusters"]
+        n_topics = int((shown["topic"] >= 0).sum())
+        _note(
+            args,
+            f"{n_topics} topics merged from the {clusterer.n_clusters_} clusters "
+            "(-o and --summary-output: each one's 'topic')",
+        )
     _emit(
         args,
-        summary,
+        shown,
         text_columns=["keywords", "representative_texts"],
-        priority=["cluster", "name", "size", "share", "mean_probability"],
+        priority=first,
     )
     _save(args, summary, args.summary_output, "cluster summary")
     if args.output:
         out = frame.copy()
         out["cluster"] = rows.spread(labels, "Int64")
         out["probability"] = rows.spread(clusterer.probabilities_)
+        if args.topics is not None:
+            topics = clusterer.topic_labels(n_topics=args.topics)
+            out["topic"] = rows.spread(topics, "Int64")
         _save(args, out, args.output, "rows with 'cluster'")
     return 0
+
+
+def _check_topics(n_topics: Any, n_clusters: int) -> None:
+    """``--topics N`` within the clusters found (said in the flag's words)."""
+    if isinstance(n_topics, int) and n_topics > n_clusters:
+        raise CLIError(
+            f"--topics {n_topics} is more than the {n_clusters} clusters found: "
+            f"pass --topics auto, or a number up to {n_clusters}"
+        )
 
 
 def register(add: Any) -> None:
@@ -132,5 +160,26 @@ def register(add: Any) -> None:
         type=_integer(1),
         help="per cluster",
     )
+    topics_flag(p, "print the clusters merged into this many topics instead")
     p.add_argument("-o", "--output", help="write every row with 'cluster' here")
     p.add_argument("--summary-output", help="write the cluster summary here")
+
+
+def topics_flag(p: Any, what: str, *, default: Any = None) -> None:
+    """``--topics auto|N`` (``cluster``; ``report`` adds ``none``)."""
+    words = "auto|N|none" if default is not None else "auto|N"
+
+    def parse(value: str) -> Any:
+        if value == "none" and default is not None:
+            return None
+        return _or_auto(_integer(1))(value)
+
+    parse.__name__ = words
+    p.add_argument(
+        "--topics",
+        metavar=words,
+        type=parse,
+        default=default,
+        help=f"{what}; auto: the number read from the clusters' merge costs"
+        + (f" ({default})" if default is not None else ""),
+    )

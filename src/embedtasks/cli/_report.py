@@ -13,7 +13,7 @@ from embedtasks.cli._args import (
     duplicate_flag,
     owned,
 )
-from embedtasks.cli._cluster import _clusterer, announcing
+from embedtasks.cli._cluster import _clusterer, announcing, topics_flag
 from embedtasks.cli._run import _embed, _groups, _ids, _load, _note
 
 
@@ -50,6 +50,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         reference_X=reference_X,
         drift_test=DriftTest(random_state=args.random_state) if reference else None,
         namer=namer,
+        n_topics=args.topics,
     )
     path = page.save(args.output)
     _note(args, f"wrote {page!r} to '{path}'")
@@ -70,6 +71,12 @@ def register(add: Any) -> None:
     p.add_argument("-o", "--output", default="report.html", help="(report.html)")
     p.add_argument("--title", help="page title (the input file's name)")
     _cluster_flags(p)
+    topics_flag(
+        p,
+        "a selector shows the map by clusters or by this many topics (merged "
+        "clusters); none: clusters only",
+        default="auto",
+    )
     duplicate_flag(p)
     owned(
         p,

@@ -56,6 +56,7 @@ from embedtasks.cluster._reduce import (
 )
 from embedtasks.cluster._refine import SAME_ROW
 from embedtasks.cluster._settle import InputSpaceRules
+from embedtasks.cluster._topics import TopicsMixin
 
 __all__ = ["ClusterComparison", "EmbeddingClusterer"]
 
@@ -73,7 +74,7 @@ _MIN_LAYOUT_SAMPLES = 20
 _WARN_MIN_SAMPLES = 200
 
 
-class EmbeddingClusterer(ClusterMixin, BaseEstimator):
+class EmbeddingClusterer(TopicsMixin, ClusterMixin, BaseEstimator):
     """Cluster embeddings with HDBSCAN (noise = -1) or KMeans, after reduction.
 
     Rows are normalised to unit length, reduced to ``n_components`` dimensions and
@@ -553,7 +554,10 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
         return Z
 
     # -------------------------------------------------------------- summary
-    def summary(self, texts=None, *, n_keywords=8, stop_words="english", namer=None):
+    def summary(
+        self, texts=None, *, n_keywords=8, stop_words="english", namer=None,
+        n_topics=None,
+    ):  # fmt: skip
         """One row per cluster, plus a noise row: size, members, keywords, name.
 
         Parameters
@@ -576,6 +580,9 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
             name), ``keywords``, ``texts`` (the representative texts) and
             ``size``, and returns a name each. Needs ``texts``; the keyword
             name is then kept in a column ``keyword_name``.
+        n_topics : int, "auto" or None, default=None
+            Adds a column ``topic``: the topic of each cluster, as
+            :meth:`topics` merges them (noise: ``-1``).
 
         Returns
         -------
@@ -598,7 +605,7 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
             )
         if texts is not None:
             texts = self._check_texts(texts, "summary")
-        return summary_frame(
+        frame = summary_frame(
             self.labels_,
             self.probabilities_,
             self.representatives_,
@@ -608,6 +615,7 @@ class EmbeddingClusterer(ClusterMixin, BaseEstimator):
             n_noise_examples=self.n_representatives,
             namer=namer,
         )
+        return self._with_topics(frame, n_topics)
 
     def _check_texts(self, texts, method):
         texts = check_texts(texts, estimator_name=f"EmbeddingClusterer.{method}")
