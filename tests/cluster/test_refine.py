@@ -66,7 +66,7 @@ def test_rows_a_layout_put_in_the_wrong_cluster_go_home():
     start = y.copy()
     wrong = np.arange(0, y.size, 10)  # 10% of the rows in the next cluster
     start[wrong] = (y[wrong] + 1) % 3
-    refinement = Refinement(X, start, _neighbours(X))
+    refinement = Refinement(X, start, _neighbours(X), int(start.max()) + 1)
     np.testing.assert_array_equal(refinement.labels, y)
     assert refinement.n_clusters == 3
 
@@ -80,7 +80,7 @@ def test_far_noise_stays_noise_and_near_noise_joins():
     centre = l2_normalize(X[:40].sum(axis=0, keepdims=True))[0]
     inner = np.argsort(-(X[:40] @ centre))[:3]
     start[inner] = -1  # three central rows of cluster 0 left as noise
-    refinement = Refinement(X, start, _neighbours(X))
+    refinement = Refinement(X, start, _neighbours(X), int(start.max()) + 1)
     assert (refinement.labels[inner] == 0).all()  # as close as 0's members
     assert (refinement.labels[-4:] == -1).all()  # neighbours in clusters, far
 
@@ -98,7 +98,7 @@ def test_the_weight_follows_the_similarity_scale_of_the_data():
     start[::10] = (y[::10] + 1) % 3
     weights = []
     for rows in (X, squeezed):
-        refinement = Refinement(rows, start, _neighbours(rows))
+        refinement = Refinement(rows, start, _neighbours(rows), 3)
         P = rows @ refinement.centres.T
         top = np.sort(P, axis=1)[:, -2:]
         margin = np.median(top[:, 1] - top[:, 0])
@@ -112,7 +112,7 @@ def test_a_cluster_left_empty_is_dropped_and_ids_stay_compact():
     X, y = _blobs(per=60)
     start = y.copy()
     start[:2] = 3  # a tiny cluster 3 inside cluster 0
-    refinement = Refinement(X, start, _neighbours(X))
+    refinement = Refinement(X, start, _neighbours(X), int(start.max()) + 1)
     assert refinement.n_clusters == 3
     assert refinement.compact.tolist() == [0, 1, 2, -1]
     assert set(refinement.labels.tolist()) == {0, 1, 2}
@@ -120,7 +120,7 @@ def test_a_cluster_left_empty_is_dropped_and_ids_stay_compact():
 
 def test_assign_gives_new_rows_the_same_rule_and_copies_their_label():
     X, y = _blobs()
-    refinement = Refinement(X, y, _neighbours(X))
+    refinement = Refinement(X, y, _neighbours(X), 3)
     nearest = top_k(X, X, 10)
     again = refinement.assign(X, y, nearest.indices, nearest.scores[:, 0])
     np.testing.assert_array_equal(again, refinement.labels)
@@ -129,3 +129,39 @@ def test_assign_gives_new_rows_the_same_rule_and_copies_their_label():
     nearest = top_k(near, X, 10)
     moved = refinement.assign(near, y, nearest.indices, nearest.scores[:, 0])
     assert (moved == refinement.labels).mean() > 0.95
+
+
+def test_a_cluster_without_reference_rows_keeps_its_placed_rows():
+    # HDBSCAN runs on every row, placed ones too: a clump of placed rows can be
+    # a cluster with no reference row. Its rows keep it; no row moves into it.
+    X, y = _blobs()
+    refinement = Refinement(X, y, _neighbours(X), n_clusters=4)
+    assert refinement.n_clusters == 4 and refinement.absent.tolist() == [0, 0, 0, 1]
+    rng = np.random.default_rng(2)
+    placed = l2_normalize(rng.normal(size=(5, X.shape[1])).astype(np.float32))
+    rows = np.vstack([placed, X[:3]])
+    start = np.array([3] * 5 + [0] * 3)
+    nearest = top_k(rows, X, 10)
+    labels = refinement.assign(rows, start, nearest.indices, nearest.scores[:, 0])
+    assert labels.tolist() == [3] * 5 + [0] * 3
+    # and a reference row never moves into it
+    assert 3 not in refinement.labels
+
+
+@pytest.mark.parametrize("n", [2, 3, 4])
+def test_a_handful_of_rows_fits_and_predicts(n):
+    X, _ = _blobs(n=1, per=n)
+    X = np.repeat(X, 2, axis=0)  # duplicates too
+    model = EmbeddingClusterer(cache_dir=None, random_state=0, min_cluster_size=2)
+    labels = model.fit(X).labels_
+    clustered = labels >= 0  # HDBSCAN may leave one of two equal rows out
+    np.testing.assert_array_equal(model.predict(X)[clustered], labels[clustered])
+
+
+def test_a_layout_sample_of_fewer_than_20_rows_still_labels_every_row():
+    X, _ = _blobs(n=6, per=120, dim=16, spread=0.3)
+    model = EmbeddingClusterer(
+        cache_dir=None, random_state=0, reduction_max_samples=15
+    ).fit(X)
+    clustered = model.labels_ >= 0
+    assert (model.predict(X)[clustered] == model.labels_[clustered]).all()

@@ -51,8 +51,8 @@ from embedtasks.cluster._names import (
 from embedtasks.cluster._reduce import (
     ReductionCache,
     fit_layouts,
+    neighbour_lists,
     pca_map,
-    reference_neighbours,
 )
 from embedtasks.cluster._refine import SAME_ROW
 from embedtasks.cluster._settle import InputSpaceRules
@@ -408,7 +408,8 @@ class EmbeddingClusterer(TopicsMixin, ClusterMixin, BaseEstimator):
             Z = np.ascontiguousarray(self.reducer_.fit_transform(X), np.float32)
         if small:
             self.map_ = pca_map(X, seed)
-            self._neighbours, self._nearest = reference_neighbours(X, self.n_neighbors)
+            lists = neighbour_lists(X, sample, self.n_neighbors)
+            self._neighbours, self._nearest = lists
             return Z
         umap = reduce and self.reduction_ is None
         layouts = fit_layouts(
@@ -519,8 +520,15 @@ class EmbeddingClusterer(TopicsMixin, ClusterMixin, BaseEstimator):
             return self._relabel[labels], np.ones(labels.size)
         if self.n_clusters_ == 0:
             return np.full(X.shape[0], -1, dtype=np.intp), np.zeros(X.shape[0])
-        Z64 = Z.astype(np.float64)
-        labels, strengths = hdbscan.approximate_predict(self.hdbscan_, Z64)
+        if self.embedding_.shape[0] < 2 * self.hdbscan_.min_samples:
+            # too few fitted rows for hdbscan's neighbour query: the nearest
+            # fitted row's cluster (all rows are reference rows at this size)
+            nearest = top_k(X, self._X_ref, 1).indices[:, 0]
+            labels = self.hdbscan_.labels_[nearest]
+            strengths = self.hdbscan_.probabilities_[nearest]
+        else:
+            Z64 = Z.astype(np.float64)
+            labels, strengths = hdbscan.approximate_predict(self.hdbscan_, Z64)
         labels = np.asarray(labels, dtype=np.intp)
         strengths = np.asarray(strengths, dtype=np.float64)
         if self._rules is not None:

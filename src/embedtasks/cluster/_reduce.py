@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from embedtasks._cachedir import CLUSTER_DIRNAME
-from embedtasks._kernel import place_from_neighbours, top_k
+from embedtasks._kernel import TopK, place_from_neighbours, top_k
 from embedtasks.cluster._layout import umap_layout
 
 #: Bumped whenever a change would give a different layout for the same key
@@ -145,10 +145,7 @@ class ReductionCache:
 class Layouts(NamedTuple):
     """The clustered space (None when not asked for) and the 2-D map, float32.
 
-    ``neighbours``: each row's most similar reference rows (indices into the
-    sample; a reference row's own index left out), the graph's for the
-    reference rows and the placement's for the others; ``nearest``: the
-    similarity of the first (1 for a row equal to a reference row).
+    ``neighbours`` and ``nearest``: see :func:`neighbour_lists`.
     """
 
     Z: npt.NDArray[np.float32] | None
@@ -157,12 +154,42 @@ class Layouts(NamedTuple):
     nearest: npt.NDArray[np.float32]
 
 
-def reference_neighbours(
-    X: npt.NDArray[np.float32], n_neighbors: int
+def neighbour_lists(
+    X: npt.NDArray[np.float32],
+    sample: npt.NDArray[np.intp] | None,
+    n_neighbors: int,
+    graph: tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]] | None = None,
+    placed: TopK | None = None,
 ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.float32]]:
-    """:attr:`Layouts.neighbours` and ``nearest`` when no layout is computed."""
-    indices, distances = knn_graph(X, min(n_neighbors, X.shape[0] - 1))
-    return indices[:, 1:], 1.0 - distances[:, 1]
+    """Each row's most similar reference rows (``X[sample]``, all when None).
+
+    Returns ``neighbours`` (n, m): indices into the reference rows, the
+    graph's ``m = k - 1`` for a reference row (itself left out), the
+    nearest ``m`` for any other row; and ``nearest`` (n,): the similarity of
+    the first (for another row, 1 when it equals a reference row). ``graph``
+    (:func:`knn_graph` of the reference rows) and ``placed`` (``top_k`` of
+    the other rows) are reused when given. Fewer than 3 reference rows: no
+    neighbours (m = 0).
+    """
+    n = X.shape[0]
+    X_ref = X if sample is None else X[sample]
+    k = min(n_neighbors, X_ref.shape[0] - 1)
+    if k < 2:
+        return np.empty((n, 0), dtype=np.int32), np.ones(n, dtype=np.float32)
+    indices, distances = knn_graph(X_ref, k) if graph is None else graph
+    neighbours = np.ascontiguousarray(indices[:, 1:], dtype=np.int32)
+    nearest = (1.0 - distances[:, 1]).astype(np.float32)
+    if sample is None:
+        return neighbours, nearest
+    rest = np.ones(n, dtype=bool)
+    rest[sample] = False
+    if placed is None:
+        placed = top_k(X[rest], X_ref, k - 1)
+    lists = np.empty((n, k - 1), dtype=np.int32)
+    lists[sample], lists[rest] = neighbours, placed.indices[:, : k - 1]
+    near = np.ones(n, dtype=np.float32)
+    near[sample], near[rest] = nearest, placed.scores[:, 0]
+    return lists, near
 
 
 def pca_map(X: npt.NDArray[Any], seed: int) -> npt.NDArray[np.float32]:
@@ -206,7 +233,12 @@ def fit_layouts(
     found = cache.get(key)
     n = X.shape[0]
     width = n_components or 0
-    if found is not None and found["map"].shape == (n, 2) and "nearest" in found:
+    if (
+        found is not None
+        and found["map"].shape == (n, 2)
+        and found.get("nearest", np.empty(0)).shape == (n,)
+        and found.get("neighbours", np.empty(0)).shape[:1] == (n,)
+    ):
         if width == 0 or found.get("Z", np.empty(0)).shape == (n, width):
             return Layouts(
                 found.get("Z") if width else None,
@@ -241,8 +273,7 @@ def fit_layouts(
         )  # fmt: skip
     )
     both = np.hstack(refs)
-    neighbours = graph[0][:, 1:]
-    nearest = 1.0 - graph[1][:, 1]
+    found_nn = None
     if sample is not None:
         placed = np.empty((n, both.shape[1]), dtype=np.float32)
         placed[sample] = both
@@ -251,13 +282,7 @@ def fit_layouts(
         found_nn = top_k(X[rest], X_ref, min(n_neighbors, X_ref.shape[0]))
         placed[rest] = place_from_neighbours(found_nn, both)
         both = placed
-        lists = np.empty((n, neighbours.shape[1]), dtype=np.int32)
-        lists[sample] = neighbours
-        lists[rest] = found_nn.indices[:, : neighbours.shape[1]]
-        neighbours = lists
-        nearest = np.ones(n, dtype=np.float32)
-        nearest[sample] = 1.0 - graph[1][:, 1]
-        nearest[rest] = found_nn.scores[:, 0]
+    neighbours, nearest = neighbour_lists(X, sample, n_neighbors, graph, found_nn)
     both = np.ascontiguousarray(both, dtype=np.float32)
     layouts = Layouts(
         np.ascontiguousarray(both[:, :width]) if width else None,

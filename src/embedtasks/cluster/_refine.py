@@ -55,6 +55,8 @@ NOISE_SHARE = 1.0 / 3.0
 #: Stop when at most this share of the rows moved in one round.
 _SETTLED = 1e-3
 _MAX_ROUNDS = 30
+#: Rows labelled at once by :meth:`Refinement.assign`.
+_BLOCK = 8192
 #: A row this close (1 - cosine) to a reference row takes its label (and, in
 #: the estimator, its place in the layout).
 SAME_ROW = 1e-6
@@ -73,25 +75,34 @@ class Refinement:
         Their clusters after HDBSCAN and ``max_noise`` (``-1``: noise).
     neighbours : ndarray of int of shape (n_reference, m)
         Each reference row's ``m`` most similar other reference rows.
+    n_clusters : int
+        HDBSCAN's clusters over all rows. A cluster with no reference row
+        (rows placed in the layout can form one) takes no part: its rows
+        keep it (:meth:`assign`).
 
     Attributes
     ----------
     labels : ndarray of int
         The reference rows' final clusters, ``-1`` for noise; a cluster left
         with no row is dropped (the others keep their order).
-    compact : ndarray of int of shape (n_start_clusters,)
+    compact : ndarray of int of shape (n_clusters,)
         The final id of each starting cluster (``-1``: it was dropped).
     assigned : ndarray of int
         Every reference row's cluster (starting ids) before noise is kept:
         what the neighbours of a new row vote with.
-    centres : ndarray of shape (n_start_clusters, n_features)
+    centres : ndarray of shape (n_clusters, n_features)
         Unit mean direction of each cluster's assigned rows.
-    bars : ndarray of shape (n_start_clusters,)
+    open : ndarray of bool of shape (n_clusters,)
+        The clusters a row can move to (those with a final reference row).
+    absent : ndarray of bool of shape (n_clusters,)
+        The clusters with no reference row: their rows keep them.
+    bars : ndarray of shape (n_clusters,)
         The lowest centre similarity of a row that was clustered from the
         start: a noise row below it stays noise.
     weight : float
         The neighbour share's weight (similarity units).
     n_clusters : int
+        Clusters after the refinement.
     """
 
     def __init__(
@@ -99,18 +110,21 @@ class Refinement:
         X: npt.NDArray[np.float32],
         start: Labels,
         neighbours: npt.NDArray[np.integer],
+        n_clusters: int,
     ) -> None:
-        k = int(start.max()) + 1
+        k = n_clusters
         self.neighbours_per_row = neighbours.shape[1]
         clustered = start >= 0
+        self.open = np.bincount(start[clustered], minlength=k) > 0
+        self.absent = ~self.open
         centres = group_mean_direction(X[clustered], start[clustered], k)
-        P = similarity(X, centres)
+        P = self._similarity(X, centres)
         labels = start.copy()
         labels[~clustered] = P[~clustered].argmax(axis=1)
-        self.weight = WEIGHT_IN_MARGINS * _median_margin(P)
+        self.weight = WEIGHT_IN_MARGINS * _median_margin(P[:, self.open])
         for _ in range(_MAX_ROUNDS):
             self.centres = group_mean_direction(X, labels, k)
-            P = similarity(X, self.centres)
+            P = self._similarity(X, self.centres)
             moved = self._decide(P, _shares(labels[neighbours], k))
             changed = int((moved != labels).sum())
             labels = moved
@@ -119,15 +133,23 @@ class Refinement:
         self.centres = group_mean_direction(X, labels, k)
         self.assigned = labels
         own = similarity(X, self.centres)[np.arange(labels.size), labels]
-        self.bars = np.full(k, np.inf)
+        self.bars = np.full(k, np.inf)  # no row joins a cluster without one
         np.minimum.at(self.bars, labels[clustered], own[clustered])
-        self.bars[~np.isfinite(self.bars)] = -np.inf  # no row kept from the start
         final = self._keep_noise(start, labels, own, labels[neighbours])
-        kept = np.flatnonzero(np.bincount(final[final >= 0], minlength=k))
+        self.open = np.bincount(final[final >= 0], minlength=k) > 0
+        kept = np.flatnonzero(self.open | self.absent)
         self.compact = np.full(k, -1, dtype=np.intp)
         self.compact[kept] = np.arange(kept.size)
         self.n_clusters = int(kept.size)
         self.labels = np.where(final >= 0, self.compact[np.maximum(final, 0)], -1)
+
+    def _similarity(
+        self, X: npt.NDArray[np.float32], centres: npt.NDArray[np.float32]
+    ) -> npt.NDArray[np.float32]:
+        """Similarity to the centres; ``-inf`` for a cluster a row cannot join."""
+        P = similarity(X, centres)
+        P[:, ~self.open] = -np.inf
+        return P
 
     def _decide(
         self, P: npt.NDArray[np.float32], shares: npt.NDArray[np.float64]
@@ -156,18 +178,36 @@ class Refinement:
     ) -> Labels:
         """Label rows outside the reference set by the same rule (final ids).
 
-        ``start``: their clusters after HDBSCAN and ``max_noise`` (only
-        ``-1`` matters); ``neighbours``: their ``m`` most similar reference
-        rows; ``nearest``: the similarity of the first. A row equal to a
-        reference row takes that row's label.
+        ``start``: their clusters after HDBSCAN and ``max_noise``: ``-1``
+        (noise) and the clusters with no reference row matter; ``neighbours``:
+        their ``m`` most similar reference rows; ``nearest``: the similarity
+        of the first. A row equal to a reference row takes that row's label.
+        Rows are labelled in blocks (memory: rows x clusters per block).
         """
+        out = np.empty(start.size, dtype=np.intp)
+        for r0 in range(0, start.size, _BLOCK):
+            r1 = min(r0 + _BLOCK, start.size)
+            out[r0:r1] = self._assign_block(
+                X[r0:r1], start[r0:r1], neighbours[r0:r1], nearest[r0:r1]
+            )
+        return out
+
+    def _assign_block(
+        self,
+        X: npt.NDArray[np.float32],
+        start: Labels,
+        neighbours: npt.NDArray[np.integer],
+        nearest: npt.NDArray[np.floating],
+    ) -> Labels:
         neighbours = neighbours[:, : self.neighbours_per_row]
         around = self.assigned[neighbours]
         k = self.centres.shape[0]
-        P = similarity(X, self.centres)
+        P = self._similarity(X, self.centres)
         labels = self._decide(P, _shares(around, k))
         own = P[np.arange(labels.size), labels]
         final = self._keep_noise(start, labels, own, around)
+        placed_only = (start >= 0) & self.absent[np.maximum(start, 0)]
+        final[placed_only] = start[placed_only]  # a cluster of placed rows only
         out = np.where(final >= 0, self.compact[np.maximum(final, 0)], -1)
         same = np.asarray(nearest) >= 1.0 - SAME_ROW
         out[same] = self.labels[neighbours[same, 0]]

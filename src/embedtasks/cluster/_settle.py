@@ -45,7 +45,7 @@ class InputSpaceRules:
         of 7 rows lost rows to the large ones: 300 Brown rows, the largest
         cluster went from 16% to 26%).
 
-    Below ``SMALL_CORPUS`` rows there is no refinement: clusters of a handful
+    Below ``SMALL_CORPUS`` reference rows there is no refinement: clusters of a handful
     of rows give uncertain centres, and the broadest one's centre, close to
     every row, still drew rows in (300 Brown rows: the largest cluster from 16%
     to 21% of the rows; V-measure 0.640 -> 0.651, 0.676 -> 0.680).
@@ -104,11 +104,16 @@ class InputSpaceRules:
     ) -> tuple[Labels, Strengths, int]:
         n_found = int(labels.max()) + 1
         neighbours = reference._neighbours[:, : max(1, self.smallest - 1)]
-        if n_found == 0 or neighbours.shape[1] == 0 or labels.size < SMALL_CORPUS:
-            return labels, probabilities, n_found
         sample = reference._sample
         ref = slice(None) if sample is None else sample
-        refinement = Refinement(reference._X_ref, labels[ref], neighbours[ref])
+        start = labels[ref]
+        if (
+            neighbours.shape[1] == 0
+            or start.size < SMALL_CORPUS  # the rows the refinement runs on
+            or not (start >= 0).any()
+        ):
+            return labels, probabilities, n_found
+        refinement = Refinement(reference._X_ref, start, neighbours[ref], n_found)
         final = np.empty_like(labels)
         final[ref] = refinement.labels
         if sample is not None:
