@@ -606,13 +606,7 @@ class EmbeddingClusterer(TopicsMixin, ClusterMixin, BaseEstimator):
             noise rows, its keywords empty).
         """
         check_is_fitted(self)
-        if namer is not None and texts is None:
-            raise ValueError(
-                "EmbeddingClusterer.summary: a namer needs the texts; pass "
-                "summary(texts, namer=...)."
-            )
-        if texts is not None:
-            texts = self._check_texts(texts, "summary")
+        texts = self._check_texts(texts, "summary", namer)
         frame = summary_frame(
             self.labels_,
             self.probabilities_,
@@ -625,7 +619,15 @@ class EmbeddingClusterer(TopicsMixin, ClusterMixin, BaseEstimator):
         )
         return self._with_topics(frame, n_topics)
 
-    def _check_texts(self, texts, method):
+    def _check_texts(self, texts, method, namer=None):
+        """The training rows' texts, checked (None stays None without a namer)."""
+        if texts is None:
+            if namer is not None:
+                raise ValueError(
+                    f"EmbeddingClusterer.{method}: a namer needs the texts; pass "
+                    f"{method}(texts, namer=...)."
+                )
+            return None
         texts = check_texts(texts, estimator_name=f"EmbeddingClusterer.{method}")
         if len(texts) != self.labels_.size:
             raise ValueError(

@@ -286,13 +286,7 @@ class TopicsMixin:
         [0, 0, 1, 1]
         """
         check_is_fitted(self)
-        if namer is not None and texts is None:
-            raise ValueError(
-                "EmbeddingClusterer.topics: a namer needs the texts; pass "
-                "topics(texts, namer=...)."
-            )
-        if texts is not None:
-            texts = self._check_texts(texts, "topics")  # type: ignore[attr-defined]
+        texts = self._check_texts(texts, "topics", namer)  # type: ignore[attr-defined]
         of_cluster = self._cluster_topics(n_topics, "topics")
         return topics_frame(
             self.labels_,  # type: ignore[attr-defined]
