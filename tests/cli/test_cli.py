@@ -923,7 +923,8 @@ def test_cluster_topics_auto_and_bad_numbers(server, tmp_path, capsys):
     assert 2 <= len(stdout.splitlines()) <= 4  # between sqrt(6) / 2 and 2 sqrt(6)
     code, _, err = run_main("cluster", src, *flags, "--topics", "9", capsys=capsys)
     assert code == 2
-    assert "--topics 9 is more than the 6 clusters found: pass --topics auto" in err
+    assert "--topics 9:" in err and "merge the 6 fitted clusters" in err
+    assert "pass 1 <= n_topics <= 6" in err
     for bad, said in [("0", "must be >= 1, got 0"), ("two", "got 'two'")]:
         code, _, err = run_main("cluster", src, *flags, "--topics", bad, capsys=capsys)
         assert code == 2 and "--topics" in err and said in err

@@ -104,10 +104,14 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     labels = clusterer.fit_predict(X)
     noise = int((labels == -1).sum())
     _note(args, f"{clusterer.n_clusters_} clusters, {noise:,} noise rows (-1)")
-    _check_topics(args.topics, clusterer.n_clusters_)
-    summary = clusterer.summary(
-        rows.texts, n_keywords=args.keywords, namer=namer, n_topics=args.topics
-    )
+    from embedtasks._validation import InvalidParameterError  # sklearn: lazily
+
+    try:  # the estimator checks n_topics; said here in the flag's words
+        summary = clusterer.summary(
+            rows.texts, n_keywords=args.keywords, namer=namer, n_topics=args.topics
+        )
+    except InvalidParameterError as exc:
+        raise CLIError(f"--topics {args.topics}: {exc}") from None
     shown, first = summary, ["cluster", "name", "size", "share", "mean_probability"]
     if args.topics is not None:
         shown = clusterer.topics(
@@ -136,15 +140,6 @@ def cmd_cluster(args: argparse.Namespace) -> int:
             out["topic"] = rows.spread(topics, "Int64")
         _save(args, out, args.output, "rows with 'cluster'")
     return 0
-
-
-def _check_topics(n_topics: Any, n_clusters: int) -> None:
-    """``--topics N`` within the clusters found (said in the flag's words)."""
-    if isinstance(n_topics, int) and n_topics > n_clusters:
-        raise CLIError(
-            f"--topics {n_topics} is more than the {n_clusters} clusters found: "
-            f"pass --topics auto, or a number up to {n_clusters}"
-        )
 
 
 def register(add: Any) -> None:

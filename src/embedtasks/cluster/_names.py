@@ -58,16 +58,7 @@ def summary_frame(
     names = topic_names(n_found, keywords)
     keyword_names = list(names)
     if namer is not None and texts is not None and keywords is not None:
-        clusters = [
-            {
-                "name": names[c],
-                "keywords": keywords[c],
-                "texts": [texts[i] for i in rows[c]],
-                "size": int(sizes[c]),
-            }
-            for c in range(n_found)
-        ]
-        names = [str(name) for name in namer.name(clusters)]
+        names = names_from(namer, names, keywords, texts, rows, sizes)
     frame = pd.DataFrame(
         {
             "cluster": cluster_ids,
@@ -85,6 +76,31 @@ def summary_frame(
     if namer is not None:
         frame["keyword_name"] = keyword_names + ["noise"] * has_noise
     return frame
+
+
+def names_from(
+    namer: Any,
+    names: list[str],
+    keywords: list[list[str]],
+    texts: list[str],
+    rows: list[list[int]],
+    sizes: npt.NDArray[np.integer],
+) -> list[str]:
+    """A namer's names for groups (clusters or topics), largest first.
+
+    It gets one dict per group: ``name`` (the keyword name), ``keywords``,
+    ``texts`` (the representative rows' texts) and ``size``.
+    """
+    groups = [
+        {
+            "name": names[g],
+            "keywords": keywords[g],
+            "texts": [texts[i] for i in rows[g]],
+            "size": int(sizes[g]),
+        }
+        for g in range(len(names))
+    ]
+    return [str(name) for name in namer.name(groups)]
 
 
 @dataclass(frozen=True)

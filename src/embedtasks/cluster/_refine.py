@@ -185,32 +185,21 @@ class Refinement:
         Rows are labelled in blocks (memory: rows x clusters per block).
         """
         out = np.empty(start.size, dtype=np.intp)
-        for r0 in range(0, start.size, _BLOCK):
-            r1 = min(r0 + _BLOCK, start.size)
-            out[r0:r1] = self._assign_block(
-                X[r0:r1], start[r0:r1], neighbours[r0:r1], nearest[r0:r1]
-            )
-        return out
-
-    def _assign_block(
-        self,
-        X: npt.NDArray[np.float32],
-        start: Labels,
-        neighbours: npt.NDArray[np.integer],
-        nearest: npt.NDArray[np.floating],
-    ) -> Labels:
-        neighbours = neighbours[:, : self.neighbours_per_row]
-        around = self.assigned[neighbours]
         k = self.centres.shape[0]
-        P = self._similarity(X, self.centres)
-        labels = self._decide(P, _shares(around, k))
-        own = P[np.arange(labels.size), labels]
-        final = self._keep_noise(start, labels, own, around)
-        placed_only = (start >= 0) & self.absent[np.maximum(start, 0)]
-        final[placed_only] = start[placed_only]  # a cluster of placed rows only
-        out = np.where(final >= 0, self.compact[np.maximum(final, 0)], -1)
-        same = np.asarray(nearest) >= 1.0 - SAME_ROW
-        out[same] = self.labels[neighbours[same, 0]]
+        for r0 in range(0, start.size, _BLOCK):
+            block = slice(r0, min(r0 + _BLOCK, start.size))
+            near = neighbours[block, : self.neighbours_per_row]
+            around = self.assigned[near]
+            P = self._similarity(X[block], self.centres)
+            labels = self._decide(P, _shares(around, k))
+            own = P[np.arange(labels.size), labels]
+            final = self._keep_noise(start[block], labels, own, around)
+            placed_only = (start[block] >= 0) & self.absent[np.maximum(start[block], 0)]
+            final[placed_only] = start[block][placed_only]  # no reference row
+            final = np.where(final >= 0, self.compact[np.maximum(final, 0)], -1)
+            same = np.asarray(nearest[block]) >= 1.0 - SAME_ROW
+            final[same] = self.labels[near[same, 0]]  # a reference row's copy
+            out[block] = final
         return out
 
 

@@ -35,6 +35,7 @@ import numpy.typing as npt
 from embedtasks._kernel import similarity
 from embedtasks._keywords import ctfidf_keywords, topic_names
 from embedtasks._validation import InvalidParameterError, check_is_fitted
+from embedtasks.cluster._names import names_from
 
 __all__ = ["MergeTree", "TopicsMixin", "auto_n_topics", "cut_tree", "merge_tree"]
 
@@ -388,16 +389,7 @@ def topics_frame(
         for t, name in enumerate(topic_names(n_topics, keywords))
     ]
     if namer is not None and texts is not None and keywords is not None:
-        asked = [
-            {
-                "name": names[t],
-                "keywords": keywords[t],
-                "texts": [texts[i] for i in rows[t]],
-                "size": int(sizes[t]),
-            }
-            for t in range(n_topics)
-        ]
-        names = [str(name) for name in namer.name(asked)]
+        names = names_from(namer, names, keywords, texts, rows, sizes)
     frame = pd.DataFrame(
         {
             "topic": ids,
